@@ -1,0 +1,371 @@
+//! The router's config file (`router.toml`), parsed strictly and resolved
+//! fully before anything runs.
+//!
+//! ```toml
+//! [defaults]
+//! timeout_ms = 1000      # per-call deadline
+//! memory_mib = 64        # per-call linear memory cap
+//!
+//! [[plugin]]
+//! name = "payment"
+//! wasm = "../../plugins/target/wasm32-wasip2/release/payment.wasm"
+//! fixtures = "fixtures"                  # files for `switchyard test`
+//! subscribe.types = ["booking.booking.created"]
+//! subscribe.topics = []
+//! emits = ["payment.payment.*"]          # what it may emit; the rest is dead-lettered
+//! key_field = "payment_id"               # key for emits that name none
+//! # envelope = "snake"                   # default: the cause's style
+//! [plugin.topics]                        # type -> topic; default topic = type
+//! "payment.payment.succeeded" = "payment.payment.succeeded"
+//! [plugin.config]                        # handed to the plugin as JSON
+//! decline_over = 10000
+//! ```
+//!
+//! Every error names the file, the line when there is one, and what to fix.
+
+use crate::engine::Limits;
+use crate::envelope::EnvelopeKind;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A config problem, as one line naming the file and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{line}: {message}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file at fault.
+    pub path: String,
+    /// The line at fault, when known.
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    max_hops: Option<u32>,
+    #[serde(default, rename = "plugin")]
+    plugins: Vec<RawPlugin>,
+}
+
+/// Defaults that apply to every plugin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout_ms: Option<u64>,
+    memory_mib: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscribe {
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: String,
+    wasm: PathBuf,
+    #[serde(default)]
+    fixtures: Option<PathBuf>,
+    #[serde(default)]
+    subscribe: RawSubscribe,
+    #[serde(default)]
+    emits: Vec<String>,
+    #[serde(default)]
+    topics: BTreeMap<String, String>,
+    #[serde(default)]
+    key_field: Option<String>,
+    #[serde(default)]
+    envelope: Option<EnvelopeKind>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    memory_mib: Option<u64>,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+/// A fully resolved router config.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Emits of an event that already went through this many routing hops
+    /// are refused, which stops plugin loops.
+    pub max_hops: u32,
+    /// The plugins, in file order.
+    pub plugins: Vec<PluginSpec>,
+}
+
+/// One plugin's resolved settings.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Its unique name; also its state namespace.
+    pub name: String,
+    /// The component file (resolved against the config's folder).
+    pub wasm: PathBuf,
+    /// Its fixture folder or file, if it ships any.
+    pub fixtures: Option<PathBuf>,
+    /// The event types it subscribes to (globs).
+    pub types: Matcher,
+    /// The topics it subscribes to (globs).
+    pub topics: Matcher,
+    /// The event types it may emit (globs).
+    pub emits: Matcher,
+    /// Topic for each emitted type; unmapped types go to the topic named like the type.
+    pub topic_map: BTreeMap<String, String>,
+    /// The data field whose value keys emits that carry no key of their own.
+    pub key_field: Option<String>,
+    /// The envelope style for its emits; `None` means the cause's style.
+    pub envelope: Option<EnvelopeKind>,
+    /// The `source` its emits carry.
+    pub source: String,
+    /// Its per-call limits.
+    pub limits: Limits,
+    /// Its config, handed to the plugin as JSON.
+    pub config: Arc<Map<String, Value>>,
+}
+
+impl PluginSpec {
+    /// Whether this plugin subscribed to an event of type `ty` read from `topic`.
+    pub fn subscribes(&self, ty: &str, topic: &str) -> bool {
+        self.types.matches(ty) || self.topics.matches(topic)
+    }
+
+    /// The topic an emit of type `ty` goes to.
+    pub fn topic_for(&self, ty: &str) -> String {
+        self.topic_map
+            .get(ty)
+            .cloned()
+            .unwrap_or_else(|| ty.to_string())
+    }
+}
+
+/// A set of glob patterns (`*` matches anything, dots included).
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Matcher {
+    /// Compiles `patterns`.
+    pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let mut builder = GlobSetBuilder::new();
+        for p in patterns {
+            builder.add(Glob::new(p).map_err(|e| format!("bad pattern `{p}`: {e}"))?);
+        }
+        Ok(Matcher {
+            patterns: patterns.to_vec(),
+            set: builder.build().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Whether any pattern matches `text`.
+    pub fn matches(&self, text: &str) -> bool {
+        self.set.is_match(text)
+    }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+impl RouterConfig {
+    /// Reads and resolves a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: shown.clone(),
+            line: None,
+            message: format!("cannot read the config ({e}); pass an existing router.toml"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and resolves config text; relative paths resolve against `path`'s folder.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let fail = |line: Option<usize>, message: String| ConfigError {
+            path: shown.clone(),
+            line,
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            fail(
+                line,
+                format!(
+                    "{}; fix this entry (see the `config` module docs for every field)",
+                    e.message().trim()
+                ),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let line_of = |name: &str| {
+            let needle = format!("\"{name}\"");
+            text.lines()
+                .position(|l| l.contains("name") && l.contains(&needle))
+                .map(|i| i + 1)
+        };
+        let default_timeout = raw.defaults.timeout_ms.unwrap_or(1000);
+        let default_memory = raw.defaults.memory_mib.unwrap_or(64);
+        let mut plugins: Vec<PluginSpec> = Vec::new();
+        for p in raw.plugins {
+            let line = line_of(&p.name);
+            let bad = |m: String| fail(line, format!("plugin `{}`: {m}", p.name));
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    "`name` must be non-empty letters, digits, `-` or `_`".into()
+                ));
+            }
+            if plugins.iter().any(|q| q.name == p.name) {
+                return Err(bad(
+                    "a plugin of this name is already defined; give each plugin a unique `name`"
+                        .into(),
+                ));
+            }
+            if p.subscribe.types.is_empty() && p.subscribe.topics.is_empty() {
+                return Err(bad(
+                    "subscribes to nothing; set `subscribe.types` or `subscribe.topics`".into(),
+                ));
+            }
+            let timeout_ms = p.timeout_ms.unwrap_or(default_timeout);
+            if timeout_ms == 0 || timeout_ms > 60_000 {
+                return Err(bad(format!(
+                    "`timeout_ms = {timeout_ms}` is out of range; use 1 to 60000"
+                )));
+            }
+            let memory_mib = p.memory_mib.unwrap_or(default_memory);
+            if memory_mib == 0 || memory_mib > 512 {
+                return Err(bad(format!(
+                    "`memory_mib = {memory_mib}` is out of range; use 1 to 512"
+                )));
+            }
+            let matcher = |patterns: &[String], field: &str| {
+                Matcher::new(patterns).map_err(|m| bad(format!("`{field}`: {m}")))
+            };
+            let config = serde_json::to_value(&p.config)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            plugins.push(PluginSpec {
+                wasm: base.join(&p.wasm),
+                fixtures: p.fixtures.as_ref().map(|f| base.join(f)),
+                types: matcher(&p.subscribe.types, "subscribe.types")?,
+                topics: matcher(&p.subscribe.topics, "subscribe.topics")?,
+                emits: matcher(&p.emits, "emits")?,
+                topic_map: p.topics,
+                key_field: p.key_field,
+                envelope: p.envelope,
+                source: p.source.unwrap_or_else(|| format!("switchyard/{}", p.name)),
+                limits: Limits {
+                    timeout: Duration::from_millis(timeout_ms),
+                    memory_bytes: (memory_mib as usize) << 20,
+                },
+                config: Arc::new(config),
+                name: p.name,
+            });
+        }
+        if plugins.is_empty() {
+            return Err(fail(
+                None,
+                "no plugins; add a `[[plugin]]` table with `name`, `wasm` and `subscribe`".into(),
+            ));
+        }
+        Ok(RouterConfig {
+            path: path.to_path_buf(),
+            max_hops: raw.max_hops.unwrap_or(8),
+            plugins,
+        })
+    }
+
+    /// The plugin named `name`.
+    pub fn plugin(&self, name: &str) -> Option<&PluginSpec> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RouterConfig, ConfigError> {
+        RouterConfig::parse(text, Path::new("ex/router.toml"))
+    }
+
+    #[test]
+    fn resolves_paths_defaults_and_globs() {
+        let c = parse(
+            r#"
+            [defaults]
+            timeout_ms = 250
+            [[plugin]]
+            name = "payment"
+            wasm = "p.wasm"
+            subscribe.types = ["booking.booking.*"]
+            emits = ["payment.*"]
+            topics = { "payment.payment.failed" = "failures" }
+            [plugin.config]
+            limit = 5
+            "#,
+        )
+        .unwrap();
+        let p = &c.plugins[0];
+        assert_eq!(p.wasm, Path::new("ex/p.wasm"));
+        assert_eq!(p.limits.timeout, Duration::from_millis(250));
+        assert_eq!(p.limits.memory_bytes, 64 << 20);
+        assert!(p.subscribes("booking.booking.created", "x"));
+        assert!(!p.subscribes("payment.payment.succeeded", "x"));
+        assert!(p.emits.matches("payment.payment.succeeded"));
+        assert_eq!(p.topic_for("payment.payment.failed"), "failures");
+        assert_eq!(
+            p.topic_for("payment.payment.succeeded"),
+            "payment.payment.succeeded"
+        );
+        assert_eq!(p.config["limit"], 5);
+        assert_eq!(p.source, "switchyard/payment");
+    }
+
+    #[test]
+    fn errors_are_one_line_with_file_line_and_fix() {
+        let e = parse("[[plugin]]\nname = \"a\"\nwasm = \"a.wasm\"\nsubscribe.types = [\"x\"]\ntimout_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ex/router.toml:"), "{e}");
+        assert!(e.contains("timout_ms"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let e = parse("[[plugin]]\nname = \"a\"\nwasm = \"a.wasm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "ex/router.toml:2: plugin `a`: subscribes to nothing; set `subscribe.types` or `subscribe.topics`"
+        );
+    }
+}

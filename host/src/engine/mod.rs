@@ -1,0 +1,455 @@
+//! The WebAssembly engine: the only module that configures wasmtime.
+//!
+//! - Components are compiled off the event path by [`Engine::load`], through
+//!   an on-disk cache keyed by content hash and engine compatibility hash.
+//! - Each plugin version is linked once into an `InstancePre` (kept in
+//!   [`PluginVersion`]); every call then instantiates it into a fresh store.
+//! - Every call runs under an epoch deadline and a memory cap ([`Limits`]). A
+//!   trap, a timeout or a memory overrun becomes a typed [`Fault`] for that
+//!   one call; the engine and every other plugin go on.
+//! - WASI is linked with a locked-down context (see `context`): no files,
+//!   sockets, environment or real clock; clocks and randomness derive from
+//!   the event, so a plugin is a pure function of (event, state, config).
+
+mod cache;
+mod context;
+
+use crate::bindings::HandlerPre;
+use crate::event::{Emit, Event, HandlerError};
+use crate::state::{StateStore, Writes};
+use cache::CompileCache;
+use context::CallCtx;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+
+/// How often the epoch advances; deadlines are rounded up to this.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The largest memory cap any plugin may ask for, in bytes. The pooling
+    /// allocator reserves slots of this size.
+    pub max_memory_bytes: usize,
+    /// How many calls may run at once with pooled instances.
+    pub pool_size: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache_dir: default_cache_dir(),
+            max_memory_bytes: 512 << 20,
+            pool_size: 64,
+        }
+    }
+}
+
+/// `$SWITCHYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/switchyard`, else
+/// `$HOME/.cache/switchyard`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SWITCHYARD_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("switchyard"))
+}
+
+/// Per-call limits, configurable per plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time a call may run before it is interrupted.
+    pub timeout: Duration,
+    /// The most linear memory a call may grow to, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(1000),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Whether a version was compiled now or loaded from the compile cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled from wasm by this process.
+    Compiled,
+    /// Loaded from the on-disk compile cache.
+    Cached,
+}
+
+/// One loaded, linked and checked version of a plugin.
+pub struct PluginVersion {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    /// The SHA-256 of the wasm bytes, in hex.
+    pub hash: String,
+    /// Where the compiled code came from.
+    pub origin: Origin,
+    pre: HandlerPre<CallCtx>,
+}
+
+impl PluginVersion {
+    /// The short version label put on emits: the first 12 hex digits of the hash.
+    pub fn label(&self) -> &str {
+        &self.hash[..12]
+    }
+}
+
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a file could not become a plugin version.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error(
+        "not a WebAssembly file (no `\\0asm` header); point `wasm` at a .wasm built for wasm32-wasip2"
+    )]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "a core wasm module, not a component; build it with `cargo build --target wasm32-wasip2`"
+    )]
+    CoreModule,
+    /// The component does not implement the handler world.
+    #[error("does not implement switchyard:plugin/handler@0.1.0: {0}")]
+    WrongWorld(String),
+    /// wasmtime rejected the component.
+    #[error("failed to compile: {0}")]
+    Compile(String),
+    /// The file could not be read.
+    #[error("cannot read it: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why one call failed without the handler returning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The guest trapped (panic, unreachable, stack overflow, bad access...).
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The call ran past its deadline and was interrupted.
+    #[error("timeout: interrupted after the {0:?} deadline")]
+    Timeout(Duration),
+    /// The guest tried to grow memory past its cap.
+    #[error("memory: tried to grow linear memory past the {0}-byte cap")]
+    Memory(usize),
+    /// The host failed around the call (state store, instantiation).
+    #[error("host: {0}")]
+    Host(String),
+}
+
+impl Fault {
+    /// The error class used in logs, dead-letter headers and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Fault::Trap(_) => "trap",
+            Fault::Timeout(_) => "timeout",
+            Fault::Memory(_) => "memory",
+            Fault::Host(_) => "host",
+        }
+    }
+}
+
+/// What one successful call (the handler returned) produced.
+#[derive(Debug)]
+pub struct CallOutput {
+    /// What the handler returned.
+    pub result: Result<Vec<Emit>, HandlerError>,
+    /// The state writes it staged; apply them only if `result` is `Ok`.
+    pub writes: Writes,
+}
+
+/// The inputs of one call besides the event.
+pub struct CallInput<'a> {
+    /// The committed state the plugin reads.
+    pub store: &'a Arc<dyn StateStore>,
+    /// The plugin's config object.
+    pub config: &'a Arc<Map<String, Value>>,
+    /// The limits for this call.
+    pub limits: Limits,
+}
+
+/// A wasmtime engine, its linker and compile cache, and the epoch ticker.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<CallCtx>,
+    cache: Option<CompileCache>,
+    stop_ticker: Arc<AtomicBool>,
+    compiles: AtomicU64,
+}
+
+impl Engine {
+    /// Builds an engine with the pooling allocator, falling back to on-demand
+    /// allocation when the pool's address space cannot be reserved.
+    pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
+        let engine = match wasmtime::Engine::new(&config(&options, true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e}); using on-demand allocation");
+                wasmtime::Engine::new(&config(&options, false))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        crate::bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
+            &mut linker,
+            |ctx| ctx,
+        )?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("switchyard-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })?;
+        }
+        let cache = options
+            .cache_dir
+            .map(|dir| CompileCache::new(dir.join("components"), &engine));
+        Ok(Engine {
+            engine,
+            linker,
+            cache,
+            stop_ticker,
+            compiles: AtomicU64::new(0),
+        })
+    }
+
+    /// How many components this engine compiled (cache misses).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Reads, compiles (or loads from cache), links and checks a plugin file.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<PluginVersion, LoadError> {
+        let bytes = std::fs::read(path)?;
+        self.load(name, &bytes)
+    }
+
+    /// Compiles (or loads from cache), links and checks a plugin.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<PluginVersion, LoadError> {
+        if !wasm.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm);
+        }
+        if wasmparser::Parser::is_core_wasm(wasm) {
+            return Err(LoadError::CoreModule);
+        }
+        let hash = hex::encode(Sha256::digest(wasm));
+        let (component, origin) = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &hash))
+        {
+            Some(component) => (component, Origin::Cached),
+            None => {
+                let component = Component::new(&self.engine, wasm)
+                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                self.compiles.fetch_add(1, Ordering::Relaxed);
+                if let Some(cache) = &self.cache {
+                    cache.store(&hash, &component);
+                }
+                (component, Origin::Compiled)
+            }
+        };
+        let pre = self.link(&component)?;
+        Ok(PluginVersion {
+            name: name.into(),
+            hash,
+            origin,
+            pre,
+        })
+    }
+
+    /// Checks the component's imports and exports against the world, naming
+    /// the first mismatch.
+    fn link(&self, component: &Component) -> Result<HandlerPre<CallCtx>, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        match ty.exports(&self.engine).find(|(n, _)| *n == "handle") {
+            None => {
+                return Err(LoadError::WrongWorld(format!(
+                    "it has no export named `handle` (it exports: {})",
+                    list_or_none(&exports)
+                )));
+            }
+            Some((_, ext)) if matches!(ext.ty, ComponentItem::ComponentFunc(_)) => {}
+            Some(_) => {
+                return Err(LoadError::WrongWorld(
+                    "its export `handle` is not a function".into(),
+                ));
+            }
+        }
+        for (import, _) in ty.imports(&self.engine) {
+            let provided = import.starts_with("wasi:")
+                || ["types", "log", "state", "config"]
+                    .iter()
+                    .any(|i| import == format!("switchyard:plugin/{i}@0.1.0"));
+            if !provided {
+                return Err(LoadError::WrongWorld(format!(
+                    "it imports `{import}`, which the host does not provide"
+                )));
+            }
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::WrongWorld(one_line(&e)))?;
+        HandlerPre::new(instance_pre).map_err(|e| {
+            LoadError::WrongWorld(format!(
+                "its export `handle` has the wrong type, expected `func(event: event) -> result<list<emit>, handler-error>`: {}",
+                one_line(&e)
+            ))
+        })
+    }
+
+    /// Runs `version`'s handler on `event` in a fresh sandboxed store.
+    pub fn call(
+        &self,
+        version: &PluginVersion,
+        event: &Event,
+        input: CallInput<'_>,
+    ) -> Result<CallOutput, Fault> {
+        let ctx = CallCtx::new(
+            version.name.clone(),
+            &event.id,
+            &event.time,
+            input.store.clone(),
+            input.config.clone(),
+            input.limits.memory_bytes,
+        );
+        let mut store = wasmtime::Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        let ticks = input
+            .limits
+            .timeout
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        let wit_event = event.into();
+        let outcome = version
+            .pre
+            .instantiate(&mut store)
+            .and_then(|handler| handler.call_handle(&mut store, &wit_event));
+        let ctx = store.data_mut();
+        match outcome {
+            Err(e) => Err(classify(
+                &e,
+                ctx.limiter.exceeded,
+                input.limits,
+                &ctx.stderr.contents(),
+            )),
+            Ok(_) if ctx.state_error.is_some() => {
+                Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
+            }
+            Ok(result) => Ok(CallOutput {
+                result: result
+                    .map(|emits| emits.into_iter().map(Into::into).collect())
+                    .map_err(Into::into),
+                writes: std::mem::take(&mut ctx.staged),
+            }),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(512 << 10);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(options.pool_size)
+            .total_core_instances(options.pool_size * 8)
+            .total_memories(options.pool_size * 2)
+            .total_tables(options.pool_size * 4)
+            .max_memory_size(options.max_memory_bytes);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn classify(
+    error: &wasmtime::Error,
+    memory_exceeded: bool,
+    limits: Limits,
+    stderr: &[u8],
+) -> Fault {
+    if memory_exceeded {
+        return Fault::Memory(limits.memory_bytes);
+    }
+    let trap = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return Fault::Timeout(limits.timeout),
+        Some(trap) => trap.to_string(),
+        None => one_line(error),
+    };
+    // A Rust guest's panic message goes to stderr just before it aborts.
+    let said: Vec<&str> = std::str::from_utf8(stderr)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .collect();
+    if said.is_empty() {
+        Fault::Trap(trap)
+    } else {
+        Fault::Trap(format!("{trap} ({})", said.join(" ")))
+    }
+}
+
+/// An error chain on one line, without wasmtime's multi-line backtrace.
+fn one_line(error: &wasmtime::Error) -> String {
+    let parts: Vec<String> = error
+        .chain()
+        .map(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+        .collect();
+    parts.join(": ")
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
+}

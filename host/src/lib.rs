@@ -1,0 +1,51 @@
+//! Switchyard: a Kafka event router that dispatches every event to sandboxed
+//! WebAssembly handler plugins, and a local harness that runs the same
+//! plugins on fixture files with no broker.
+//!
+//! Plugins are components targeting the `switchyard:plugin/handler@0.1.0`
+//! world in `wit/`. A plugin is a deterministic function of (event, its
+//! state, its config): the host fills in every emitted envelope itself, with
+//! ids derived from the cause, so replaying an event yields identical bytes.
+//!
+//! # Layout
+//!
+//! - [`config`]: the `router.toml` format, parsed strictly and resolved.
+//! - [`event`]: the host's record, event and emit types.
+//! - [`envelope`]: decoding every catalog envelope style; encoding emits.
+//! - `bindings`: the generated WIT bindings (private; the only `bindgen!`).
+//! - [`engine`]: wasmtime: compile cache, sandbox, limits, typed faults.
+//! - [`registry`]: the configured plugins and their live versions.
+//! - [`router`]: decode, match subscribers, call, check and wrap emits.
+//! - [`state`]: per-plugin transactional key-value state.
+//! - [`harness`]: `switchyard test`, fixtures with diffs.
+//! - [`cli`]: the `switchyard` command line.
+//!
+//! # Example
+//!
+//! Decoding a record in the booking catalog's snake_case envelope:
+//!
+//! ```
+//! use switchyard::{envelope, event::Record};
+//!
+//! let record = Record {
+//!     topic: "booking.booking.created".into(),
+//!     value: Some(br#"{"event_id":"e-1","event_type":"booking.booking.created","data":{}}"#.to_vec()),
+//!     ..Record::default()
+//! };
+//! let event = envelope::decode(&record).unwrap();
+//! assert_eq!(event.ty, "booking.booking.created");
+//! assert_eq!(event.id, "e-1");
+//! ```
+
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod envelope;
+pub mod event;
+pub mod harness;
+pub mod registry;
+pub mod router;
+pub mod state;

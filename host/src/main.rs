@@ -1,0 +1,5 @@
+//! The `switchyard` command; see [`switchyard::cli`].
+
+fn main() -> std::process::ExitCode {
+    switchyard::cli::main()
+}

@@ -1,0 +1,38 @@
+//! A well-behaved guest: emits `echo.<type>` with the event's data, the
+//! host-provided time, a deterministic random number, and a per-plugin
+//! counter kept in state.
+use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, json};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
+        let count: u64 = ctx.state.get("count")?.unwrap_or(0) + 1;
+        ctx.state.set("count", &count)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut random = std::collections::hash_map::RandomState::new();
+        let _ = &mut random;
+        let mut byte = [0u8; 8];
+        // `getrandom`-style: std's hasher keys come from WASI random.
+        {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = random.build_hasher();
+            h.write_u8(1);
+            byte.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        Ok(vec![Emit::new(
+            format!("echo.{}", event.ty),
+            &json!({
+                "data": event.data_value(),
+                "count": count,
+                "now": now,
+                "random": u64::from_le_bytes(byte),
+            }),
+        )?])
+    }
+}
+
+switchyard_sdk::plugin!(Echo);
