@@ -1,0 +1,147 @@
+//! The engine against misbehaving guests: each failure is typed, confined to
+//! its call, and the same engine then runs a good plugin normally.
+
+mod support;
+
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::engine::{CallInput, Engine, EngineOptions, Fault, Limits, LoadError, Origin};
+use switchyard::envelope;
+use switchyard::event::{Event, Record};
+use switchyard::state::{MemoryStore, StateStore};
+
+fn event() -> Event {
+    let value = json!({
+        "event_id": "6f1c2b0e-1d7a-4c39-9a57-3f0f9d1e2a11",
+        "event_type": "booking.booking.created",
+        "timestamp": "2025-11-24T10:30:00Z",
+        "data": {"booking_id": "b-1"}
+    });
+    envelope::decode(&Record {
+        topic: "booking.booking.created".into(),
+        value: Some(value.to_string().into_bytes()),
+        ..Record::default()
+    })
+    .unwrap()
+}
+
+fn engine(cache: &std::path::Path) -> Engine {
+    Engine::new(EngineOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        ..EngineOptions::default()
+    })
+    .unwrap()
+}
+
+fn call(engine: &Engine, guest: &str, limits: Limits) -> Result<Vec<Value>, Fault> {
+    let version = engine.load_file(guest, &support::guest(guest)).unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let config = Arc::new(Map::new());
+    let out = engine.call(
+        &version,
+        &event(),
+        CallInput {
+            store: &store,
+            config: &config,
+            limits,
+        },
+    )?;
+    Ok(out
+        .result
+        .expect("handler returned ok")
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect())
+}
+
+#[test]
+fn each_fault_is_typed_and_the_engine_keeps_working() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        memory_bytes: 16 << 20,
+    };
+
+    match call(&engine, "trap", limits) {
+        Err(Fault::Trap(m)) => assert!(m.contains("boom on booking.booking.created"), "{m}"),
+        other => panic!("trap guest: {other:?}"),
+    }
+    assert_eq!(
+        call(&engine, "spin", limits),
+        Err(Fault::Timeout(Duration::from_millis(200)))
+    );
+    assert_eq!(call(&engine, "hog", limits), Err(Fault::Memory(16 << 20)));
+    match call(&engine, "deep", limits) {
+        Err(Fault::Trap(m)) => assert!(m.contains("call stack exhausted"), "{m}"),
+        other => panic!("deep guest: {other:?}"),
+    }
+
+    let emitted = call(&engine, "echo", limits).expect("a good plugin still runs");
+    assert_eq!(emitted[0]["data"]["booking_id"], "b-1");
+    // The wall clock reads the event's time (2025-11-24T10:30:00Z), not now.
+    assert_eq!(emitted[0]["now"], 1_763_980_200u64);
+    // Randomness is seeded from the event id: the same event, the same bytes.
+    assert_eq!(call(&engine, "echo", limits).unwrap(), emitted);
+}
+
+#[test]
+fn wrong_world_and_non_components_are_rejected_with_the_reason() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    match engine.load_file("w", &support::guest("wrong_world")) {
+        Err(LoadError::WrongWorld(m)) => {
+            assert!(m.contains("export `handle` has the wrong type"), "{m}");
+            assert!(m.contains("expected `record` found `string`"), "{m}");
+        }
+        other => panic!("wrong world: {other:?}"),
+    }
+    assert!(matches!(
+        engine.load("x", b"hello"),
+        Err(LoadError::NotWasm)
+    ));
+    let core_module = b"\0asm\x01\0\0\0";
+    assert!(matches!(
+        engine.load("x", core_module),
+        Err(LoadError::CoreModule)
+    ));
+}
+
+#[test]
+fn compiled_components_are_cached_across_engines() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(support::guest("echo")).unwrap();
+    let first = engine(cache.path());
+    assert_eq!(first.load("echo", &wasm).unwrap().origin, Origin::Compiled);
+    assert_eq!(first.compiles(), 1);
+    drop(first);
+    let second = engine(cache.path());
+    let version = second.load("echo", &wasm).unwrap();
+    assert_eq!(version.origin, Origin::Cached);
+    assert_eq!(second.compiles(), 0, "a restart must not recompile");
+    // A changed file is a different key: it compiles.
+    let other = std::fs::read(support::guest("trap")).unwrap();
+    assert_eq!(
+        second.load("trap", &other).unwrap().origin,
+        Origin::Compiled
+    );
+}
+
+#[test]
+fn staged_writes_come_back_only_from_successful_calls() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let config = Arc::new(Map::new());
+    let version = engine.load_file("echo", &support::guest("echo")).unwrap();
+    let input = || CallInput {
+        store: &store,
+        config: &config,
+        limits: Limits::default(),
+    };
+    let out = engine.call(&version, &event(), input()).unwrap();
+    assert_eq!(out.writes.get("count"), Some(&Some(b"1".to_vec())));
+    // Nothing is applied by the engine itself: the store is unchanged.
+    assert_eq!(store.get("echo", "count").unwrap(), None);
+}

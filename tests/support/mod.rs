@@ -1,0 +1,60 @@
+//! Shared helpers for the end-to-end tests: building guest components and
+//! locating the repository.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds a wasm workspace (`plugins` or `tests/guests`) for wasm32-wasip2 in
+/// release mode, once per test process, and returns its output folder.
+pub fn build_wasm(workspace: &str) -> PathBuf {
+    static PLUGINS: OnceLock<PathBuf> = OnceLock::new();
+    static GUESTS: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if workspace == "plugins" {
+        &PLUGINS
+    } else {
+        &GUESTS
+    };
+    cell.get_or_init(|| {
+        let dir = root().join(workspace);
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(dir.join("Cargo.toml"))
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building {workspace} for wasm32-wasip2 failed; run scripts/setup.sh"
+        );
+        dir.join("target/wasm32-wasip2/release")
+    })
+    .clone()
+}
+
+/// A built guest from `tests/guests`.
+pub fn guest(name: &str) -> PathBuf {
+    build_wasm("tests/guests").join(format!("{name}.wasm"))
+}
+
+/// The `switchyard` binary under test, with its own compile cache.
+pub fn switchyard(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.env("SWITCHYARD_CACHE_DIR", cache).current_dir(root());
+    cmd
+}
