@@ -188,6 +188,26 @@ impl dyn State + '_ {
         self.set_raw(key, bytes);
         Ok(())
     }
+
+    /// Increments the counter stored under `key` and returns its new value
+    /// (1 the first time). The increment commits only if the handler succeeds.
+    pub fn next_in_sequence(&mut self, key: &str) -> Result<u64, HandlerError> {
+        let next = self.get::<u64>(key)?.unwrap_or(0) + 1;
+        self.set(key, &next)?;
+        Ok(next)
+    }
+}
+
+/// A deterministic id: the name-based (v5) UUID of `name` within `namespace`.
+///
+/// Handlers must not use randomness for ids that other services see;
+/// deriving them from the input makes a redelivered event yield the same id.
+pub fn derive_id(namespace: &str, name: &str) -> String {
+    let ns = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("switchyard:{namespace}").as_bytes(),
+    );
+    uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
 }
 
 /// What a handler may use besides the event: its state, its config and a log.
