@@ -15,6 +15,7 @@
 //! emits = ["payment.payment.*"]          # what it may emit; the rest is dead-lettered
 //! key_field = "payment_id"               # key for emits that name none
 //! # envelope = "snake"                   # default: the cause's style
+//! # lift = ["bookingId"]                 # camelCase: data fields put at top level
 //! [plugin.topics]                        # type -> topic; default topic = type
 //! "payment.payment.succeeded" = "payment.payment.succeeded"
 //! [plugin.config]                        # handed to the plugin as JSON
@@ -92,6 +93,8 @@ struct RawPlugin {
     #[serde(default)]
     envelope: Option<EnvelopeKind>,
     #[serde(default)]
+    lift: Option<Vec<String>>,
+    #[serde(default)]
     source: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
@@ -134,6 +137,9 @@ pub struct PluginSpec {
     pub key_field: Option<String>,
     /// The envelope style for its emits; `None` means the cause's style.
     pub envelope: Option<EnvelopeKind>,
+    /// camelCase emits: the data fields written at the envelope's top level
+    /// (`None`: the fields the cause had there).
+    pub lift: Option<Vec<String>>,
     /// The `source` its emits carry.
     pub source: String,
     /// Its per-call limits.
@@ -282,6 +288,7 @@ impl RouterConfig {
                 topic_map: p.topics,
                 key_field: p.key_field,
                 envelope: p.envelope,
+                lift: p.lift,
                 source: p.source.unwrap_or_else(|| format!("switchyard/{}", p.name)),
                 limits: Limits {
                     timeout: Duration::from_millis(timeout_ms),

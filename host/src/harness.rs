@@ -31,7 +31,8 @@
 //!   `raw` is a payload given as plain text, for malformed input.
 //! - A step expects either `emits` (compared in order; `topic` and `key` only
 //!   when given) or an `error` (`class` and optionally a `contains` substring).
-//!   A step with neither expects no emits.
+//!   A step with neither expects no emits; `"unrouted": true` expects the
+//!   plugin not to be subscribed to the record at all.
 //! - Each fixture runs twice on fresh state; the two runs must produce
 //!   byte-identical records, or the fixture fails as non-deterministic.
 
@@ -102,6 +103,10 @@ pub struct Step {
     /// The expected error.
     #[serde(default)]
     pub error: Option<ExpectedError>,
+    /// Expect the plugin not to be subscribed to this record at all (to
+    /// show, say, that its own emits do not loop back into it).
+    #[serde(default)]
+    pub unrouted: bool,
 }
 
 /// An expected failure.
@@ -248,11 +253,19 @@ fn replay(
             Err(e) => Err(("decode".into(), e.to_string())),
             Ok(mut outcomes) => {
                 let Some(outcome) = outcomes.pop() else {
+                    if step.unrouted {
+                        continue;
+                    }
                     return Err(format!(
                         "{at}: plugin `{}` is not subscribed to this record's type or topic",
                         plugin.spec.name
                     ));
                 };
+                if step.unrouted {
+                    return Err(format!(
+                        "{at}: expected the plugin not to be subscribed, but it ran"
+                    ));
+                }
                 router.commit(&outcome).map_err(|e| format!("{at}: {e}"))?;
                 outcome
                     .result

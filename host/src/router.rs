@@ -246,11 +246,14 @@ fn produce(
         format!("{}/{}/{index}", cause.id, spec.name).as_bytes(),
     )
     .to_string();
-    let style = match spec.envelope {
+    let mut style = match spec.envelope {
         None => cause.style.clone(),
         Some(kind) if kind == cause.style.kind => cause.style.clone(),
         Some(kind) => EnvelopeStyle::of(kind),
     };
+    if let Some(lift) = &spec.lift {
+        style.lifted = lift.clone();
+    }
     let correlation = cause.correlation_id.as_deref().unwrap_or(&cause.id);
     let out = Outgoing {
         id: &id,

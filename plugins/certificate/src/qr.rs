@@ -59,3 +59,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::verify;
+
+    /// The QR code the autocheck example expects (and the harness checks the
+    /// plugin produces) verifies with the documented procedure and the
+    /// example's key, and stops verifying when any one character changes.
+    #[test]
+    fn the_example_certificate_verifies() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/autocheck");
+        let fixture: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{root}/fixtures/certificate/pass.json")).unwrap(),
+        )
+        .unwrap();
+        let data = &fixture["steps"][0]["emits"][0]["data"];
+        let qr = data["qrCode"].as_str().unwrap();
+        let config = std::fs::read_to_string(format!("{root}/router.toml")).unwrap();
+        let key = config
+            .lines()
+            .find_map(|l| l.strip_prefix("qr_signing_key = "))
+            .unwrap()
+            .trim_matches('"');
+        let (id, number) = verify(key.as_bytes(), qr).expect("the example's QR code verifies");
+        assert_eq!(id, data["certificateId"].as_str().unwrap());
+        assert_eq!(number, data["certificateNumber"].as_str().unwrap());
+        let mut changed = qr.to_string().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'x' { b'y' } else { b'x' };
+        assert_eq!(
+            verify(key.as_bytes(), std::str::from_utf8(&changed).unwrap()),
+            None
+        );
+    }
+}
