@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     world: "switchyard:plugin/handler",
 });
 
-use switchyard::plugin::types as wit;
+use self::switchyard::plugin::types as wit;
 
 impl From<&event::Header> for wit::Header {
     fn from(h: &event::Header) -> Self {

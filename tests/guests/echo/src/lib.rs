@@ -13,23 +13,21 @@ impl Handler for Echo {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut random = std::collections::hash_map::RandomState::new();
-        let _ = &mut random;
-        let mut byte = [0u8; 8];
-        // `getrandom`-style: std's hasher keys come from WASI random.
-        {
+        // std seeds its hasher keys from WASI random, which the host seeds
+        // from the event id.
+        let random = {
             use std::hash::{BuildHasher, Hasher};
-            let mut h = random.build_hasher();
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u8(1);
-            byte.copy_from_slice(&h.finish().to_le_bytes());
-        }
+            h.finish()
+        };
         Ok(vec![Emit::new(
             format!("echo.{}", event.ty),
             &json!({
                 "data": event.data_value(),
                 "count": count,
                 "now": now,
-                "random": u64::from_le_bytes(byte),
+                "random": random,
             }),
         )?])
     }
