@@ -5,10 +5,18 @@
 //!   `N passed, N failed`; it exits non-zero on any failure.
 //! - `switchyard validate <file.wasm>...` says whether each file is a
 //!   component implementing `switchyard:plugin/handler@0.1.0`.
+//! - `switchyard run --config <file>` routes a Kafka cluster's events.
+//! - `switchyard dev [--config <file>]` does the same on an embedded broker,
+//!   printing `bootstrap: 127.0.0.1:<port>`, a live tail and a summary.
+//! - `switchyard dlq replay <topic.dlq>` sends dead letters back to their
+//!   original topics.
 
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::harness;
+use crate::kafka::{self, broker::EmbeddedBroker};
+use crate::service::{self, RunOptions};
+use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,18 +53,75 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Route a Kafka cluster's events to the plugins.
+    Run {
+        /// The router config.
+        #[arg(long)]
+        config: PathBuf,
+        /// `bootstrap.servers`, overriding the config's.
+        #[arg(long, env = "SWITCHYARD_BROKERS")]
+        brokers: Option<String>,
+        /// The admin API address (not served yet; reserved for the admin API).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Where the plugin state store lives.
+        #[arg(long, default_value = ".switchyard/state")]
+        state_dir: PathBuf,
+        /// The consumer group, overriding the config's.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Run the router on an embedded Kafka-protocol broker, with a live tail.
+    Dev {
+        /// The router config.
+        #[arg(long, default_value = "examples/booking/router.toml")]
+        config: PathBuf,
+        /// Where the plugin state store lives (default: a fresh temporary folder).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Seconds between summary lines.
+        #[arg(long, default_value_t = 10)]
+        summary_secs: u64,
+    },
+    /// Dead-letter topics.
+    Dlq {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+/// `switchyard dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send every record of a dead-letter topic back to its original topic.
+    Replay {
+        /// The dead-letter topic, such as `booking.booking.created.dlq`.
+        topic: String,
+        /// `bootstrap.servers`.
+        #[arg(long, env = "SWITCHYARD_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Stop after this many seconds without a record.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+    },
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Run { .. } => "info",
+        Command::Dev { .. } => "warn,switchyard::tail=info,switchyard::summary=info,switchyard::service=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -78,7 +143,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Test { paths, plugin } => test(engine(cli.cache_dir)?, &paths, plugin.as_deref()),
         Command::Validate { files } => validate(engine(cli.cache_dir)?, &files),
+        Command::Run {
+            config,
+            brokers,
+            admin,
+            state_dir,
+            group,
+        } => {
+            let config = RouterConfig::load(&config)?;
+            if admin.is_some() {
+                tracing::warn!("--admin is accepted but the admin API is not served yet");
+            }
+            let options = RunOptions {
+                brokers: brokers.unwrap_or_else(|| config.kafka.bootstrap_servers.clone()),
+                group: group.unwrap_or_else(|| config.kafka.group_id.clone()),
+                state_dir,
+                cache_dir: cli.cache_dir,
+                summary_every: Some(Duration::from_secs(60)),
+            };
+            runtime()?.block_on(service::run(config, options, service::signals()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev {
+            config,
+            state_dir,
+            summary_secs,
+        } => {
+            let config = RouterConfig::load(&config)?;
+            let broker = EmbeddedBroker::start()?;
+            let temp;
+            let state_dir = match state_dir {
+                Some(dir) => dir,
+                None => {
+                    temp = tempfile::tempdir()?;
+                    temp.path().to_path_buf()
+                }
+            };
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "bootstrap: {}", broker.bootstrap())?;
+                out.flush()?;
+            }
+            let options = RunOptions {
+                brokers: broker.bootstrap(),
+                group: config.kafka.group_id.clone(),
+                state_dir,
+                cache_dir: cli.cache_dir,
+                summary_every: Some(Duration::from_secs(summary_secs.max(1))),
+            };
+            runtime()?.block_on(service::run(config, options, service::signals()))?;
+            drop(broker);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            command: DlqCommand::Replay {
+                topic,
+                brokers,
+                idle_secs,
+            },
+        } => {
+            let client = kafka::client_config(&brokers, &Default::default());
+            let n = runtime()?.block_on(kafka::dlq::replay(&client, &topic, Duration::from_secs(idle_secs)))?;
+            println!("replayed {n} record(s) from {topic}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn config_path(path: &Path) -> PathBuf {

@@ -2,6 +2,15 @@
 //! fully before anything runs.
 //!
 //! ```toml
+//! [kafka]                                # all optional
+//! bootstrap_servers = "127.0.0.1:9092"
+//! group_id = "switchyard"
+//! exclude = ["*.dlq", "__*"]             # never consumed
+//! create = ["booking.booking.created"]   # also created at startup
+//! partitions = 3                         # for the topics the router creates
+//! max_retries = 3                        # `retry` errors, then dead-letter
+//! retry_backoff_ms = 200                 # doubles per retry, up to max_backoff_ms
+//!
 //! [defaults]
 //! timeout_ms = 1000      # per-call deadline
 //! memory_mib = 64        # per-call linear memory cap
@@ -50,6 +59,8 @@ pub struct ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
+    kafka: KafkaConfig,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -104,11 +115,80 @@ struct RawPlugin {
     config: toml::Table,
 }
 
+/// The `[kafka]` table: how the router talks to the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`; overridden by `--brokers` or `SWITCHYARD_BROKERS`.
+    pub bootstrap_servers: String,
+    /// The consumer group every router instance joins; scale out by
+    /// starting more instances with the same group.
+    pub group_id: String,
+    /// Topics never consumed (globs). Dead-letter and internal topics by
+    /// default, so the router never eats its own dead letters.
+    pub exclude: Vec<String>,
+    /// Topics to create at startup besides the outputs, such as the inputs
+    /// on a fresh cluster.
+    pub create: Vec<String>,
+    /// Partition count of the topics the router creates.
+    pub partitions: i32,
+    /// Per-topic partition counts overriding `partitions`.
+    pub topic_partitions: BTreeMap<String, i32>,
+    /// Replication factor of the topics the router creates.
+    pub replication: i32,
+    /// How many times a `retry` error is retried before dead-lettering.
+    pub max_retries: u32,
+    /// The first retry's delay; each further retry doubles it.
+    pub retry_backoff_ms: u64,
+    /// The longest delay between two retries.
+    pub max_backoff_ms: u64,
+    /// Extra librdkafka properties for every client, such as
+    /// `"topic.metadata.refresh.interval.ms" = "5000"`.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "switchyard".into(),
+            exclude: vec!["*.dlq".into(), "__*".into()],
+            create: Vec::new(),
+            partitions: 3,
+            topic_partitions: BTreeMap::new(),
+            replication: 1,
+            max_retries: 3,
+            retry_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The partition count for a topic the router creates.
+    pub fn partitions_for(&self, topic: &str) -> i32 {
+        self.topic_partitions.get(topic).copied().unwrap_or(self.partitions)
+    }
+
+    /// The delay before retry number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ms = self
+            .retry_backoff_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+        Duration::from_millis(ms.min(self.max_backoff_ms))
+    }
+}
+
 /// A fully resolved router config.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// The file it was read from.
     pub path: PathBuf,
+    /// How to reach and use the Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// Topics never consumed, compiled from `kafka.exclude`.
+    pub exclude: Matcher,
     /// Emits of an event that already went through this many routing hops
     /// are refused, which stops plugin loops.
     pub max_hops: u32,
@@ -304,8 +384,15 @@ impl RouterConfig {
                 "no plugins; add a `[[plugin]]` table with `name`, `wasm` and `subscribe`".into(),
             ));
         }
+        let exclude = Matcher::new(&raw.kafka.exclude)
+            .map_err(|m| fail(None, format!("`kafka.exclude`: {m}")))?;
+        if raw.kafka.partitions < 1 || raw.kafka.topic_partitions.values().any(|p| *p < 1) {
+            return Err(fail(None, "`kafka.partitions` must be at least 1".into()));
+        }
         Ok(RouterConfig {
             path: path.to_path_buf(),
+            kafka: raw.kafka,
+            exclude,
             max_hops: raw.max_hops.unwrap_or(8),
             plugins,
         })
@@ -314,6 +401,37 @@ impl RouterConfig {
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&PluginSpec> {
         self.plugins.iter().find(|p| p.name == name)
+    }
+
+    /// The topics the router produces to that it can name up front: every
+    /// mapped topic, and the topic of every literal (glob-free) emit type.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = Vec::new();
+        for p in &self.plugins {
+            topics.extend(p.topic_map.values().cloned());
+            for ty in p.emits.patterns() {
+                if !ty.contains(['*', '?', '[', '{']) {
+                    topics.push(p.topic_for(ty));
+                }
+            }
+        }
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// Every topic the router creates at startup when missing: the outputs,
+    /// the literal subscribed topics and `kafka.create`.
+    pub fn topics_to_create(&self) -> Vec<String> {
+        let mut topics = self.output_topics();
+        topics.extend(self.kafka.create.iter().cloned());
+        for p in &self.plugins {
+            let literal = |t: &&String| !t.contains(['*', '?', '[', '{']);
+            topics.extend(p.topics.patterns().iter().filter(literal).cloned());
+        }
+        topics.sort();
+        topics.dedup();
+        topics
     }
 }
 

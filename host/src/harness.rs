@@ -266,7 +266,6 @@ fn replay(
                         "{at}: expected the plugin not to be subscribed, but it ran"
                     ));
                 }
-                router.commit(&outcome).map_err(|e| format!("{at}: {e}"))?;
                 outcome
                     .result
                     .map_err(|f| (f.class().into(), f.to_string()))

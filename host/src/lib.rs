@@ -16,7 +16,10 @@
 //! - [`engine`]: wasmtime: compile cache, sandbox, limits, typed faults.
 //! - [`registry`]: the configured plugins and their live versions.
 //! - [`router`]: decode, match subscribers, call, check and wrap emits.
-//! - [`state`]: per-plugin transactional key-value state.
+//! - [`state`]: per-plugin transactional key-value state (memory; redb on disk).
+//! - [`kafka`]: consumer, producer, dead letters, embedded broker (no wasm).
+//! - [`pipeline`]: one record's path: decode, run, retry, produce, dead-letter.
+//! - [`service`]: the router as a service: partition tasks, drain, shutdown.
 //! - [`harness`]: `switchyard test`, fixtures with diffs.
 //! - [`cli`]: the `switchyard` command line.
 //!
@@ -46,6 +49,9 @@ pub mod engine;
 pub mod envelope;
 pub mod event;
 pub mod harness;
+pub mod kafka;
+pub mod pipeline;
 pub mod registry;
 pub mod router;
+pub mod service;
 pub mod state;

@@ -7,17 +7,16 @@
 //! and the Kafka source both drive it, so a fixture runs exactly as a live
 //! record does.
 //!
-//! State writes come back in each [`PluginOutcome`] and are applied by
-//! [`Router::commit`] only once the caller has done what it must with the
-//! outputs (the harness at once; the Kafka router after the produce is
-//! acknowledged).
+//! A plugin's state writes are committed atomically with its outputs (see
+//! [`Router::run`]); the caller then produces the outputs.
 
 use crate::config::PluginSpec;
 use crate::engine::{CallInput, Engine, Fault};
 use crate::envelope::{self, DecodeError, EnvelopeStyle, HOP_HEADER, ID_NAMESPACE, Outgoing};
 use crate::event::{Emit, Event, HandlerError, Header, Record};
 use crate::registry::{Plugin, PluginRegistry};
-use crate::state::{StateStore, Writes};
+use crate::engine::PluginVersion;
+use crate::state::{Commit, StateStore};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -27,7 +26,7 @@ pub const PLUGIN_HEADER: &str = "switchyard-plugin";
 pub const VERSION_HEADER: &str = "switchyard-plugin-version";
 
 /// A record ready to be produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Produced {
     /// The event type.
     pub ty: String,
@@ -40,7 +39,23 @@ pub struct Produced {
     /// The headers.
     pub headers: Vec<Header>,
     /// The encoded value.
+    #[serde(with = "base64_bytes")]
     pub value: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a plugin did not handle an event.
@@ -100,9 +115,8 @@ pub struct PluginOutcome {
     pub event_id: String,
     /// The records to produce, or why there are none.
     pub result: Result<Vec<Produced>, Failure>,
-    /// State writes to apply with [`Router::commit`] once the outputs are safe.
-    pub writes: Writes,
-    /// The plugin had already processed this event id; nothing ran.
+    /// The plugin had already processed this event id; nothing ran and
+    /// `result` holds the records it produced then.
     pub duplicate: bool,
 }
 
@@ -145,7 +159,13 @@ impl Router {
             .collect())
     }
 
-    /// Runs one plugin on one decoded event.
+    /// Runs one plugin on one decoded event and commits its state.
+    ///
+    /// The state writes, the processed mark and the produced records are
+    /// committed together before the records are handed back, so a crash
+    /// between here and the produce acknowledgement is repaired on
+    /// redelivery: the event is recognised and its stored records are
+    /// returned again, byte for byte, without running the plugin.
     pub fn run(&self, plugin: &Arc<Plugin>, event: &Event) -> PluginOutcome {
         let version = plugin.current();
         let mut outcome = PluginOutcome {
@@ -153,16 +173,17 @@ impl Router {
             version: version.label().to_string(),
             event_id: event.id.clone(),
             result: Ok(Vec::new()),
-            writes: Writes::new(),
             duplicate: false,
         };
         let spec = &plugin.spec;
         match self.store.processed(&spec.name, &event.id) {
-            Ok(true) => {
+            Ok(Some(outputs)) => {
                 outcome.duplicate = true;
+                outcome.result = serde_json::from_slice(&outputs)
+                    .map_err(|e| Failure::State(format!("stored outputs are unreadable: {e}")));
                 return outcome;
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => {
                 outcome.result = Err(Failure::State(format!("{e:#}")));
                 return outcome;
@@ -172,47 +193,50 @@ impl Router {
             outcome.result = Err(Failure::Loop(event.hops));
             return outcome;
         }
-        let input = CallInput {
-            store: &self.store,
-            config: &spec.config,
-            limits: spec.limits,
-        };
         let _span = tracing::debug_span!("handle", plugin = %spec.name, version = %outcome.version,
             topic = %event.topic, partition = event.partition, offset = event.offset,
             event_id = %event.id, correlation_id = event.correlation_id.as_deref().unwrap_or(""))
         .entered();
-        outcome.result = match self.engine.call(&version, event, input) {
-            Err(fault) => Err(Failure::Fault(fault)),
-            Ok(call) => match call.result {
-                Err(e) => Err(Failure::Handler(e)),
-                Ok(emits) => {
-                    let produced = emits
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, emit)| produce(spec, &outcome.version, event, i, emit))
-                        .collect::<Result<Vec<_>, _>>();
-                    if produced.is_ok() {
-                        outcome.writes = call.writes;
-                    }
-                    produced
-                }
-            },
-        };
+        outcome.result = self.attempt(spec, &version, &outcome.version, event);
         outcome
     }
 
-    /// Applies a successful outcome's state writes and marks its event processed.
-    pub fn commit(&self, outcome: &PluginOutcome) -> Result<(), Failure> {
-        if outcome.duplicate || outcome.result.is_err() {
-            return Ok(());
+    /// Calls the plugin and commits, running it again when a concurrent
+    /// commit changed what it read.
+    fn attempt(
+        &self,
+        spec: &PluginSpec,
+        version: &PluginVersion,
+        label: &str,
+        event: &Event,
+    ) -> Result<Vec<Produced>, Failure> {
+        const MAX_CONFLICTS: usize = 32;
+        for _ in 0..MAX_CONFLICTS {
+            let input = CallInput {
+                store: &self.store,
+                config: &spec.config,
+                limits: spec.limits,
+            };
+            let call = self.engine.call(version, event, input).map_err(Failure::Fault)?;
+            let emits = call.result.map_err(Failure::Handler)?;
+            let produced = emits
+                .into_iter()
+                .enumerate()
+                .map(|(i, emit)| produce(spec, label, event, i, emit))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outputs = serde_json::to_vec(&produced).expect("records serialize");
+            match self
+                .store
+                .commit(&spec.name, &event.id, &call.reads, &call.writes, &outputs)
+            {
+                Ok(Commit::Done) => return Ok(produced),
+                Ok(Commit::Conflict) => continue,
+                Err(e) => return Err(Failure::State(format!("{e:#}"))),
+            }
         }
-        self.store
-            .commit(
-                &outcome.plugin.spec.name,
-                &outcome.event_id,
-                &outcome.writes,
-            )
-            .map_err(|e| Failure::State(format!("{e:#}")))
+        Err(Failure::State(format!(
+            "state kept changing under the plugin ({MAX_CONFLICTS} conflicting commits)"
+        )))
     }
 }
 

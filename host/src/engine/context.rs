@@ -2,7 +2,7 @@
 //! and the host side of the `log`, `state` and `config` imports.
 
 use crate::bindings::switchyard::plugin::{config, log, state, types};
-use crate::state::{StateStore, Writes};
+use crate::state::{Reads, StateStore, Writes};
 use chrono::DateTime;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
@@ -26,6 +26,7 @@ pub(crate) struct CallCtx {
     event_id: String,
     store: Arc<dyn StateStore>,
     pub(crate) staged: Writes,
+    pub(crate) reads: Reads,
     pub(crate) state_error: Option<String>,
     config: Arc<Map<String, Value>>,
 }
@@ -73,6 +74,7 @@ impl CallCtx {
             event_id: event_id.to_string(),
             store,
             staged: Writes::new(),
+            reads: Reads::new(),
             state_error: None,
             config,
         }
@@ -173,8 +175,14 @@ impl state::Host for CallCtx {
         if let Some(staged) = self.staged.get(&key) {
             return staged.clone();
         }
+        if let Some(read) = self.reads.get(&key) {
+            return read.clone();
+        }
         match self.store.get(&self.plugin, &key) {
-            Ok(value) => value,
+            Ok(value) => {
+                self.reads.insert(key, value.clone());
+                value
+            }
             Err(e) => {
                 self.state_error = Some(format!("state store read failed: {e:#}"));
                 None

@@ -16,7 +16,7 @@ mod context;
 
 use crate::bindings::HandlerPre;
 use crate::event::{Emit, Event, HandlerError};
-use crate::state::{StateStore, Writes};
+use crate::state::{Reads, StateStore, Writes};
 use cache::CompileCache;
 use context::CallCtx;
 use serde_json::{Map, Value};
@@ -179,6 +179,8 @@ pub struct CallOutput {
     pub result: Result<Vec<Emit>, HandlerError>,
     /// The state writes it staged; apply them only if `result` is `Ok`.
     pub writes: Writes,
+    /// The committed values it read, to check at commit time.
+    pub reads: Reads,
 }
 
 /// The inputs of one call besides the event.
@@ -381,6 +383,7 @@ impl Engine {
                     .map(|emits| emits.into_iter().map(Into::into).collect())
                     .map_err(Into::into),
                 writes: std::mem::take(&mut ctx.staged),
+                reads: std::mem::take(&mut ctx.reads),
             }),
         }
     }

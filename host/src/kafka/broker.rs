@@ -1,0 +1,25 @@
+//! The embedded dev broker: librdkafka's mock cluster, in-process, on
+//! loopback. It speaks the Kafka protocol, so kcat or any client can
+//! produce to it; it keeps everything in memory and is gone at exit.
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+/// A running mock cluster.
+pub struct EmbeddedBroker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a one-broker cluster on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        Ok(EmbeddedBroker {
+            cluster: MockCluster::new(1)?,
+        })
+    }
+
+    /// Its `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}

@@ -1,0 +1,108 @@
+//! Dead letters: the original record, unchanged, on `<topic>.dlq`, with
+//! headers saying where it came from and why it failed; and replay.
+//!
+//! | header | value |
+//! |---|---|
+//! | `switchyard-dlq-topic` | the original topic |
+//! | `switchyard-dlq-partition` | the original partition |
+//! | `switchyard-dlq-offset` | the original offset |
+//! | `switchyard-dlq-plugin` | the plugin that failed (empty for undecodable records) |
+//! | `switchyard-dlq-plugin-version` | its version (content-hash prefix) |
+//! | `switchyard-dlq-attempts` | how many times it was tried |
+//! | `switchyard-dlq-error-class` | `decode`, `retry`, `reject`, `trap`, `timeout`, `memory`, `forbidden`, `invalid-emit`, `loop`, `host` |
+//! | `switchyard-dlq-error` | the message |
+
+use super::sink::{Outgoing, Sink};
+use crate::event::{Header, Record};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use std::time::Duration;
+
+/// The prefix of every dead-letter header.
+pub const PREFIX: &str = "switchyard-dlq-";
+
+/// Why a record is dead-lettered.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// The plugin that failed, if one ran.
+    pub plugin: Option<&'a str>,
+    /// Its version label.
+    pub version: Option<&'a str>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The error class.
+    pub class: &'a str,
+    /// The error message.
+    pub message: &'a str,
+}
+
+/// The dead-letter topic of `topic`.
+pub fn topic_of(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+impl DeadLetter<'_> {
+    /// The dead-letter record for `record`.
+    pub fn wrap(&self, record: &Record) -> Outgoing {
+        let mut headers = record.headers.clone();
+        let mut put = |name: &str, value: String| headers.push(Header::new(format!("{PREFIX}{name}"), value));
+        put("topic", record.topic.clone());
+        put("partition", record.partition.to_string());
+        put("offset", record.offset.to_string());
+        put("plugin", self.plugin.unwrap_or_default().to_string());
+        put("plugin-version", self.version.unwrap_or_default().to_string());
+        put("attempts", self.attempts.to_string());
+        put("error-class", self.class.to_string());
+        put("error", self.message.to_string());
+        Outgoing {
+            topic: topic_of(&record.topic),
+            key: record.key.clone(),
+            headers,
+            value: record.value.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Sends every record of `dlq_topic` back to its original topic, without
+/// the dead-letter headers. Progress is committed under the consumer group
+/// `switchyard-dlq-replay`, so a second replay sends only newer dead letters.
+/// Returns how many records were replayed.
+pub async fn replay(config: &ClientConfig, dlq_topic: &str, idle: Duration) -> anyhow::Result<usize> {
+    let mut consumer_config = config.clone();
+    consumer_config
+        .set("group.id", "switchyard-dlq-replay")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = consumer_config.create()?;
+    consumer.subscribe(&[dlq_topic])?;
+    let sink = Sink::new(config)?;
+    let mut count = 0;
+    while let Ok(message) = tokio::time::timeout(idle, consumer.recv()).await {
+        let message = message?;
+        let mut original = None;
+        let mut headers = Vec::new();
+        for h in message.headers().iter().flat_map(|hs| hs.iter()) {
+            let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+            if h.key == format!("{PREFIX}topic") {
+                original = Some(value);
+            } else if !h.key.starts_with(PREFIX) {
+                headers.push(Header::new(h.key, value));
+            }
+        }
+        let Some(topic) = original else {
+            tracing::warn!(offset = message.offset(), "skipping a record without {PREFIX}topic");
+            continue;
+        };
+        sink.send_all(&[Outgoing {
+            topic,
+            key: message.key().map(<[u8]>::to_vec),
+            headers,
+            value: message.payload().unwrap_or_default().to_vec(),
+        }])
+        .await?;
+        consumer.commit_message(&message, CommitMode::Sync)?;
+        count += 1;
+    }
+    Ok(count)
+}
