@@ -160,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(60)),
+                create_topics: true,
             };
             runtime()?.block_on(service::run(config, options, service::signals()))?;
             Ok(ExitCode::SUCCESS)
@@ -171,6 +172,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = RouterConfig::load(&config)?;
             let broker = EmbeddedBroker::start()?;
+            for topic in config.topics_to_create() {
+                let partitions = config.kafka.partitions_for(&topic);
+                broker.create_topic(&topic, partitions)?;
+                broker.create_topic(&kafka::dlq::topic_of(&topic), partitions)?;
+            }
             let temp;
             let state_dir = match state_dir {
                 Some(dir) => dir,
@@ -191,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(summary_secs.max(1))),
+                create_topics: false,
             };
             runtime()?.block_on(service::run(config, options, service::signals()))?;
             drop(broker);

@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// How often to log a one-line summary (`None`: never).
     pub summary_every: Option<Duration>,
+    /// Whether to create missing topics through the admin API (off for the
+    /// embedded broker, which has none and auto-creates instead).
+    pub create_topics: bool,
 }
 
 /// Runs the router until `shutdown` resolves or a fatal error occurs.
@@ -49,7 +52,7 @@ pub async fn run(config: RouterConfig, options: RunOptions, shutdown: impl Futur
     let store = Arc::new(DiskStore::open(&options.state_dir.join("state.redb"), 100_000)?);
     let router = Arc::new(Router::new(engine, registry, store, config.max_hops));
     let client = kafka::client_config(&options.brokers, &config.kafka.client);
-    let sink = Arc::new(Sink::new(&client)?);
+    let sink = Arc::new(Sink::new(&client, options.create_topics)?);
     sink.ensure_topics(&config.topics_to_create(), &config.kafka)
         .await
         .with_context(|| format!("cannot reach Kafka at {} to create topics", options.brokers))?;

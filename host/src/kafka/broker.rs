@@ -22,4 +22,11 @@ impl EmbeddedBroker {
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()
     }
+
+    /// Creates a topic. The mock cluster has no CreateTopics API, so the
+    /// router's admin client cannot; topics it does not know of are
+    /// auto-created on first produce.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        Ok(self.cluster.create_topic(topic, partitions, 1)?)
+    }
 }

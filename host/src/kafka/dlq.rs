@@ -76,7 +76,7 @@ pub async fn replay(config: &ClientConfig, dlq_topic: &str, idle: Duration) -> a
         .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = consumer_config.create()?;
     consumer.subscribe(&[dlq_topic])?;
-    let sink = Sink::new(config)?;
+    let sink = Sink::new(config, false)?;
     let mut count = 0;
     while let Ok(message) = tokio::time::timeout(idle, consumer.recv()).await {
         let message = message?;

@@ -28,11 +28,14 @@ pub struct Sink {
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     known: std::sync::Mutex<std::collections::HashSet<String>>,
+    create: bool,
 }
 
 impl Sink {
-    /// A producer and an admin client for `config`.
-    pub fn new(config: &ClientConfig) -> anyhow::Result<Self> {
+    /// A producer and an admin client for `config`. With `create` off,
+    /// [`Sink::ensure_topics`] does nothing (for brokers without the
+    /// CreateTopics API, which auto-create topics instead).
+    pub fn new(config: &ClientConfig, create: bool) -> anyhow::Result<Self> {
         let mut producer_config = config.clone();
         producer_config
             .set("enable.idempotence", "true")
@@ -43,11 +46,15 @@ impl Sink {
             producer: producer_config.create()?,
             admin: config.create()?,
             known: Default::default(),
+            create,
         })
     }
 
     /// Creates the topics that do not exist yet; existing ones are left alone.
     pub async fn ensure_topics(&self, topics: &[String], kafka: &KafkaConfig) -> anyhow::Result<()> {
+        if !self.create {
+            return Ok(());
+        }
         let topics: Vec<&String> = {
             let known = self.known.lock().expect("topics lock");
             topics.iter().filter(|t| !known.contains(*t)).collect()
@@ -59,7 +66,9 @@ impl Sink {
             .iter()
             .map(|t| NewTopic::new(t, kafka.partitions_for(t), TopicReplication::Fixed(kafka.replication)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(15)));
         for result in self.admin.create_topics(&new, &options).await? {
             match result {
                 Ok(topic) => tracing::info!(topic, "created topic"),
