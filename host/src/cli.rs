@@ -16,11 +16,11 @@ use crate::engine::{Engine, EngineOptions};
 use crate::harness;
 use crate::kafka::{self, broker::EmbeddedBroker};
 use crate::service::{self, RunOptions};
-use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Routes Kafka events to sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -70,6 +70,11 @@ pub enum Command {
         /// The consumer group, overriding the config's.
         #[arg(long)]
         group: Option<String>,
+        /// Do not create topics through the admin API: for brokers without
+        /// CreateTopics (the librdkafka mock cluster), which auto-create on
+        /// first produce.
+        #[arg(long)]
+        no_create_topics: bool,
     },
     /// Run the router on an embedded Kafka-protocol broker, with a live tail.
     Dev {
@@ -112,7 +117,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Run { .. } => "info",
-        Command::Dev { .. } => "warn,switchyard::tail=info,switchyard::summary=info,switchyard::service=info",
+        Command::Dev { .. } => {
+            "warn,switchyard::tail=info,switchyard::summary=info,switchyard::service=info"
+        }
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -121,6 +128,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -149,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
             state_dir,
             group,
+            no_create_topics,
         } => {
             let config = RouterConfig::load(&config)?;
             if admin.is_some() {
@@ -160,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(60)),
-                create_topics: true,
+                create_topics: !no_create_topics,
             };
             runtime()?.block_on(service::run(config, options, service::signals()))?;
             Ok(ExitCode::SUCCESS)
@@ -204,14 +213,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq {
-            command: DlqCommand::Replay {
-                topic,
-                brokers,
-                idle_secs,
-            },
+            command:
+                DlqCommand::Replay {
+                    topic,
+                    brokers,
+                    idle_secs,
+                },
         } => {
             let client = kafka::client_config(&brokers, &Default::default());
-            let n = runtime()?.block_on(kafka::dlq::replay(&client, &topic, Duration::from_secs(idle_secs)))?;
+            let n = runtime()?.block_on(kafka::dlq::replay(
+                &client,
+                &topic,
+                Duration::from_secs(idle_secs),
+            ))?;
             println!("replayed {n} record(s) from {topic}");
             Ok(ExitCode::SUCCESS)
         }
@@ -219,7 +233,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn config_path(path: &Path) -> PathBuf {

@@ -168,7 +168,10 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     /// The partition count for a topic the router creates.
     pub fn partitions_for(&self, topic: &str) -> i32 {
-        self.topic_partitions.get(topic).copied().unwrap_or(self.partitions)
+        self.topic_partitions
+            .get(topic)
+            .copied()
+            .unwrap_or(self.partitions)
     }
 
     /// The delay before retry number `attempt` (1-based).

@@ -36,7 +36,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline over `router` and `sink`.
-    pub fn new(router: Arc<Router>, sink: Arc<Sink>, kafka: KafkaConfig, exclude: Matcher, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        router: Arc<Router>,
+        sink: Arc<Sink>,
+        kafka: KafkaConfig,
+        exclude: Matcher,
+        stats: Arc<Stats>,
+    ) -> Self {
         Pipeline {
             router,
             sink,
@@ -70,7 +76,12 @@ impl Pipeline {
             }
         };
         let mut summary = Vec::new();
-        let plugins: Vec<_> = self.router.registry().subscribers(&event.ty, &event.topic).cloned().collect();
+        let plugins: Vec<_> = self
+            .router
+            .registry()
+            .subscribers(&event.ty, &event.topic)
+            .cloned()
+            .collect();
         let event = Arc::new(event);
         for plugin in plugins {
             let mut attempt = 1;
@@ -80,10 +91,24 @@ impl Pipeline {
                 match outcome.result {
                     Ok(produced) => {
                         self.produce(&produced).await?;
-                        self.stats.emitted.fetch_add(produced.len() as u64, Ordering::Relaxed);
-                        let to: Vec<String> = produced.iter().map(|p| format!("{} ({})", p.ty, p.topic)).collect();
-                        let dup = if outcome.duplicate { " (redelivered)" } else { "" };
-                        summary.push(format!("{}@{}{dup} -> [{}]", plugin.spec.name, outcome.version, to.join(", ")));
+                        self.stats
+                            .emitted
+                            .fetch_add(produced.len() as u64, Ordering::Relaxed);
+                        let to: Vec<String> = produced
+                            .iter()
+                            .map(|p| format!("{} ({})", p.ty, p.topic))
+                            .collect();
+                        let dup = if outcome.duplicate {
+                            " (redelivered)"
+                        } else {
+                            ""
+                        };
+                        summary.push(format!(
+                            "{}@{}{dup} -> [{}]",
+                            plugin.spec.name,
+                            outcome.version,
+                            to.join(", ")
+                        ));
                         break;
                     }
                     Err(failure) => {
@@ -105,14 +130,18 @@ impl Pipeline {
                         };
                         self.dead_letter(record, &letter).await?;
                         tracing::warn!(plugin = %plugin.spec.name, "{at}: {message}; dead-lettered after {attempt} attempt(s)");
-                        summary.push(format!("{} dead-lettered ({})", plugin.spec.name, failure.class()));
+                        summary.push(format!(
+                            "{} dead-lettered ({})",
+                            plugin.spec.name,
+                            failure.class()
+                        ));
                         break;
                     }
                 }
             }
         }
         if summary.is_empty() {
-            tracing::debug!(target: "switchyard::tail", "handled {at} type={} no subscriber", event.ty);
+            tracing::info!(target: "switchyard::tail", "handled {at} type={} no subscriber", event.ty);
         } else {
             tracing::info!(target: "switchyard::tail", "handled {at} type={} id={} {}", event.ty, event.id, summary.join("; "));
         }
@@ -134,7 +163,9 @@ impl Pipeline {
 
     async fn dead_letter(&self, record: &Record, letter: &DeadLetter<'_>) -> anyhow::Result<()> {
         let out = letter.wrap(record);
-        self.sink.ensure_topics(std::slice::from_ref(&out.topic), &self.kafka).await?;
+        self.sink
+            .ensure_topics(std::slice::from_ref(&out.topic), &self.kafka)
+            .await?;
         self.send(std::slice::from_ref(&out)).await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         Ok(())

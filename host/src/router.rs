@@ -11,11 +11,11 @@
 //! [`Router::run`]); the caller then produces the outputs.
 
 use crate::config::PluginSpec;
+use crate::engine::PluginVersion;
 use crate::engine::{CallInput, Engine, Fault};
 use crate::envelope::{self, DecodeError, EnvelopeStyle, HOP_HEADER, ID_NAMESPACE, Outgoing};
 use crate::event::{Emit, Event, HandlerError, Header, Record};
 use crate::registry::{Plugin, PluginRegistry};
-use crate::engine::PluginVersion;
 use crate::state::{Commit, StateStore};
 use serde_json::Value;
 use std::sync::Arc;
@@ -217,7 +217,10 @@ impl Router {
                 config: &spec.config,
                 limits: spec.limits,
             };
-            let call = self.engine.call(version, event, input).map_err(Failure::Fault)?;
+            let call = self
+                .engine
+                .call(version, event, input)
+                .map_err(Failure::Fault)?;
             let emits = call.result.map_err(Failure::Handler)?;
             let produced = emits
                 .into_iter()

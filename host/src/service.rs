@@ -42,14 +42,21 @@ pub struct RunOptions {
 }
 
 /// Runs the router until `shutdown` resolves or a fatal error occurs.
-pub async fn run(config: RouterConfig, options: RunOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: RouterConfig,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let mut engine_options = EngineOptions::default();
     if options.cache_dir.is_some() {
         engine_options.cache_dir = options.cache_dir.clone();
     }
     let engine = Arc::new(Engine::new(engine_options)?);
     let registry = Arc::new(PluginRegistry::load(&engine, &config, None)?);
-    let store = Arc::new(DiskStore::open(&options.state_dir.join("state.redb"), 100_000)?);
+    let store = Arc::new(DiskStore::open(
+        &options.state_dir.join("state.redb"),
+        100_000,
+    )?);
     let router = Arc::new(Router::new(engine, registry, store, config.max_hops));
     let client = kafka::client_config(&options.brokers, &config.kafka.client);
     let sink = Arc::new(Sink::new(&client, options.create_topics)?);
@@ -58,7 +65,13 @@ pub async fn run(config: RouterConfig, options: RunOptions, shutdown: impl Futur
         .with_context(|| format!("cannot reach Kafka at {} to create topics", options.brokers))?;
     let source = Arc::new(Source::new(client, &options.group)?);
     let stats = Arc::new(Stats::default());
-    let pipeline = Arc::new(Pipeline::new(router, sink.clone(), config.kafka.clone(), config.exclude.clone(), stats.clone()));
+    let pipeline = Arc::new(Pipeline::new(
+        router,
+        sink.clone(),
+        config.kafka.clone(),
+        config.exclude.clone(),
+        stats.clone(),
+    ));
     tracing::info!(brokers = %options.brokers, group = %options.group, plugins = config.plugins.len(), "router started");
 
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<anyhow::Error>(1);
@@ -114,7 +127,12 @@ async fn partition_task(
             Ok(()) => source.ack(&record),
             Err(e) => {
                 source.inflight().end(&record.topic, record.partition);
-                let _ = fatal.send(e.context(format!("{}[{}]@{}", record.topic, record.partition, record.offset))).await;
+                let _ = fatal
+                    .send(e.context(format!(
+                        "{}[{}]@{}",
+                        record.topic, record.partition, record.offset
+                    )))
+                    .await;
                 while let Some(r) = rx.recv().await {
                     source.inflight().end(&r.topic, r.partition);
                 }
@@ -148,7 +166,8 @@ fn summary_task(stats: Arc<Stats>, every: Option<Duration>) -> tokio::task::Join
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn signals() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -58,3 +58,6 @@ pub fn switchyard(cache: &Path) -> Command {
     cmd.env("SWITCHYARD_CACHE_DIR", cache).current_dir(root());
     cmd
 }
+
+pub mod e2e;
+pub mod kafka;

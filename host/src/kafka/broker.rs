@@ -27,6 +27,11 @@ impl EmbeddedBroker {
     /// router's admin client cannot; topics it does not know of are
     /// auto-created on first produce.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
-        Ok(self.cluster.create_topic(topic, partitions, 1)?)
+        match self.cluster.create_topic(topic, partitions, 1) {
+            Err(rdkafka::error::KafkaError::MockCluster(
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+            )) => Ok(()),
+            other => Ok(other?),
+        }
     }
 }

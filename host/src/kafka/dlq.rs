@@ -46,12 +46,16 @@ impl DeadLetter<'_> {
     /// The dead-letter record for `record`.
     pub fn wrap(&self, record: &Record) -> Outgoing {
         let mut headers = record.headers.clone();
-        let mut put = |name: &str, value: String| headers.push(Header::new(format!("{PREFIX}{name}"), value));
+        let mut put =
+            |name: &str, value: String| headers.push(Header::new(format!("{PREFIX}{name}"), value));
         put("topic", record.topic.clone());
         put("partition", record.partition.to_string());
         put("offset", record.offset.to_string());
         put("plugin", self.plugin.unwrap_or_default().to_string());
-        put("plugin-version", self.version.unwrap_or_default().to_string());
+        put(
+            "plugin-version",
+            self.version.unwrap_or_default().to_string(),
+        );
         put("attempts", self.attempts.to_string());
         put("error-class", self.class.to_string());
         put("error", self.message.to_string());
@@ -68,7 +72,11 @@ impl DeadLetter<'_> {
 /// the dead-letter headers. Progress is committed under the consumer group
 /// `switchyard-dlq-replay`, so a second replay sends only newer dead letters.
 /// Returns how many records were replayed.
-pub async fn replay(config: &ClientConfig, dlq_topic: &str, idle: Duration) -> anyhow::Result<usize> {
+pub async fn replay(
+    config: &ClientConfig,
+    dlq_topic: &str,
+    idle: Duration,
+) -> anyhow::Result<usize> {
     let mut consumer_config = config.clone();
     consumer_config
         .set("group.id", "switchyard-dlq-replay")
@@ -91,7 +99,10 @@ pub async fn replay(config: &ClientConfig, dlq_topic: &str, idle: Duration) -> a
             }
         }
         let Some(topic) = original else {
-            tracing::warn!(offset = message.offset(), "skipping a record without {PREFIX}topic");
+            tracing::warn!(
+                offset = message.offset(),
+                "skipping a record without {PREFIX}topic"
+            );
             continue;
         };
         sink.send_all(&[Outgoing {

@@ -51,7 +51,11 @@ impl Sink {
     }
 
     /// Creates the topics that do not exist yet; existing ones are left alone.
-    pub async fn ensure_topics(&self, topics: &[String], kafka: &KafkaConfig) -> anyhow::Result<()> {
+    pub async fn ensure_topics(
+        &self,
+        topics: &[String],
+        kafka: &KafkaConfig,
+    ) -> anyhow::Result<()> {
         if !self.create {
             return Ok(());
         }
@@ -64,7 +68,13 @@ impl Sink {
         }
         let new: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| NewTopic::new(t, kafka.partitions_for(t), TopicReplication::Fixed(kafka.replication)))
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    kafka.partitions_for(t),
+                    TopicReplication::Fixed(kafka.replication),
+                )
+            })
             .collect();
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))

@@ -6,7 +6,9 @@
 //! partitions to finish and commits before the partitions move.
 
 use crate::event::{Header, Record};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext};
 use std::collections::HashMap;
@@ -79,8 +81,13 @@ impl ConsumerContext for DrainContext {
                 .iter()
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
-            if !self.inflight.wait_idle(&partitions, Duration::from_secs(30)) {
-                tracing::warn!("revoking partitions with records still in flight; they will be redelivered");
+            if !self
+                .inflight
+                .wait_idle(&partitions, Duration::from_secs(30))
+            {
+                tracing::warn!(
+                    "revoking partitions with records still in flight; they will be redelivered"
+                );
             }
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!("commit on revoke: {e}");
@@ -131,7 +138,9 @@ impl Source {
                 .headers()
                 .map(|hs| {
                     hs.iter()
-                        .map(|h| Header::new(h.key, String::from_utf8_lossy(h.value.unwrap_or_default())))
+                        .map(|h| {
+                            Header::new(h.key, String::from_utf8_lossy(h.value.unwrap_or_default()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -157,7 +166,9 @@ impl Source {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

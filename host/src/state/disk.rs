@@ -32,18 +32,28 @@ impl DiskStore {
     /// processed event ids of each plugin.
     pub fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("{}: cannot create the state folder; pass a writable --state-dir", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "{}: cannot create the state folder; pass a writable --state-dir",
+                    dir.display()
+                )
+            })?;
         }
         let db = Database::create(path).with_context(|| {
-            format!("{}: cannot open the state store (is another router using it?)", path.display())
+            format!(
+                "{}: cannot open the state store (is another router using it?)",
+                path.display()
+            )
         })?;
         let txn = db.begin_write()?;
         txn.open_table(STATE)?;
         txn.open_table(PROCESSED)?;
         txn.open_table(ORDER)?;
         txn.commit()?;
-        Ok(DiskStore { db, keep: keep.max(1) })
+        Ok(DiskStore {
+            db,
+            keep: keep.max(1),
+        })
     }
 }
 
@@ -51,7 +61,9 @@ impl StateStore for DiskStore {
     fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(STATE)?;
-        Ok(table.get(join(plugin, key).as_str())?.map(|v| v.value().to_vec()))
+        Ok(table
+            .get(join(plugin, key).as_str())?
+            .map(|v| v.value().to_vec()))
     }
 
     fn commit(
@@ -66,7 +78,9 @@ impl StateStore for DiskStore {
         {
             let mut state = txn.open_table(STATE)?;
             for (key, seen) in reads {
-                let now = state.get(join(plugin, key).as_str())?.map(|v| v.value().to_vec());
+                let now = state
+                    .get(join(plugin, key).as_str())?
+                    .map(|v| v.value().to_vec());
                 if now != *seen {
                     return Ok(Commit::Conflict);
                 }
@@ -107,7 +121,9 @@ impl StateStore for DiskStore {
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(PROCESSED)?;
-        Ok(table.get(join(plugin, event_id).as_str())?.map(|v| v.value().to_vec()))
+        Ok(table
+            .get(join(plugin, event_id).as_str())?
+            .map(|v| v.value().to_vec()))
     }
 
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -142,7 +158,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(&dir.path().join("s.redb"), 2).unwrap();
         for id in ["e1", "e2", "e3"] {
-            store.commit("p", id, &Reads::new(), &Writes::new(), id.as_bytes()).unwrap();
+            store
+                .commit("p", id, &Reads::new(), &Writes::new(), id.as_bytes())
+                .unwrap();
         }
         assert_eq!(store.processed("p", "e1").unwrap(), None);
         assert_eq!(store.processed("p", "e2").unwrap(), Some(b"e2".to_vec()));

@@ -119,7 +119,11 @@ impl StateStore for MemoryStore {
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let inner = self.inner.lock().expect("state lock poisoned");
-        Ok(inner.seen.get(plugin).and_then(|s| s.get(event_id)).cloned())
+        Ok(inner
+            .seen
+            .get(plugin)
+            .and_then(|s| s.get(event_id))
+            .cloned())
     }
 
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -135,18 +139,30 @@ pub(crate) mod tests {
     /// The contract every store keeps; run against each implementation.
     pub(crate) fn check_store(store: &dyn StateStore) {
         let setup = Writes::from([("gone".to_string(), Some(b"1".to_vec()))]);
-        assert_eq!(store.commit("p", "e0", &Reads::new(), &setup, b"").unwrap(), Commit::Done);
+        assert_eq!(
+            store.commit("p", "e0", &Reads::new(), &setup, b"").unwrap(),
+            Commit::Done
+        );
         assert_eq!(store.processed("p", "e1").unwrap(), None);
         let reads = Reads::from([("a".to_string(), None)]);
-        let writes = Writes::from([("a".to_string(), Some(b"x".to_vec())), ("gone".to_string(), None)]);
-        assert_eq!(store.commit("p", "e1", &reads, &writes, b"out").unwrap(), Commit::Done);
+        let writes = Writes::from([
+            ("a".to_string(), Some(b"x".to_vec())),
+            ("gone".to_string(), None),
+        ]);
+        assert_eq!(
+            store.commit("p", "e1", &reads, &writes, b"out").unwrap(),
+            Commit::Done
+        );
         assert_eq!(store.get("p", "a").unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.get("p", "gone").unwrap(), None);
         assert_eq!(store.get("other", "a").unwrap(), None);
         assert_eq!(store.processed("p", "e1").unwrap(), Some(b"out".to_vec()));
         // A call that read `a` before e1 committed conflicts and changes nothing.
         let stale = Writes::from([("a".to_string(), Some(b"lost".to_vec()))]);
-        assert_eq!(store.commit("p", "e2", &reads, &stale, b"").unwrap(), Commit::Conflict);
+        assert_eq!(
+            store.commit("p", "e2", &reads, &stale, b"").unwrap(),
+            Commit::Conflict
+        );
         assert_eq!(store.get("p", "a").unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.processed("p", "e2").unwrap(), None);
         assert_eq!(

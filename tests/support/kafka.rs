@@ -1,0 +1,383 @@
+//! Brokers, a running router and outside clients for the Kafka end-to-end
+//! tests. Each test starts its own broker on a free port, so topic names
+//! never collide between tests.
+#![allow(dead_code)]
+
+use super::root;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard::kafka::broker::EmbeddedBroker;
+
+/// A record as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    /// Topic.
+    pub topic: String,
+    /// Partition to produce to (`None`: by key).
+    pub partition: Option<i32>,
+    /// Key.
+    pub key: Option<String>,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+impl Rec {
+    /// A header's value.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A broker for one test.
+pub enum Broker {
+    /// librdkafka's mock cluster, in this process.
+    Mock(EmbeddedBroker),
+    /// A Tansu process on a free loopback port.
+    Tansu {
+        /// The process.
+        child: Child,
+        /// Its port.
+        port: u16,
+        /// Its storage folder.
+        _dir: tempfile::TempDir,
+    },
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// A mock cluster.
+    pub fn mock() -> Self {
+        Broker::Mock(EmbeddedBroker::start().expect("mock cluster starts"))
+    }
+
+    /// A Tansu broker (installed by scripts/setup.sh), with in-memory storage.
+    pub fn tansu() -> Self {
+        let tansu = which("tansu").expect("tansu is not installed; run scripts/setup.sh");
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(tansu)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .arg(format!("--listener-url=tcp://127.0.0.1:{port}"))
+            .arg(format!("--advertised-listener-url=tcp://127.0.0.1:{port}"))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Broker::Tansu {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(b) => b.bootstrap(),
+            Broker::Tansu { port, .. } => format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Whether the router must create topics itself (brokers with CreateTopics).
+    pub fn router_creates_topics(&self) -> bool {
+        matches!(self, Broker::Tansu { .. })
+    }
+
+    /// Creates a topic where the router cannot (the mock has no CreateTopics).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        if let Broker::Mock(b) = self {
+            let _ = b.create_topic(topic, partitions);
+        }
+    }
+
+    /// The outside client to drive this broker with: kcat for the mock
+    /// cluster; confluent-kafka for Tansu, whose handshake Debian's kcat
+    /// (librdkafka 2.0) fails.
+    pub fn client(&self) -> Box<dyn Client> {
+        match self {
+            Broker::Mock(_) => Box::new(Kcat(self.bootstrap())),
+            Broker::Tansu { .. } => Box::new(PyClient(self.bootstrap())),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Tansu { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH")?).collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// A real Kafka client outside the router.
+pub trait Client {
+    /// Produces records, in order, and waits for their acknowledgement.
+    fn produce(&self, records: &[Rec]);
+    /// Everything on `topic` so far.
+    fn consume(&self, topic: &str) -> Vec<Rec>;
+}
+
+/// Debian's kcat.
+pub struct Kcat(pub String);
+
+impl Client for Kcat {
+    fn produce(&self, records: &[Rec]) {
+        for r in records {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &r.value).unwrap();
+            let mut cmd = Command::new("kcat");
+            cmd.args(["-P", "-b", &self.0, "-t", &r.topic]);
+            if let Some(p) = r.partition {
+                cmd.args(["-p", &p.to_string()]);
+            }
+            if let Some(k) = &r.key {
+                cmd.args(["-k", k]);
+            }
+            for (k, v) in &r.headers {
+                cmd.args(["-H", &format!("{k}={v}")]);
+            }
+            let status = cmd
+                .arg(file.path())
+                .status()
+                .expect("kcat runs (apt-get install kcat)");
+            assert!(status.success(), "kcat produce to {} failed", r.topic);
+        }
+    }
+
+    fn consume(&self, topic: &str) -> Vec<Rec> {
+        let out = Command::new("kcat")
+            .args([
+                "-C",
+                "-b",
+                &self.0,
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-J",
+                "-q",
+            ])
+            .output()
+            .expect("kcat runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|m| Rec {
+                topic: topic.to_string(),
+                partition: m["partition"].as_i64().map(|p| p as i32),
+                key: m["key"].as_str().map(str::to_string),
+                headers: m["headers"]
+                    .as_array()
+                    .map(|h| {
+                        h.chunks(2)
+                            .map(|kv| {
+                                (
+                                    kv[0].as_str().unwrap_or_default().to_string(),
+                                    kv[1].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                value: m["payload"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// confluent-kafka from PyPI, through tests/support/kafka_client.py.
+pub struct PyClient(pub String);
+
+impl PyClient {
+    fn script() -> PathBuf {
+        root().join("tests/support/kafka_client.py")
+    }
+}
+
+impl Client for PyClient {
+    fn produce(&self, records: &[Rec]) {
+        let mut child = Command::new("python3")
+            .arg(Self::script())
+            .args(["produce", &self.0])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        {
+            let stdin = child.stdin.as_mut().unwrap();
+            for r in records {
+                let line = json!({
+                    "topic": r.topic, "partition": r.partition, "key": r.key,
+                    "headers": r.headers, "value_b64": STANDARD.encode(&r.value),
+                });
+                writeln!(stdin, "{line}").unwrap();
+            }
+        }
+        assert!(
+            child.wait().unwrap().success(),
+            "confluent-kafka produce failed"
+        );
+    }
+
+    fn consume(&self, topic: &str) -> Vec<Rec> {
+        let out = Command::new("python3")
+            .arg(Self::script())
+            .args(["consume", &self.0, topic, "3"])
+            .output()
+            .expect("python3 runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|m| Rec {
+                topic: topic.to_string(),
+                partition: m["partition"].as_i64().map(|p| p as i32),
+                key: m["key"].as_str().map(str::to_string),
+                headers: serde_json::from_value(m["headers"].clone()).unwrap_or_default(),
+                value: STANDARD
+                    .decode(m["value_b64"].as_str().unwrap_or_default())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// A `switchyard run` process and the lines it logged.
+pub struct Router {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Router {
+    /// Starts `switchyard run` on `config` against `broker`.
+    pub fn start(config: &Path, broker: &Broker, state_dir: &Path, cache: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        if !broker.router_creates_topics() {
+            cmd.arg("run").arg("--no-create-topics");
+        } else {
+            cmd.arg("run");
+        }
+        let mut child = cmd
+            .arg("--config")
+            .arg(config)
+            .args(["--brokers", &broker.bootstrap(), "--group", "e2e"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("SWITCHYARD_CACHE_DIR", cache)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("switchyard runs");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("E2E_VERBOSE").is_some() {
+                    eprintln!("router: {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Router { child, lines }
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// How many `handled` tail lines name `topic` and event type `ty` ("-": undecodable).
+    pub fn handled(&self, topic: &str, ty: &str) -> usize {
+        let (at, of) = (format!("handled {topic}["), format!(" type={ty} "));
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&at) && l.contains(&of))
+            .count()
+    }
+
+    /// Waits until `ready` holds, or panics with the log after `timeout`.
+    pub fn wait(&mut self, what: &str, timeout: Duration, ready: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "router exited ({status}) while waiting for {what}\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops with SIGTERM (a graceful drain) and waits.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(status.success(), "router failed: {status}\n{}", self.log());
+        self.log()
+    }
+
+    /// Kills with SIGKILL: no drain, no commit.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,71 @@
+"""A real outside Kafka client for the end-to-end tests (confluent-kafka).
+
+    kafka_client.py produce BOOTSTRAP   < records.jsonl
+    kafka_client.py consume BOOTSTRAP TOPIC [IDLE_SECONDS]  > records.jsonl
+
+A record line is {"topic", "partition"?, "key"?, "headers": [[k, v], ...],
+"value_b64"}.
+"""
+import base64
+import json
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+
+def produce(bootstrap):
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        kwargs = {}
+        if r.get("partition") is not None:
+            kwargs["partition"] = r["partition"]
+        producer.produce(
+            r["topic"],
+            value=base64.b64decode(r["value_b64"]),
+            key=r.get("key"),
+            headers=[(k, v) for k, v in r.get("headers", [])],
+            **kwargs,
+        )
+    if producer.flush(30) != 0:
+        sys.exit("produce: not every record was delivered")
+
+
+def consume(bootstrap, topic, idle):
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "e2e-reader-" + uuid.uuid4().hex,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    last = time.time()
+    deadline = time.time() + 60
+    while time.time() - last < idle and time.time() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                continue
+            sys.exit("consume: %s" % msg.error())
+        last = time.time()
+        print(json.dumps({
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "key": msg.key().decode() if msg.key() is not None else None,
+            "headers": [[k, (v or b"").decode()] for k, v in (msg.headers() or [])],
+            "value_b64": base64.b64encode(msg.value() or b"").decode(),
+        }), flush=True)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "produce":
+        produce(sys.argv[2])
+    else:
+        consume(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 4.0)
