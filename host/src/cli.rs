@@ -106,8 +106,8 @@ pub enum DlqCommand {
         /// `bootstrap.servers`.
         #[arg(long, env = "SWITCHYARD_BROKERS", default_value = "127.0.0.1:9092")]
         brokers: String,
-        /// Stop after this many seconds without a record.
-        #[arg(long, default_value_t = 5)]
+        /// Give up after this many seconds without a record.
+        #[arg(long, default_value_t = 30)]
         idle_secs: u64,
     },
 }

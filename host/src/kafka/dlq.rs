@@ -17,6 +17,8 @@ use crate::event::{Header, Record};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The prefix of every dead-letter header.
@@ -71,7 +73,8 @@ impl DeadLetter<'_> {
 /// Sends every record of `dlq_topic` back to its original topic, without
 /// the dead-letter headers. Progress is committed under the consumer group
 /// `switchyard-dlq-replay`, so a second replay sends only newer dead letters.
-/// Returns how many records were replayed.
+/// It reads each partition up to its end as of the start, waiting at most
+/// `idle` for any one record. Returns how many records were replayed.
 pub async fn replay(
     config: &ClientConfig,
     dlq_topic: &str,
@@ -83,11 +86,41 @@ pub async fn replay(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = consumer_config.create()?;
-    consumer.subscribe(&[dlq_topic])?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(dlq_topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(!partitions.is_empty(), "{dlq_topic}: no such topic");
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(dlq_topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(dlq_topic, *p, timeout)?;
+        let start = match committed.find_partition(dlq_topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= low => o,
+            _ => low,
+        };
+        assignment.add_partition_offset(dlq_topic, *p, Offset::Offset(start))?;
+        if high > start {
+            remaining.insert(*p, high);
+        }
+    }
+    consumer.assign(&assignment)?;
     let sink = Sink::new(config, false)?;
     let mut count = 0;
-    while let Ok(message) = tokio::time::timeout(idle, consumer.recv()).await {
-        let message = message?;
+    while !remaining.is_empty() {
+        let message = tokio::time::timeout(idle, consumer.recv())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("{dlq_topic}: no record within {idle:?}; {count} replayed so far")
+            })??;
         let mut original = None;
         let mut headers = Vec::new();
         for h in message.headers().iter().flat_map(|hs| hs.iter()) {
@@ -98,22 +131,28 @@ pub async fn replay(
                 headers.push(Header::new(h.key, value));
             }
         }
-        let Some(topic) = original else {
+        if let Some(topic) = original {
+            sink.send_all(&[Outgoing {
+                topic,
+                key: message.key().map(<[u8]>::to_vec),
+                headers,
+                value: message.payload().unwrap_or_default().to_vec(),
+            }])
+            .await?;
+            count += 1;
+        } else {
             tracing::warn!(
                 offset = message.offset(),
                 "skipping a record without {PREFIX}topic"
             );
-            continue;
-        };
-        sink.send_all(&[Outgoing {
-            topic,
-            key: message.key().map(<[u8]>::to_vec),
-            headers,
-            value: message.payload().unwrap_or_default().to_vec(),
-        }])
-        .await?;
+        }
         consumer.commit_message(&message, CommitMode::Sync)?;
-        count += 1;
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() + 1 >= *high)
+        {
+            remaining.remove(&message.partition());
+        }
     }
     Ok(count)
 }

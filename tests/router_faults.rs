@@ -1,0 +1,463 @@
+//! The router under bad input, crashes and shutdowns, on the mock cluster
+//! with kcat as the outside client.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::kafka::{Broker, Client, Kcat, Rec, Router};
+
+fn booking_created(i: usize) -> Value {
+    json!({
+        "event_id": format!("00000000-0000-4000-8000-{i:012}"),
+        "event_type": "booking.booking.created", "event_version": "1.0",
+        "timestamp": "2025-11-24T10:30:00Z", "correlation_id": format!("corr-{i}"),
+        "data": {"booking_id": format!("bk-{i}"), "user_id": format!("user-{i}"), "price_amount": 10.0 + i as f64,
+                 "price_currency": "USD", "metadata": {}},
+        "metadata": {"source": "booking-service"}
+    })
+}
+
+fn rec(topic: &str, partition: Option<i32>, value: impl Into<Vec<u8>>) -> Rec {
+    Rec {
+        topic: topic.into(),
+        partition,
+        key: Some("k".into()),
+        headers: vec![],
+        value: value.into(),
+    }
+}
+
+fn event_id(r: &Rec) -> String {
+    let v: Value = serde_json::from_slice(&r.value).unwrap();
+    v["event_id"].as_str().unwrap().to_string()
+}
+
+/// Writes a router config with the test guests and returns its path.
+fn fault_config(dir: &Path) -> std::path::PathBuf {
+    let guests = support::build_wasm("tests/guests");
+    let g = |name: &str| guests.join(format!("{name}.wasm")).display().to_string();
+    let config = format!(
+        r#"
+[kafka]
+max_retries = 1
+retry_backoff_ms = 50
+
+[[plugin]]
+name = "echo"
+wasm = "{echo}"
+subscribe.types = ["booking.*"]
+emits = ["echo.*"]
+
+[[plugin]]
+name = "trap"
+wasm = "{trap}"
+subscribe.types = ["booking.booking.cancelled"]
+
+[[plugin]]
+name = "spin"
+wasm = "{spin}"
+subscribe.topics = ["slow-orders"]
+timeout_ms = 200
+
+[[plugin]]
+name = "rogue"
+wasm = "{echo}"
+subscribe.topics = ["rogue-orders"]
+emits = ["allowed.*"]
+"#,
+        echo = g("echo"),
+        trap = g("trap"),
+        spin = g("spin")
+    );
+    let path = dir.join("router.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
+    let broker = Broker::mock();
+    for t in [
+        "orders",
+        "orders.dlq",
+        "slow-orders",
+        "slow-orders.dlq",
+        "rogue-orders",
+        "rogue-orders.dlq",
+    ] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = fault_config(dir.path());
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let kcat = Kcat(broker.bootstrap());
+    let mut cancelled = booking_created(3);
+    cancelled["event_type"] = json!("booking.booking.cancelled");
+    let orders = vec![
+        rec("orders", Some(0), booking_created(1).to_string()),
+        rec("orders", Some(0), "not json {"),
+        rec(
+            "orders",
+            Some(0),
+            json!({"event_id": "x", "data": {}}).to_string(),
+        ),
+        rec("orders", Some(0), cancelled.to_string()),
+        rec("orders", Some(0), booking_created(2).to_string()),
+        rec("slow-orders", Some(0), booking_created(4).to_string()),
+        rec("slow-orders", Some(0), booking_created(5).to_string()),
+        rec("rogue-orders", Some(0), booking_created(6).to_string()),
+    ];
+    kcat.produce(&orders);
+    router.wait("the last good record", Duration::from_secs(60), |r| {
+        r.handled("orders", "booking.booking.created") >= 2
+            && r.handled("slow-orders", "booking.booking.created") >= 2
+            && r.handled("rogue-orders", "booking.booking.created") >= 1
+    });
+
+    // Both good records around the bad ones were routed.
+    let echoed: BTreeSet<String> = kcat
+        .consume("echo.booking.booking.created")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["booking_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // bk-6 too: echo subscribes to every booking type, whatever the topic.
+    assert_eq!(
+        echoed,
+        BTreeSet::from(["bk-1", "bk-2", "bk-4", "bk-5", "bk-6"].map(String::from))
+    );
+    assert_eq!(
+        kcat.consume("echo.booking.booking.cancelled").len(),
+        1,
+        "echo still handles what trap fails on"
+    );
+
+    let dead = kcat.consume("orders.dlq");
+    let reasons: Vec<(String, String, String, String)> = dead
+        .iter()
+        .map(|r| {
+            let h = |k: &str| {
+                r.header(&format!("switchyard-dlq-{k}"))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (h("offset"), h("error-class"), h("plugin"), h("error"))
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(
+        (reasons[0].0.as_str(), reasons[0].1.as_str()),
+        ("1", "decode")
+    );
+    assert!(reasons[0].3.contains("not JSON"), "{reasons:?}");
+    assert_eq!(
+        (reasons[1].0.as_str(), reasons[1].1.as_str()),
+        ("2", "decode")
+    );
+    assert!(reasons[1].3.contains("no event type"), "{reasons:?}");
+    assert_eq!(
+        (
+            reasons[2].0.as_str(),
+            reasons[2].1.as_str(),
+            reasons[2].2.as_str()
+        ),
+        ("3", "trap", "trap")
+    );
+    assert!(
+        reasons[2].3.contains("boom on booking.booking.cancelled"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        dead[1].value, orders[2].value,
+        "the original record is dead-lettered unchanged"
+    );
+    assert_eq!(dead[0].header("switchyard-dlq-topic"), Some("orders"));
+
+    let slow: Vec<String> = kcat
+        .consume("slow-orders.dlq")
+        .iter()
+        .map(|r| r.header("switchyard-dlq-error-class").unwrap().to_string())
+        .collect();
+    assert_eq!(slow, ["timeout", "timeout"]);
+    let rogue = kcat.consume("rogue-orders.dlq");
+    assert_eq!(rogue.len(), 1);
+    assert_eq!(
+        rogue[0].header("switchyard-dlq-error-class"),
+        Some("forbidden")
+    );
+    assert!(
+        rogue[0]
+            .header("switchyard-dlq-error")
+            .unwrap()
+            .contains("echo.booking.booking.created")
+    );
+    assert!(
+        kcat.consume("echo.booking.booking.created")
+            .iter()
+            .all(|r| r.header("switchyard-plugin") == Some("echo"))
+    );
+    router.stop();
+
+    // Replay sends the dead letters back, unchanged and without the DLQ headers.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "dlq",
+            "replay",
+            "orders.dlq",
+            "--brokers",
+            &broker.bootstrap(),
+            "--idle-secs",
+            "3",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 3 record(s) from orders.dlq"));
+    let again = kcat.consume("orders");
+    assert_eq!(again.len(), 8);
+    assert_eq!(
+        again[5..]
+            .iter()
+            .map(|r| r.value.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            orders[1].value.clone(),
+            orders[2].value.clone(),
+            orders[3].value.clone()
+        ]
+    );
+    assert!(again[5..].iter().all(|r| {
+        r.headers
+            .iter()
+            .all(|(k, _)| !k.starts_with("switchyard-dlq-"))
+    }));
+}
+
+fn start_booking(broker: &Broker, state: &Path, cache: &Path) -> Router {
+    let config = support::root().join("examples/booking/router.toml");
+    support::build_wasm("plugins");
+    Router::start(&config, broker, state, cache)
+}
+
+fn create_booking_topics(broker: &Broker) {
+    for t in [
+        "booking.booking.created",
+        "payment.payment.succeeded",
+        "payment.payment.failed",
+        "receipt.receipt.generated",
+    ] {
+        broker.create_topic(t, 3);
+        broker.create_topic(&format!("{t}.dlq"), 3);
+    }
+}
+
+#[test]
+fn a_kill_9_mid_stream_loses_nothing_and_duplicates_are_byte_identical() {
+    let broker = Broker::mock();
+    create_booking_topics(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
+    let kcat = Kcat(broker.bootstrap());
+    const N: usize = 150;
+    let inputs: Vec<Rec> = (0..N)
+        .map(|i| {
+            rec(
+                "booking.booking.created",
+                None,
+                booking_created(i).to_string(),
+            )
+        })
+        .collect();
+    kcat.produce(&inputs);
+    let mut first = start_booking(&broker, &state, &cache);
+    first.wait("some records", Duration::from_secs(60), |r| {
+        r.handled("booking.booking.created", "booking.booking.created") >= 20
+    });
+    let before = first.kill9();
+    let handled_before = before.matches("handled booking.booking.created[").count();
+    assert!(
+        handled_before < N,
+        "killed after everything was done ({handled_before}); not mid-stream"
+    );
+
+    let mut second = start_booking(&broker, &state, &cache);
+    second.wait("every receipt", Duration::from_secs(120), |_| {
+        let receipts: BTreeSet<String> = kcat
+            .consume("receipt.receipt.generated")
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["booking_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        receipts.len() == N
+    });
+    second.stop();
+
+    for topic in ["payment.payment.succeeded", "receipt.receipt.generated"] {
+        let mut by_id: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in kcat.consume(topic) {
+            by_id.entry(event_id(&r)).or_default().push(r.value);
+        }
+        assert_eq!(
+            by_id.len(),
+            N,
+            "{topic}: every input has exactly one distinct output"
+        );
+        for (id, copies) in by_id {
+            assert!(
+                copies.windows(2).all(|w| w[0] == w[1]),
+                "{topic}: duplicates of {id} differ"
+            );
+        }
+    }
+    // Receipt numbers were issued once per payment: 1..=N, no gaps, no repeats.
+    let numbers: BTreeSet<String> = kcat
+        .consume("receipt.receipt.generated")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["receipt_number"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=N).map(|n| format!("RCP-2025-{n:06}")).collect()
+    );
+}
+
+#[test]
+fn a_graceful_stop_commits_offsets_so_a_restart_routes_nothing_twice() {
+    let broker = Broker::mock();
+    create_booking_topics(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
+    let kcat = Kcat(broker.bootstrap());
+    kcat.produce(
+        &(0..5)
+            .map(|i| {
+                rec(
+                    "booking.booking.created",
+                    None,
+                    booking_created(i).to_string(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut first = start_booking(&broker, &state, &cache);
+    first.wait("five receipts", Duration::from_secs(60), |r| {
+        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= 5
+    });
+    let log = first.stop();
+    assert!(log.contains("router stopped"), "{log}");
+
+    let mut second = start_booking(&broker, &state, &cache);
+    kcat.produce(&[rec(
+        "booking.booking.created",
+        None,
+        booking_created(99).to_string(),
+    )]);
+    second.wait("the new record's receipt", Duration::from_secs(60), |r| {
+        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let log = second.stop();
+    assert_eq!(
+        log.matches("handled booking.booking.created[").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("handled payment.payment.succeeded[").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("redelivered"), "{log}");
+    assert_eq!(kcat.consume("payment.payment.succeeded").len(), 6);
+}
+
+#[test]
+fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
+    use std::io::{BufRead, BufReader};
+    support::build_wasm("plugins");
+    let cache = tempfile::tempdir().unwrap();
+    let mut dev = support::switchyard(cache.path())
+        .args([
+            "dev",
+            "--config",
+            "examples/booking/router.toml",
+            "--summary-secs",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(dev.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let bootstrap = first
+        .trim()
+        .strip_prefix("bootstrap: ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    assert!(bootstrap.starts_with("127.0.0.1:"), "{bootstrap}");
+    let kcat = Kcat(bootstrap);
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            support::root().join("examples/booking/fixtures/payment/succeeded.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    kcat.produce(&[rec(
+        "booking.booking.created",
+        None,
+        fixture["steps"][0]["value"].to_string(),
+    )]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let receipts = loop {
+        let receipts = kcat.consume("receipt.receipt.generated");
+        if !receipts.is_empty() || std::time::Instant::now() > deadline {
+            break receipts;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let payments = kcat.consume("payment.payment.succeeded");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-INT", &dev.id().to_string()])
+        .status();
+    let out = dev.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(receipts.len(), 1, "{log}");
+    let receipt: Value = serde_json::from_slice(&receipts[0].value).unwrap();
+    assert_eq!(receipt["data"]["receipt_number"], "RCP-2025-000001");
+    assert_eq!(payments.len(), 1);
+    assert!(log.contains("handled booking.booking.created["), "{log}");
+    assert!(
+        log.contains("payment@") && log.contains("-> [payment.payment.succeeded"),
+        "{log}"
+    );
+    assert!(log.contains("dead letters"), "summary line: {log}");
+    assert!(out.status.success(), "{log}");
+}
