@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what building and testing Switchyard needs, skipping what is
+# Installs what building and running Switchyard needs, skipping what is
 # already present. Safe to run again and again.
+#   scripts/setup.sh          the wasm target and kcat
+#   scripts/setup.sh --test   also what the tests need: confluent-kafka (PyPI)
+#                             and the Tansu broker (a ~20 minute build, once)
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! have cargo; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and run this again" >&2
@@ -16,7 +20,28 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# The host's tests prefer cargo-nextest; scripts/test.sh falls back to cargo test.
+# kcat: the command-line Kafka client the README and the tests use.
+if ! have kcat; then
+  echo "setup: installing kcat"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+
+[ "${1:-}" = "--test" ] || exit 0
+
+# confluent-kafka: the outside client for the Tansu tests (a current
+# librdkafka; Debian's kcat fails Tansu's handshake).
+if ! python3 -c "import confluent_kafka" 2>/dev/null; then
+  echo "setup: installing confluent-kafka"
+  python3 -m pip install --quiet confluent-kafka
+fi
+
+# Tansu: an independent Kafka-compatible broker for the end-to-end tests.
+if ! have tansu && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "setup: installing tansu (a long build, done once)"
+  cargo install tansu --locked --features dynostore --quiet
+fi
+
 if ! have cargo-nextest; then
   echo "setup: cargo-nextest not found; tests will run with cargo test"
 fi

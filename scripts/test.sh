@@ -3,7 +3,7 @@
 # and end-to-end tests, and every example's fixtures through `switchyard test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build-plugins.sh
+scripts/build-plugins.sh --test
 
 echo "== plugins: native unit tests"
 cargo test --quiet --manifest-path plugins/Cargo.toml

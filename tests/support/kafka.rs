@@ -108,10 +108,21 @@ impl Broker {
         matches!(self, Broker::Tansu { .. })
     }
 
-    /// Creates a topic where the router cannot (the mock has no CreateTopics).
+    /// Creates a topic: through the mock's own API (it has no CreateTopics),
+    /// or with the outside client's admin API.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        if let Broker::Mock(b) = self {
-            let _ = b.create_topic(topic, partitions);
+        match self {
+            Broker::Mock(b) => {
+                let _ = b.create_topic(topic, partitions);
+            }
+            Broker::Tansu { .. } => {
+                let status = Command::new("python3")
+                    .arg(PyClient::script())
+                    .args(["create", &self.bootstrap(), topic, &partitions.to_string()])
+                    .status()
+                    .expect("python3 runs");
+                assert!(status.success(), "creating {topic} on tansu failed");
+            }
         }
     }
 

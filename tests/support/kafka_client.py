@@ -2,6 +2,7 @@
 
     kafka_client.py produce BOOTSTRAP   < records.jsonl
     kafka_client.py consume BOOTSTRAP TOPIC [IDLE_SECONDS]  > records.jsonl
+    kafka_client.py create BOOTSTRAP TOPIC PARTITIONS
 
 A record line is {"topic", "partition"?, "key"?, "headers": [[k, v], ...],
 "value_b64"}.
@@ -12,7 +13,8 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 
 def produce(bootstrap):
@@ -64,8 +66,20 @@ def consume(bootstrap, topic, idle):
     consumer.close()
 
 
+def create(bootstrap, topic, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        try:
+            future.result(30)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "produce":
+    if sys.argv[1] == "create":
+        create(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "produce":
         produce(sys.argv[2])
     else:
         consume(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 4.0)
