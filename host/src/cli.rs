@@ -61,9 +61,12 @@ pub enum Command {
         /// `bootstrap.servers`, overriding the config's.
         #[arg(long, env = "SWITCHYARD_BROKERS")]
         brokers: Option<String>,
-        /// The admin API address (not served yet; reserved for the admin API).
+        /// Where to serve the admin API and /metrics.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: std::net::SocketAddr,
+        /// Do not serve the admin API.
         #[arg(long)]
-        admin: Option<String>,
+        no_admin: bool,
         /// Where the plugin state store lives.
         #[arg(long, default_value = ".switchyard/state")]
         state_dir: PathBuf,
@@ -87,6 +90,9 @@ pub enum Command {
         /// Seconds between summary lines.
         #[arg(long, default_value_t = 10)]
         summary_secs: u64,
+        /// Where to serve the admin API (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
     },
     /// Dead-letter topics.
     Dlq {
@@ -158,11 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             group,
             no_create_topics,
+            no_admin,
         } => {
             let config = RouterConfig::load(&config)?;
-            if admin.is_some() {
-                tracing::warn!("--admin is accepted but the admin API is not served yet");
-            }
             let options = RunOptions {
                 brokers: brokers.unwrap_or_else(|| config.kafka.bootstrap_servers.clone()),
                 group: group.unwrap_or_else(|| config.kafka.group_id.clone()),
@@ -170,6 +174,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(60)),
                 create_topics: !no_create_topics,
+                admin: (!no_admin).then_some(admin),
+                watch: true,
             };
             runtime()?.block_on(service::run(config, options, service::signals()))?;
             Ok(ExitCode::SUCCESS)
@@ -178,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             state_dir,
             summary_secs,
+            admin,
         } => {
             let config = RouterConfig::load(&config)?;
             let broker = EmbeddedBroker::start()?;
@@ -207,6 +214,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(summary_secs.max(1))),
                 create_topics: false,
+                admin: Some(admin),
+                watch: true,
             };
             runtime()?.block_on(service::run(config, options, service::signals()))?;
             drop(broker);

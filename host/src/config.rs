@@ -11,6 +11,9 @@
 //! max_retries = 3                        # `retry` errors, then dead-letter
 //! retry_backoff_ms = 200                 # doubles per retry, up to max_backoff_ms
 //!
+//! [admin]
+//! token = "..."                          # or SWITCHYARD_ADMIN_TOKEN
+//!
 //! [defaults]
 //! timeout_ms = 1000      # per-call deadline
 //! memory_mib = 64        # per-call linear memory cap
@@ -61,6 +64,8 @@ pub struct ConfigError {
 struct RawConfig {
     #[serde(default)]
     kafka: KafkaConfig,
+    #[serde(default)]
+    admin: AdminConfig,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -183,6 +188,15 @@ impl KafkaConfig {
     }
 }
 
+/// The `[admin]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token that admin API changes need; `SWITCHYARD_ADMIN_TOKEN`
+    /// overrides it. Without either, every change is refused.
+    pub token: Option<String>,
+}
+
 /// A fully resolved router config.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -190,6 +204,8 @@ pub struct RouterConfig {
     pub path: PathBuf,
     /// How to reach and use the Kafka cluster.
     pub kafka: KafkaConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
     /// Topics never consumed, compiled from `kafka.exclude`.
     pub exclude: Matcher,
     /// Emits of an event that already went through this many routing hops
@@ -395,6 +411,7 @@ impl RouterConfig {
         Ok(RouterConfig {
             path: path.to_path_buf(),
             kafka: raw.kafka,
+            admin: raw.admin,
             exclude,
             max_hops: raw.max_hops.unwrap_or(8),
             plugins,

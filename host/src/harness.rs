@@ -171,6 +171,23 @@ pub fn run_config(
     Ok(report)
 }
 
+/// Runs a plugin's fixtures on a candidate `version` (before it goes live);
+/// returns how many passed, or the first failure.
+pub fn check_version(
+    engine: &Arc<Engine>,
+    config: &RouterConfig,
+    spec: &PluginSpec,
+    version: Arc<crate::engine::PluginVersion>,
+) -> Result<usize, String> {
+    let candidate = Arc::new(Plugin::new(spec.clone(), version));
+    let files = fixture_files(spec).map_err(|e| format!("{e:#}"))?;
+    for file in &files {
+        run_fixture(engine, config, &candidate, file)
+            .map_err(|why| format!("fixture {} fails: {why}", file.display()))?;
+    }
+    Ok(files.len())
+}
+
 fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("     {l}"))

@@ -20,6 +20,9 @@
 //! - [`kafka`]: consumer, producer, dead letters, embedded broker (no wasm).
 //! - [`pipeline`]: one record's path: decode, run, retry, produce, dead-letter.
 //! - [`service`]: the router as a service: partition tasks, drain, shutdown.
+//! - [`reload`]: hot reload from files and uploads, checked before going live.
+//! - [`admin`]: the admin API and status page (axum).
+//! - [`metrics`]: Prometheus metrics with the catalog's names.
 //! - [`harness`]: `switchyard test`, fixtures with diffs.
 //! - [`cli`]: the `switchyard` command line.
 //!
@@ -42,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 mod bindings;
 pub mod cli;
 pub mod config;
@@ -50,8 +54,10 @@ pub mod envelope;
 pub mod event;
 pub mod harness;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod reload;
 pub mod router;
 pub mod service;
 pub mod state;

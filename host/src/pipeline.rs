@@ -8,9 +8,11 @@ use crate::envelope;
 use crate::event::Record;
 use crate::kafka::dlq::DeadLetter;
 use crate::kafka::sink::{Outgoing, Sink};
+use crate::metrics::Metrics;
 use crate::router::{Produced, Router};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Counters for the dev summary line.
 #[derive(Debug, Default)]
@@ -32,6 +34,7 @@ pub struct Pipeline {
     kafka: KafkaConfig,
     exclude: Matcher,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -42,6 +45,7 @@ impl Pipeline {
         kafka: KafkaConfig,
         exclude: Matcher,
         stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Pipeline {
             router,
@@ -49,6 +53,7 @@ impl Pipeline {
             kafka,
             exclude,
             stats,
+            metrics,
         }
     }
 
@@ -58,11 +63,19 @@ impl Pipeline {
         if self.exclude.matches(&record.topic) {
             return Ok(());
         }
+        let started = Instant::now();
+        let result = self.route(record).await;
+        self.metrics.processed(&record.topic, started.elapsed());
+        result
+    }
+
+    async fn route(&self, record: &Record) -> anyhow::Result<()> {
         let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         let event = match envelope::decode(record) {
             Ok(event) => event,
             Err(e) => {
+                self.metrics.error(&record.topic);
                 let letter = DeadLetter {
                     plugin: None,
                     version: None,
@@ -86,8 +99,16 @@ impl Pipeline {
         for plugin in plugins {
             let mut attempt = 1;
             loop {
+                plugin.resumed().await;
                 let (router, p, e) = (self.router.clone(), plugin.clone(), event.clone());
+                let called = Instant::now();
                 let outcome = tokio::task::spawn_blocking(move || router.run(&p, &e)).await?;
+                let failed = outcome.result.as_ref().err().map(|f| f.class());
+                if !outcome.duplicate {
+                    self.metrics
+                        .invocation(&plugin.spec.name, called.elapsed(), failed);
+                    plugin.count(failed.is_some());
+                }
                 match outcome.result {
                     Ok(produced) => {
                         self.produce(&produced).await?;
@@ -113,6 +134,7 @@ impl Pipeline {
                     }
                     Err(failure) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.error(&record.topic);
                         if failure.is_transient() && attempt <= self.kafka.max_retries {
                             let delay = self.kafka.backoff(attempt);
                             tracing::warn!(plugin = %plugin.spec.name, attempt, ?delay, "{at}: {failure}; retrying");
@@ -168,6 +190,7 @@ impl Pipeline {
             .await?;
         self.send(std::slice::from_ref(&out)).await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dead_letter(&record.topic);
         Ok(())
     }
 

@@ -1,12 +1,17 @@
-//! The plugin registry: each configured plugin with its live version.
+//! The plugin registry: each configured plugin with its live version, the
+//! versions before it (for rollback), its status and whether it is paused.
 //!
 //! Versions are swapped atomically behind a lock that is held only to clone
 //! an `Arc`, so an event in flight keeps running on the version it started
-//! with while a new one goes live.
+//! with while a new one goes live: each event runs on exactly one version.
 
 use crate::config::{PluginSpec, RouterConfig};
 use crate::engine::{Engine, LoadError, PluginVersion};
-use std::sync::{Arc, RwLock};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// How many earlier versions each plugin keeps for rollback.
+pub const KEEP_VERSIONS: usize = 5;
 
 /// A configured plugin and its current version.
 #[derive(Debug)]
@@ -14,6 +19,48 @@ pub struct Plugin {
     /// Its resolved settings.
     pub spec: PluginSpec,
     current: RwLock<Arc<PluginVersion>>,
+    status: Mutex<Status>,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Status {
+    history: Vec<Arc<PluginVersion>>,
+    loaded_at: String,
+    last_error: Option<String>,
+    invocations: u64,
+    errors: u64,
+}
+
+/// What the admin API shows of a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// Its name.
+    pub name: String,
+    /// The live version label (content-hash prefix).
+    pub version: String,
+    /// The live version's full SHA-256.
+    pub hash: String,
+    /// When the live version went live (RFC 3339).
+    pub loaded_at: String,
+    /// The event types it subscribes to.
+    pub subscribe_types: Vec<String>,
+    /// The topics it subscribes to.
+    pub subscribe_topics: Vec<String>,
+    /// Calls so far.
+    pub invocations: u64,
+    /// Failed calls so far.
+    pub errors: u64,
+    /// The last refused reload, or `null`.
+    pub last_error: Option<String>,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// Earlier versions, newest first, for rollback.
+    pub previous: Vec<String>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Plugin {
@@ -22,6 +69,14 @@ impl Plugin {
         Plugin {
             spec,
             current: RwLock::new(version),
+            status: Mutex::new(Status {
+                history: Vec::new(),
+                loaded_at: now(),
+                last_error: None,
+                invocations: 0,
+                errors: 0,
+            }),
+            paused: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -30,12 +85,75 @@ impl Plugin {
         self.current.read().expect("plugin lock poisoned").clone()
     }
 
-    /// Makes `version` the one new events run on; returns the previous one.
-    pub fn swap(&self, version: Arc<PluginVersion>) -> Arc<PluginVersion> {
-        std::mem::replace(
+    /// Makes `version` live, keeping the one it replaces for rollback.
+    pub fn install(&self, version: Arc<PluginVersion>) {
+        let mut status = self.status.lock().expect("plugin lock poisoned");
+        let old = std::mem::replace(
             &mut *self.current.write().expect("plugin lock poisoned"),
             version,
-        )
+        );
+        status.history.push(old);
+        if status.history.len() > KEEP_VERSIONS {
+            status.history.remove(0);
+        }
+        status.loaded_at = now();
+        status.last_error = None;
+    }
+
+    /// Makes the previous version live again; `None` when there is none.
+    pub fn rollback(&self) -> Option<Arc<PluginVersion>> {
+        let mut status = self.status.lock().expect("plugin lock poisoned");
+        let previous = status.history.pop()?;
+        *self.current.write().expect("plugin lock poisoned") = previous.clone();
+        status.loaded_at = now();
+        Some(previous)
+    }
+
+    /// Records a refused reload.
+    pub fn refused(&self, error: String) {
+        self.status.lock().expect("plugin lock poisoned").last_error = Some(error);
+    }
+
+    /// Counts one call.
+    pub fn count(&self, failed: bool) {
+        let mut status = self.status.lock().expect("plugin lock poisoned");
+        status.invocations += 1;
+        status.errors += u64::from(failed);
+    }
+
+    /// Pauses or resumes it. While paused, records it subscribes to wait.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    /// Waits until it is not paused.
+    pub async fn resumed(&self) {
+        let mut rx = self.paused.subscribe();
+        let _ = rx.wait_for(|paused| !paused).await;
+    }
+
+    /// Its status for the admin API.
+    pub fn status(&self) -> PluginStatus {
+        let current = self.current();
+        let status = self.status.lock().expect("plugin lock poisoned");
+        PluginStatus {
+            name: self.spec.name.clone(),
+            version: current.label().to_string(),
+            hash: current.hash.clone(),
+            loaded_at: status.loaded_at.clone(),
+            subscribe_types: self.spec.types.patterns().to_vec(),
+            subscribe_topics: self.spec.topics.patterns().to_vec(),
+            invocations: status.invocations,
+            errors: status.errors,
+            last_error: status.last_error.clone(),
+            paused: *self.paused.borrow(),
+            previous: status
+                .history
+                .iter()
+                .rev()
+                .map(|v| v.label().to_string())
+                .collect(),
+        }
     }
 }
 

@@ -7,11 +7,14 @@
 //! store their offsets, commit synchronously, flush the producer. Nothing is
 //! lost and nothing is handled twice after a restart.
 
+use crate::admin::{self, AdminState};
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::kafka::{self, sink::Sink, source::Source};
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Stats};
 use crate::registry::PluginRegistry;
+use crate::reload::Reloader;
 use crate::router::Router;
 use crate::state::DiskStore;
 use anyhow::Context;
@@ -19,6 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,6 +43,10 @@ pub struct RunOptions {
     /// Whether to create missing topics through the admin API (off for the
     /// embedded broker, which has none and auto-creates instead).
     pub create_topics: bool,
+    /// Where to serve the admin API (`None`: not at all).
+    pub admin: Option<std::net::SocketAddr>,
+    /// Whether to watch plugin files and hot-reload them.
+    pub watch: bool,
 }
 
 /// Runs the router until `shutdown` resolves or a fatal error occurs.
@@ -57,21 +65,61 @@ pub async fn run(
         &options.state_dir.join("state.redb"),
         100_000,
     )?);
+    let metrics = Arc::new(Metrics::new(&options.group));
+    let reloader = Arc::new(Reloader::new(
+        engine.clone(),
+        registry.clone(),
+        config.clone(),
+        metrics.clone(),
+    ));
+    let _watcher = if options.watch {
+        Some(reloader.watch()?)
+    } else {
+        None
+    };
     let router = Arc::new(Router::new(engine, registry, store, config.max_hops));
+    let stats = Arc::new(Stats::default());
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_state = Arc::new(AdminState {
+        reloader,
+        metrics: metrics.clone(),
+        stats: stats.clone(),
+        token: std::env::var("SWITCHYARD_ADMIN_TOKEN")
+            .ok()
+            .or_else(|| config.admin.token.clone()),
+        ready: AtomicBool::new(false),
+    });
+    let admin_task = match options.admin {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot serve the admin API on {addr}; pass another --admin address")
+            })?;
+            tracing::info!(target: "switchyard::service", "admin: http://{}", listener.local_addr()?);
+            Some(tokio::spawn(admin::serve(
+                listener,
+                admin_state.clone(),
+                async {
+                    let _ = admin_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let client = kafka::client_config(&options.brokers, &config.kafka.client);
     let sink = Arc::new(Sink::new(&client, options.create_topics)?);
     sink.ensure_topics(&config.topics_to_create(), &config.kafka)
         .await
         .with_context(|| format!("cannot reach Kafka at {} to create topics", options.brokers))?;
-    let source = Arc::new(Source::new(client, &options.group)?);
-    let stats = Arc::new(Stats::default());
+    let source = Arc::new(Source::new(client, &options.group, Some(metrics.clone()))?);
     let pipeline = Arc::new(Pipeline::new(
         router,
         sink.clone(),
         config.kafka.clone(),
         config.exclude.clone(),
         stats.clone(),
+        metrics,
     ));
+    admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!(brokers = %options.brokers, group = %options.group, plugins = config.plugins.len(), "router started");
 
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<anyhow::Error>(1);
@@ -110,6 +158,10 @@ pub async fn run(
     summary.abort();
     source.commit().context("final offset commit")?;
     sink.flush();
+    let _ = stop_admin.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     tracing::info!("router stopped");
     outcome
 }

@@ -6,6 +6,7 @@
 //! partitions to finish and commits before the partitions move.
 
 use crate::event::{Header, Record};
+use crate::metrics::Metrics;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -66,12 +67,27 @@ impl InFlight {
     }
 }
 
-/// Drains revoked partitions before a rebalance completes.
+/// Drains revoked partitions before a rebalance completes, and turns
+/// librdkafka's statistics into the consumer lag metric.
 pub struct DrainContext {
     inflight: Arc<InFlight>,
+    metrics: Option<Arc<Metrics>>,
 }
 
-impl ClientContext for DrainContext {}
+impl ClientContext for DrainContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(metrics) = &self.metrics else { return };
+        for (name, topic) in &statistics.topics {
+            let lag: i64 = topic
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0)
+                .map(|p| p.consumer_lag.max(0))
+                .sum();
+            metrics.lag(name, lag);
+        }
+    }
+}
 
 impl ConsumerContext for DrainContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -103,8 +119,12 @@ pub struct Source {
 }
 
 impl Source {
-    /// Joins `group` and subscribes to every topic.
-    pub fn new(mut config: ClientConfig, group: &str) -> anyhow::Result<Self> {
+    /// Joins `group` and subscribes to every topic; reports lag to `metrics`.
+    pub fn new(
+        mut config: ClientConfig,
+        group: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> anyhow::Result<Self> {
         let inflight = Arc::new(InFlight::default());
         config
             .set("group.id", group)
@@ -112,9 +132,11 @@ impl Source {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000");
         let consumer: StreamConsumer<DrainContext> = config.create_with_context(DrainContext {
             inflight: inflight.clone(),
+            metrics,
         })?;
         consumer.subscribe(&["^.*"])?;
         Ok(Source { consumer, inflight })

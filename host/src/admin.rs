@@ -1,0 +1,221 @@
+//! The admin API (axum), bound to 127.0.0.1 by default.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz` | the process is up |
+//! | GET | `/readyz` | plugins are loaded and the consumer runs |
+//! | GET | `/metrics` | Prometheus text format |
+//! | GET | `/plugins`, `/plugins/{name}` | version, hash, loaded-at, subscriptions, counts, last error |
+//! | PUT | `/plugins/{name}` | upload a new wasm (at most 32 MiB); it goes live only if it passes |
+//! | POST | `/plugins/{name}/reload` | reload from its file |
+//! | POST | `/plugins/{name}/rollback` | back to the previous version |
+//! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
+//! | GET | `/api/summary` | rates, errors, dead letters, lag |
+//! | GET | `/` | a status page for people, refreshed live |
+//!
+//! Every change needs `Authorization: Bearer <token>`, the token coming from
+//! `[admin] token` in the config or `SWITCHYARD_ADMIN_TOKEN`. Without one
+//! configured, changes are always refused: 401, and nothing changes.
+
+use crate::metrics::Metrics;
+use crate::pipeline::Stats;
+use crate::reload::Reloader;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest wasm upload accepted.
+pub const MAX_UPLOAD: usize = 32 << 20;
+
+/// What the admin API serves.
+pub struct AdminState {
+    /// Reloads, rollbacks and the registry.
+    pub reloader: Arc<Reloader>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The router's counters.
+    pub stats: Arc<Stats>,
+    /// The bearer token changes need; `None` refuses every change.
+    pub token: Option<String>,
+    /// Set once the consumer runs.
+    pub ready: AtomicBool,
+}
+
+/// The admin routes.
+pub fn routes(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/summary", get(summary))
+        .route("/plugins", get(list))
+        .route("/plugins/{name}", get(show).put(upload))
+        .route("/plugins/{name}/reload", post(reload))
+        .route("/plugins/{name}/rollback", post(rollback))
+        .route("/plugins/{name}/pause", post(pause))
+        .route("/plugins/{name}/resume", post(resume))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .with_state(state)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, routes(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+type Shared = State<Arc<AdminState>>;
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The 401 answer for a change without the right token, if it lacks it.
+fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&state.token, given) {
+        (Some(token), Some(given)) if constant_time_eq(token.as_bytes(), given.as_bytes()) => None,
+        (None, _) => Some(problem(
+            StatusCode::UNAUTHORIZED,
+            "changes are disabled: set [admin] token in the config or SWITCHYARD_ADMIN_TOKEN",
+        )),
+        _ => Some(problem(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ready(State(state): Shared) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn summary(State(state): Shared) -> Json<serde_json::Value> {
+    let (dead_letters, errors, lag) = state.metrics.totals();
+    let s = &state.stats;
+    Json(json!({
+        "records": s.records.load(Ordering::Relaxed),
+        "emitted": s.emitted.load(Ordering::Relaxed),
+        "errors": errors,
+        "dead_letters": dead_letters,
+        "lag": lag,
+    }))
+}
+
+async fn list(State(state): Shared) -> Json<Vec<crate::registry::PluginStatus>> {
+    Json(
+        state
+            .reloader
+            .registry()
+            .plugins()
+            .iter()
+            .map(|p| p.status())
+            .collect(),
+    )
+}
+
+async fn show(State(state): Shared, Path(name): Path<String>) -> Response {
+    match state.reloader.registry().get(&name) {
+        Some(p) => Json(p.status()).into_response(),
+        None => problem(StatusCode::NOT_FOUND, format!("no plugin named `{name}`")),
+    }
+}
+
+/// Checks the token, runs a change off the async runtime, and answers with
+/// the plugin's status, or 422 with why the change was refused.
+async fn change(
+    state: Arc<AdminState>,
+    headers: &HeaderMap,
+    name: String,
+    op: impl FnOnce(&Reloader, &str) -> Result<(), String> + Send + 'static,
+) -> Response {
+    if let Some(refused) = refusal(&state, headers) {
+        return refused;
+    }
+    if state.reloader.registry().get(&name).is_none() {
+        return problem(StatusCode::NOT_FOUND, format!("no plugin named `{name}`"));
+    }
+    let reloader = state.reloader.clone();
+    let n = name.clone();
+    match tokio::task::spawn_blocking(move || op(&reloader, &n)).await {
+        Ok(Ok(())) => show(State(state), Path(name)).await,
+        Ok(Err(why)) => problem(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn upload(
+    State(state): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change(state, &headers, name, move |r, n| {
+        r.reload(n, &body, "upload").map(|_| ())
+    })
+    .await
+}
+
+async fn reload(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    change(state, &headers, name, |r, n| r.reload_file(n).map(|_| ())).await
+}
+
+async fn rollback(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    change(state, &headers, name, |r, n| r.rollback(n).map(|_| ())).await
+}
+
+fn set_paused(r: &Reloader, name: &str, paused: bool) -> Result<(), String> {
+    let plugin = r
+        .registry()
+        .get(name)
+        .ok_or_else(|| format!("no plugin named `{name}`"))?;
+    plugin.set_paused(paused);
+    Ok(())
+}
+
+async fn pause(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    change(state, &headers, name, |r, n| set_paused(r, n, true)).await
+}
+
+async fn resume(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    change(state, &headers, name, |r, n| set_paused(r, n, false)).await
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("admin.html"))
+}

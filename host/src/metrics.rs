@@ -1,0 +1,268 @@
+//! Prometheus metrics, in the text exposition format at `/metrics`.
+//!
+//! The catalog's names where it has them:
+//! - `kafka_consumer_lag{topic,consumer_group}` (from librdkafka statistics);
+//! - `kafka_consumer_processing_duration_seconds{topic,consumer_group}`;
+//! - `kafka_consumer_errors_total{topic,consumer_group}`;
+//! - `kafka_dlq_messages_total{topic}`.
+//!
+//! And per plugin: `switchyard_plugin_invocations_total{plugin}`,
+//! `switchyard_plugin_errors_total{plugin,class}` (retry, reject, trap,
+//! timeout, memory, ...), `switchyard_plugin_duration_seconds{plugin}`,
+//! `switchyard_plugin_version_info{plugin,version}` (1 for the live version),
+//! `switchyard_plugin_reload_failures_total{plugin}`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Every metric of one router.
+pub struct Metrics {
+    registry: Registry,
+    group: String,
+    lag: IntGaugeVec,
+    processing: HistogramVec,
+    errors: IntCounterVec,
+    dlq: IntCounterVec,
+    invocations: IntCounterVec,
+    plugin_errors: IntCounterVec,
+    plugin_duration: HistogramVec,
+    version: IntGaugeVec,
+    reload_failures: IntCounterVec,
+    live: Mutex<HashMap<String, String>>,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Metrics {
+    /// Metrics for a router in consumer group `group`.
+    pub fn new(group: &str) -> Self {
+        let registry = Registry::new();
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Records behind the end of the partition, summed per topic.",
+            ),
+            &["topic", "consumer_group"],
+        )
+        .expect("valid metric");
+        let processing = HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_consumer_processing_duration_seconds",
+                "Time to handle one record: decode, plugins, produce, dead-letter.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["topic", "consumer_group"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "kafka_consumer_errors_total",
+                "Plugin calls or decodes that failed, per input topic.",
+            ),
+            &["topic", "consumer_group"],
+        )
+        .expect("valid metric");
+        let dlq = IntCounterVec::new(
+            Opts::new(
+                "kafka_dlq_messages_total",
+                "Records sent to a dead-letter topic, per original topic.",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let invocations = IntCounterVec::new(
+            Opts::new("switchyard_plugin_invocations_total", "Plugin calls."),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        let plugin_errors = IntCounterVec::new(
+            Opts::new(
+                "switchyard_plugin_errors_total",
+                "Failed plugin calls by error class.",
+            ),
+            &["plugin", "class"],
+        )
+        .expect("valid metric");
+        let plugin_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_plugin_duration_seconds",
+                "Time in one plugin call, commit included.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        let version = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_plugin_version_info",
+                "1 for the version each plugin runs.",
+            ),
+            &["plugin", "version"],
+        )
+        .expect("valid metric");
+        let reload_failures = IntCounterVec::new(
+            Opts::new(
+                "switchyard_plugin_reload_failures_total",
+                "New versions refused (broken, wrong world, failing fixtures).",
+            ),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        for m in [
+            &errors,
+            &dlq,
+            &invocations,
+            &plugin_errors,
+            &reload_failures,
+        ] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
+        for m in [&processing, &plugin_duration] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
+        for m in [&lag, &version] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
+        Metrics {
+            registry,
+            group: group.to_string(),
+            lag,
+            processing,
+            errors,
+            dlq,
+            invocations,
+            plugin_errors,
+            plugin_duration,
+            version,
+            reload_failures,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One record of `topic` took `took`.
+    pub fn processed(&self, topic: &str, took: Duration) {
+        self.processing
+            .with_label_values(&[topic, &self.group])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A plugin call or decode failed on a record of `topic`.
+    pub fn error(&self, topic: &str) {
+        self.errors.with_label_values(&[topic, &self.group]).inc();
+    }
+
+    /// A record of `topic` was dead-lettered.
+    pub fn dead_letter(&self, topic: &str) {
+        self.dlq.with_label_values(&[topic]).inc();
+    }
+
+    /// A plugin call finished (`class`: its error class, if it failed).
+    pub fn invocation(&self, plugin: &str, took: Duration, class: Option<&str>) {
+        self.invocations.with_label_values(&[plugin]).inc();
+        self.plugin_duration
+            .with_label_values(&[plugin])
+            .observe(took.as_secs_f64());
+        if let Some(class) = class {
+            self.plugin_errors.with_label_values(&[plugin, class]).inc();
+        }
+    }
+
+    /// `plugin` now runs `version`.
+    pub fn live_version(&self, plugin: &str, version: &str) {
+        let mut live = self.live.lock().expect("metrics lock");
+        if let Some(old) = live.insert(plugin.to_string(), version.to_string()) {
+            let _ = self.version.remove_label_values(&[plugin, &old]);
+        }
+        self.version.with_label_values(&[plugin, version]).set(1);
+    }
+
+    /// A new version of `plugin` was refused.
+    pub fn reload_failed(&self, plugin: &str) {
+        self.reload_failures.with_label_values(&[plugin]).inc();
+    }
+
+    /// Sets the consumer lag of `topic`.
+    pub fn lag(&self, topic: &str, lag: i64) {
+        self.lag.with_label_values(&[topic, &self.group]).set(lag);
+    }
+
+    /// Totals for the status page: records dead-lettered and errors, summed.
+    pub fn totals(&self) -> (u64, u64, i64) {
+        let sum = |families: Vec<prometheus::proto::MetricFamily>, name: &str| -> f64 {
+            families
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric())
+                .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+                .sum()
+        };
+        let families = self.registry.gather();
+        (
+            sum(families.clone(), "kafka_dlq_messages_total") as u64,
+            sum(families.clone(), "kafka_consumer_errors_total") as u64,
+            sum(families, "kafka_consumer_lag") as i64,
+        )
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        String::from_utf8(out).expect("text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_catalog_names_with_labels() {
+        let m = Metrics::new("g");
+        m.processed("orders", Duration::from_millis(3));
+        m.error("orders");
+        m.dead_letter("orders");
+        m.invocation("echo", Duration::from_millis(1), Some("trap"));
+        m.live_version("echo", "aaa");
+        m.live_version("echo", "bbb");
+        m.lag("orders", 7);
+        let text = m.render();
+        assert!(
+            text.contains(r#"kafka_consumer_errors_total{consumer_group="g",topic="orders"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kafka_dlq_messages_total{topic="orders"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="orders"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"switchyard_plugin_errors_total{class="trap",plugin="echo"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"switchyard_plugin_version_info{plugin="echo",version="bbb"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"version="aaa""#), "{text}");
+        assert!(
+            text.contains(r#"kafka_consumer_lag{consumer_group="g",topic="orders"} 7"#),
+            "{text}"
+        );
+        assert_eq!(m.totals(), (1, 1, 7));
+    }
+}
