@@ -2,8 +2,9 @@
 # Installs what building and running Switchyard needs, skipping what is
 # already present. Safe to run again and again.
 #   scripts/setup.sh          the wasm target and kcat
-#   scripts/setup.sh --test   also what the tests need: confluent-kafka (PyPI)
-#                             and the Tansu broker (a ~20 minute build, once)
+#   scripts/setup.sh --test   also what the tests need: promtool, chromium,
+#                             confluent-kafka (PyPI) and the Tansu broker
+#                             (a ~20 minute build, once)
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +29,17 @@ if ! have kcat; then
 fi
 
 [ "${1:-}" = "--test" ] || exit 0
+
+# promtool (Debian's prometheus) checks /metrics; headless Chromium renders
+# the admin status page.
+missing=()
+have promtool || missing+=(prometheus)
+have chromium || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 # confluent-kafka: the outside client for the Tansu tests (a current
 # librdkafka; Debian's kcat fails Tansu's handshake).

@@ -97,7 +97,6 @@ impl Plugin {
             status.history.remove(0);
         }
         status.loaded_at = now();
-        status.last_error = None;
     }
 
     /// Makes the previous version live again; `None` when there is none.

@@ -308,7 +308,14 @@ impl Router {
         let mut child = cmd
             .arg("--config")
             .arg(config)
-            .args(["--brokers", &broker.bootstrap(), "--group", "e2e", "--admin", "127.0.0.1:0"])
+            .args([
+                "--brokers",
+                &broker.bootstrap(),
+                "--group",
+                "e2e",
+                "--admin",
+                "127.0.0.1:0",
+            ])
             .arg("--state-dir")
             .arg(state_dir)
             .env("SWITCHYARD_CACHE_DIR", cache)
@@ -333,7 +340,9 @@ impl Router {
 
     /// The admin API's base URL, once it listens.
     pub fn admin_url(&mut self) -> String {
-        self.wait("the admin API", Duration::from_secs(60), |r| r.log().contains("admin: http://"));
+        self.wait("the admin API", Duration::from_secs(60), |r| {
+            r.log().contains("admin: http://")
+        });
         let log = self.log();
         let at = log.find("admin: http://").unwrap() + "admin: ".len();
         log[at..].split_whitespace().next().unwrap().to_string()

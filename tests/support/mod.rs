@@ -60,4 +60,5 @@ pub fn switchyard(cache: &Path) -> Command {
 }
 
 pub mod e2e;
+pub mod http;
 pub mod kafka;
