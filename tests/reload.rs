@@ -75,6 +75,23 @@ emits = ["echo.*"]
     Setup { dir, wasm, config }
 }
 
+/// A fresh broker with the test's topics and a router with the admin API.
+fn start() -> (Setup, Broker, Router, String) {
+    let s = setup();
+    let broker = Broker::mock();
+    for t in ["load", "load.dlq", "echo.load.event"] {
+        broker.create_topic(t, 3);
+    }
+    let mut router = Router::start(
+        &s.config,
+        &broker,
+        &s.dir.path().join("state"),
+        &s.dir.path().join("cache"),
+    );
+    let url = router.admin_url();
+    (s, broker, router, url)
+}
+
 fn plugin(url: &str) -> Value {
     serde_json::from_str(&get(&format!("{url}/plugins/echo"))).unwrap()
 }
@@ -108,18 +125,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 
 #[test]
 fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
-    let s = setup();
-    let broker = Broker::mock();
-    for t in ["load", "load.dlq", "echo.load.event"] {
-        broker.create_topic(t, 3);
-    }
-    let mut router = Router::start(
-        &s.config,
-        &broker,
-        &s.dir.path().join("state"),
-        &s.dir.path().join("cache"),
-    );
-    let url = router.admin_url();
+    let (s, broker, mut router, url) = start();
     let echo = std::fs::read(support::guest("echo")).unwrap();
     let initial = label(&variant(&echo, 0));
     assert_eq!(plugin(&url)["version"], initial.as_str());
@@ -260,15 +266,7 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 
 #[test]
 fn without_the_token_every_change_is_refused_and_nothing_changes() {
-    let s = setup();
-    let broker = Broker::mock();
-    let mut router = Router::start(
-        &s.config,
-        &broker,
-        &s.dir.path().join("state"),
-        &s.dir.path().join("cache"),
-    );
-    let url = router.admin_url();
+    let (_s, _broker, router, url) = start();
     let echo = std::fs::read(support::guest("echo")).unwrap();
     let before = plugin(&url);
     let upload = variant(&echo, 42);
@@ -303,18 +301,7 @@ fn which(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
-    let s = setup();
-    let broker = Broker::mock();
-    for t in ["load", "load.dlq", "echo.load.event"] {
-        broker.create_topic(t, 3);
-    }
-    let mut router = Router::start(
-        &s.config,
-        &broker,
-        &s.dir.path().join("state"),
-        &s.dir.path().join("cache"),
-    );
-    let url = router.admin_url();
+    let (s, broker, mut router, url) = start();
     let kcat = Kcat(broker.bootstrap());
     kcat.produce(&(0..5).map(load_event).collect::<Vec<_>>());
     kcat.produce(&[Rec {

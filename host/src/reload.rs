@@ -15,7 +15,7 @@ use crate::config::RouterConfig;
 use crate::engine::{Engine, PluginVersion};
 use crate::harness;
 use crate::metrics::Metrics;
-use crate::registry::PluginRegistry;
+use crate::registry::{Plugin, PluginRegistry};
 use notify::{RecursiveMode, Watcher};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,10 +62,7 @@ impl Reloader {
         wasm: &[u8],
         origin: &str,
     ) -> Result<Arc<PluginVersion>, String> {
-        let plugin = self
-            .registry
-            .get(name)
-            .ok_or_else(|| format!("no plugin named `{name}`"))?;
+        let plugin = self.plugin(name)?;
         let current = plugin.current();
         let outcome = self
             .engine
@@ -108,10 +105,7 @@ impl Reloader {
 
     /// Reloads plugin `name` from its configured file.
     pub fn reload_file(&self, name: &str) -> Result<Arc<PluginVersion>, String> {
-        let plugin = self
-            .registry
-            .get(name)
-            .ok_or_else(|| format!("no plugin named `{name}`"))?;
+        let plugin = self.plugin(name)?;
         let path = plugin.spec.wasm.clone();
         let bytes =
             std::fs::read(&path).map_err(|e| format!("{}: cannot read it: {e}", path.display()));
@@ -127,16 +121,19 @@ impl Reloader {
 
     /// Makes plugin `name`'s previous version live again.
     pub fn rollback(&self, name: &str) -> Result<Arc<PluginVersion>, String> {
-        let plugin = self
-            .registry
-            .get(name)
-            .ok_or_else(|| format!("no plugin named `{name}`"))?;
+        let plugin = self.plugin(name)?;
         let version = plugin
             .rollback()
             .ok_or_else(|| format!("plugin `{name}` has no earlier version"))?;
         self.metrics.live_version(name, version.label());
         tracing::info!(plugin = name, to = version.label(), "rolled back");
         Ok(version)
+    }
+
+    fn plugin(&self, name: &str) -> Result<&Arc<Plugin>, String> {
+        self.registry
+            .get(name)
+            .ok_or_else(|| format!("no plugin named `{name}`"))
     }
 
     /// The plugins.
