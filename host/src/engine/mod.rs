@@ -38,7 +38,8 @@ pub struct EngineOptions {
     /// The largest memory cap any plugin may ask for, in bytes. The pooling
     /// allocator reserves slots of this size.
     pub max_memory_bytes: usize,
-    /// How many calls may run at once with pooled instances.
+    /// How many calls may run at once with pooled instances; 0 turns the
+    /// pooling allocator off (on-demand allocation).
     pub pool_size: u32,
 }
 
@@ -206,7 +207,7 @@ impl Engine {
     /// Builds an engine with the pooling allocator, falling back to on-demand
     /// allocation when the pool's address space cannot be reserved.
     pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
-        let engine = match wasmtime::Engine::new(&config(&options, true)) {
+        let engine = match wasmtime::Engine::new(&config(&options, options.pool_size > 0)) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!("pooling allocator unavailable ({e}); using on-demand allocation");
