@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchyard::engine::{CallInput, Engine, EngineOptions, Fault, Limits, LoadError, Origin};
 use switchyard::envelope;
 use switchyard::event::{Event, Record};
-use switchyard::state::{MemoryStore, StateStore};
+use switchyard::state::{MemoryStore, StateRead};
 
 fn event() -> Event {
     let value = json!({
@@ -36,13 +36,13 @@ fn engine(cache: &std::path::Path) -> Engine {
 
 fn call(engine: &Engine, guest: &str, limits: Limits) -> Result<Vec<Value>, Fault> {
     let version = engine.load_file(guest, &support::guest(guest)).unwrap();
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let out = engine.call(
         &version,
         &event(),
         CallInput {
-            store: &store,
+            state: &store,
             config: &config,
             limits,
         },
@@ -132,11 +132,11 @@ fn compiled_components_are_cached_across_engines() {
 fn staged_writes_come_back_only_from_successful_calls() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let version = engine.load_file("echo", &support::guest("echo")).unwrap();
     let input = || CallInput {
-        store: &store,
+        state: &store,
         config: &config,
         limits: Limits::default(),
     };

@@ -50,6 +50,7 @@ retry_backoff_ms = 50
 name = "echo"
 wasm = "{echo}"
 subscribe.types = ["booking.*"]
+subscribe.topics = ["orders"]
 emits = ["echo.*"]
 
 [[plugin]]

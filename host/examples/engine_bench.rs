@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use switchyard::engine::{CallInput, Engine, EngineOptions, Limits};
 use switchyard::envelope;
 use switchyard::event::{Event, Record};
-use switchyard::state::{MemoryStore, StateStore};
+use switchyard::state::{MemoryStore, StateRead};
 
 fn event() -> Event {
     let value = json!({
@@ -37,7 +37,7 @@ fn event() -> Event {
 
 fn calls_per_second(engine: &Engine, wasm: &[u8], threads: usize, per_thread: usize) -> f64 {
     let version = Arc::new(engine.load("payment", wasm).unwrap());
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let mut config = Map::new();
     config.insert("vocabulary".into(), json!("booking"));
     let config = Arc::new(config);
@@ -48,7 +48,7 @@ fn calls_per_second(engine: &Engine, wasm: &[u8], threads: usize, per_thread: us
             scope.spawn(|| {
                 for _ in 0..per_thread {
                     let input = CallInput {
-                        store: &store,
+                        state: &store,
                         config: &config,
                         limits: Limits::default(),
                     };

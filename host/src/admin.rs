@@ -18,7 +18,7 @@
 //! configured, changes are always refused: 401, and nothing changes.
 
 use crate::metrics::Metrics;
-use crate::pipeline::Stats;
+use crate::partition::Stats;
 use crate::reload::Reloader;
 use axum::Router;
 use axum::body::Bytes;
@@ -46,6 +46,9 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Set once the consumer runs.
     pub ready: AtomicBool,
+    /// Why the router is waiting, while it is (brokers unreachable, state
+    /// store failing); `/readyz` is false and says this.
+    pub waiting: std::sync::Mutex<Option<String>>,
 }
 
 /// The admin routes.
@@ -107,10 +110,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn ready(State(state): Shared) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    let waiting = state.waiting.lock().expect("waiting lock").clone();
+    match waiting {
+        _ if !state.ready.load(Ordering::Relaxed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+        }
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("waiting: {why}\n")).into_response(),
+        None => "ready\n".into_response(),
     }
 }
 

@@ -176,8 +176,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 create_topics: !no_create_topics,
                 admin: (!no_admin).then_some(admin),
                 watch: true,
+                workers: None,
             };
-            runtime()?.block_on(service::run(config, options, service::signals()))?;
+            serve(config, options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {
@@ -216,8 +217,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 create_topics: false,
                 admin: Some(admin),
                 watch: true,
+                workers: None,
             };
-            runtime()?.block_on(service::run(config, options, service::signals()))?;
+            serve(config, options)?;
             drop(broker);
             Ok(ExitCode::SUCCESS)
         }
@@ -239,6 +241,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs the router until a signal; the runtime gets one second to wind
+/// down, so a client stuck on a vanished broker cannot hold the exit.
+fn serve(config: RouterConfig, options: RunOptions) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(service::run(config, options, service::signals()));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

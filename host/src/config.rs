@@ -117,6 +117,8 @@ struct RawPlugin {
     #[serde(default)]
     memory_mib: Option<u64>,
     #[serde(default)]
+    isolation: Isolation,
+    #[serde(default)]
     config: toml::Table,
 }
 
@@ -129,8 +131,8 @@ pub struct KafkaConfig {
     /// The consumer group every router instance joins; scale out by
     /// starting more instances with the same group.
     pub group_id: String,
-    /// Topics never consumed (globs). Dead-letter and internal topics by
-    /// default, so the router never eats its own dead letters.
+    /// Topics never consumed (globs), besides `*.dlq` and `__*`, which are
+    /// always excluded so the router never eats its own dead letters.
     pub exclude: Vec<String>,
     /// Topics to create at startup besides the outputs, such as the inputs
     /// on a fresh cluster.
@@ -150,6 +152,23 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties for every client, such as
     /// `"topic.metadata.refresh.interval.ms" = "5000"`.
     pub client: BTreeMap<String, String>,
+    /// The most records a partition hands to its plugins in one batch.
+    pub batch_records: usize,
+    /// The most bytes (of record values) in one batch.
+    pub batch_bytes: usize,
+    /// How long a partition waits for more records to fill a batch once it
+    /// has one; 0 takes what is ready.
+    pub linger_ms: u64,
+    /// How many records a partition may have queued before it is paused in
+    /// the consumer (it resumes below half of this).
+    pub queue_records: usize,
+    /// The largest record the router produces, in bytes; emits above it are
+    /// refused as `invalid-emit`, and dead letters are cut to fit it. Keep it
+    /// at or below the broker's `message.max.bytes`.
+    pub max_record_bytes: usize,
+    /// How long a shutdown waits for in-flight records before it gives up on
+    /// them (they are redelivered after a restart).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -157,7 +176,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             bootstrap_servers: "127.0.0.1:9092".into(),
             group_id: "switchyard".into(),
-            exclude: vec!["*.dlq".into(), "__*".into()],
+            exclude: Vec::new(),
             create: Vec::new(),
             partitions: 3,
             topic_partitions: BTreeMap::new(),
@@ -166,6 +185,12 @@ impl Default for KafkaConfig {
             retry_backoff_ms: 200,
             max_backoff_ms: 10_000,
             client: BTreeMap::new(),
+            batch_records: 500,
+            batch_bytes: 1 << 20,
+            linger_ms: 0,
+            queue_records: 2000,
+            max_record_bytes: 1_000_000,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -243,6 +268,8 @@ pub struct PluginSpec {
     pub source: String,
     /// Its per-call limits.
     pub limits: Limits,
+    /// Whether its instances are reused across events.
+    pub isolation: Isolation,
     /// Its config, handed to the plugin as JSON.
     pub config: Arc<Map<String, Value>>,
 }
@@ -261,6 +288,24 @@ impl PluginSpec {
             .unwrap_or_else(|| ty.to_string())
     }
 }
+
+/// How a plugin's instances are used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// One warm instance per worker serves event after event; it is
+    /// replaced after any fault and every few thousand calls. Clocks,
+    /// randomness and staged state are still reset for every event, and
+    /// `switchyard test` checks that emits do not depend on what the
+    /// instance handled before.
+    #[default]
+    Reuse,
+    /// A fresh instance for every event, for plugins that keep globals.
+    PerEvent,
+}
+
+/// The topics the router never consumes, whatever `kafka.exclude` says.
+pub const ALWAYS_EXCLUDED: [&str; 2] = ["*.dlq", "__*"];
 
 /// A set of glob patterns (`*` matches anything, dots included).
 #[derive(Debug, Clone)]
@@ -393,6 +438,7 @@ impl RouterConfig {
                     timeout: Duration::from_millis(timeout_ms),
                     memory_bytes: (memory_mib as usize) << 20,
                 },
+                isolation: p.isolation,
                 config: Arc::new(config),
                 name: p.name,
             });
@@ -403,8 +449,16 @@ impl RouterConfig {
                 "no plugins; add a `[[plugin]]` table with `name`, `wasm` and `subscribe`".into(),
             ));
         }
-        let exclude = Matcher::new(&raw.kafka.exclude)
-            .map_err(|m| fail(None, format!("`kafka.exclude`: {m}")))?;
+        let mut excluded: Vec<String> = ALWAYS_EXCLUDED.map(String::from).to_vec();
+        excluded.extend(
+            raw.kafka
+                .exclude
+                .iter()
+                .filter(|p| !ALWAYS_EXCLUDED.contains(&p.as_str()))
+                .cloned(),
+        );
+        let exclude =
+            Matcher::new(&excluded).map_err(|m| fail(None, format!("`kafka.exclude`: {m}")))?;
         if raw.kafka.partitions < 1 || raw.kafka.topic_partitions.values().any(|p| *p < 1) {
             return Err(fail(None, "`kafka.partitions` must be at least 1".into()));
         }

@@ -288,6 +288,25 @@ fn decode_binary_cloudevent(record: &Record, ty: &str, value: &[u8]) -> Result<E
     Ok(event)
 }
 
+/// The event type of an outgoing record, for logs (`-` when it has none).
+pub fn type_of(record: &crate::event::OutRecord) -> String {
+    if let Some(ty) = record.header("ce_type") {
+        return ty.to_string();
+    }
+    #[derive(Deserialize)]
+    struct Types {
+        event_type: Option<String>,
+        #[serde(rename = "eventType")]
+        event_type_camel: Option<String>,
+        #[serde(rename = "type")]
+        ty: Option<String>,
+    }
+    serde_json::from_slice::<Types>(&record.value)
+        .ok()
+        .and_then(|t| t.event_type.or(t.event_type_camel).or(t.ty))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// Everything the host fills in around an emit's payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing<'a> {

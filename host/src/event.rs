@@ -115,3 +115,137 @@ pub enum HandlerError {
     #[error("reject: {0}")]
     Reject(String),
 }
+
+/// A record to produce: an emit wrapped in its envelope, or a dead letter.
+///
+/// This is the one outgoing shape: the router makes it, the state store keeps
+/// it in the outbox ([`OutRecord::encode_all`]), and the sink produces it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutRecord {
+    /// The destination topic.
+    pub topic: String,
+    /// The key.
+    pub key: Option<Vec<u8>>,
+    /// The headers, in order.
+    pub headers: Vec<Header>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+impl OutRecord {
+    /// About how many bytes it takes in a produce request.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len() + 8)
+            .sum();
+        self.topic.len() + self.key.as_ref().map_or(0, Vec::len) + headers + self.value.len() + 64
+    }
+
+    /// The value of the first header named `key`, if present.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(key))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Encodes records for the outbox: length-prefixed fields, so that the
+    /// same bytes come back byte for byte.
+    pub fn encode_all(records: &[OutRecord]) -> Vec<u8> {
+        fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut out = Vec::with_capacity(records.iter().map(OutRecord::size).sum());
+        out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        for r in records {
+            put(&mut out, r.topic.as_bytes());
+            match &r.key {
+                Some(key) => {
+                    out.push(1);
+                    put(&mut out, key);
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+            for h in &r.headers {
+                put(&mut out, h.key.as_bytes());
+                put(&mut out, h.value.as_bytes());
+            }
+            put(&mut out, &r.value);
+        }
+        out
+    }
+
+    /// Decodes what [`OutRecord::encode_all`] made.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<OutRecord>, String> {
+        struct Reader<'a>(&'a [u8]);
+        impl Reader<'_> {
+            fn take(&mut self, n: usize) -> Result<&[u8], String> {
+                if self.0.len() < n {
+                    return Err("stored outputs are truncated".into());
+                }
+                let (head, rest) = self.0.split_at(n);
+                self.0 = rest;
+                Ok(head)
+            }
+            fn u32(&mut self) -> Result<usize, String> {
+                let b = self.take(4)?;
+                Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            }
+            fn bytes(&mut self) -> Result<Vec<u8>, String> {
+                let n = self.u32()?;
+                Ok(self.take(n)?.to_vec())
+            }
+            fn text(&mut self) -> Result<String, String> {
+                String::from_utf8(self.bytes()?).map_err(|e| e.to_string())
+            }
+        }
+        let mut r = Reader(bytes);
+        let count = r.u32()?;
+        let mut records = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            let topic = r.text()?;
+            let key = match r.take(1)?[0] {
+                0 => None,
+                _ => Some(r.bytes()?),
+            };
+            let n = r.u32()?;
+            let mut headers = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                headers.push(Header::new(r.text()?, r.text()?));
+            }
+            let value = r.bytes()?;
+            records.push(OutRecord {
+                topic,
+                key,
+                headers,
+                value,
+            });
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_encoding_round_trips() {
+        let records = vec![
+            OutRecord {
+                topic: "a.b".into(),
+                key: Some(b"k".to_vec()),
+                headers: vec![Header::new("h", "v"), Header::new("x", "")],
+                value: b"{\"x\":1}".to_vec(),
+            },
+            OutRecord::default(),
+        ];
+        let bytes = OutRecord::encode_all(&records);
+        assert_eq!(OutRecord::decode_all(&bytes).unwrap(), records);
+        assert!(OutRecord::decode_all(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -33,15 +33,23 @@
 //!   when given) or an `error` (`class` and optionally a `contains` substring).
 //!   A step with neither expects no emits; `"unrouted": true` expects the
 //!   plugin not to be subscribed to the record at all.
-//! - Each fixture runs twice on fresh state; the two runs must produce
-//!   byte-identical records, or the fixture fails as non-deterministic.
+//! - Each fixture runs twice on fresh state and a fresh instance; the two
+//!   runs must produce byte-identical records, or the fixture fails as
+//!   non-deterministic.
+//! - Then every fixture of the plugin runs twice more, in order, on one
+//!   shared warm instance (still on fresh state per fixture), as the router
+//!   reuses instances. If a fixture's records differ from its fresh run, the
+//!   plugin's emits depend on what its instance handled before (a global or
+//!   cached value): the fixture fails and says so. Plugins with
+//!   `isolation = "per-event"` skip this check.
 
-use crate::config::{PluginSpec, RouterConfig};
+use crate::config::{Isolation, PluginSpec, RouterConfig};
 use crate::engine::Engine;
-use crate::event::{Header, Record};
+use crate::envelope;
+use crate::event::{Header, OutRecord, Record};
 use crate::registry::{Plugin, PluginRegistry};
-use crate::router::{Produced, Router};
-use crate::state::{MemoryStore, StateStore};
+use crate::router::{Instances, RecordOutcome, Router};
+use crate::state::{BatchView, MemoryStore, StateStore};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -149,9 +157,15 @@ pub fn run_config(
     let registry = Arc::new(PluginRegistry::load(engine, config, only)?);
     let mut report = Report::default();
     for plugin in registry.plugins() {
-        for file in fixture_files(&plugin.spec)? {
+        let files = fixture_files(&plugin.spec)?;
+        let history = history_check(engine, config, plugin, &files);
+        for (file, history) in files.into_iter().zip(history) {
             let shown = file.display().to_string();
-            match run_fixture(engine, config, plugin, &file) {
+            match run_fixture(engine, config, plugin, &file).and_then(|fresh| match history {
+                Some(Ok(warm)) if warm != fresh => Err(HISTORY.to_string()),
+                Some(Err(why)) => Err(format!("{HISTORY}\n{why}")),
+                _ => Ok(()),
+            }) {
                 Ok(()) => {
                     report.passed += 1;
                     writeln!(out, "ok   {:<12} {shown}", plugin.spec.name)?;
@@ -181,11 +195,49 @@ pub fn check_version(
 ) -> Result<usize, String> {
     let candidate = Arc::new(Plugin::new(spec.clone(), version));
     let files = fixture_files(spec).map_err(|e| format!("{e:#}"))?;
-    for file in &files {
-        run_fixture(engine, config, &candidate, file)
+    let history = history_check(engine, config, &candidate, &files);
+    for (file, history) in files.iter().zip(history) {
+        let fresh = run_fixture(engine, config, &candidate, file)
             .map_err(|why| format!("fixture {} fails: {why}", file.display()))?;
+        if history.is_some_and(|warm| warm != Ok(fresh)) {
+            return Err(format!("fixture {} fails: {HISTORY}", file.display()));
+        }
     }
     Ok(files.len())
+}
+
+const HISTORY: &str = "emits depend on what the instance handled before: on a warm instance \
+that already ran the other fixtures it produced different records than on a fresh one. \
+Keep values in state rather than in globals, or set `isolation = \"per-event\"`";
+
+/// Runs every fixture of `owner` twice, in order, on one warm instance;
+/// returns each fixture's records from the second round, or why it failed
+/// there (`None` where the fixture cannot be read, or for per-event plugins).
+fn history_check(
+    engine: &Arc<Engine>,
+    config: &RouterConfig,
+    owner: &Arc<Plugin>,
+    files: &[PathBuf],
+) -> Vec<Option<Result<Vec<Vec<u8>>, String>>> {
+    if owner.spec.isolation == Isolation::PerEvent {
+        return vec![None; files.len()];
+    }
+    let fixtures: Vec<Option<Fixture>> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .collect();
+    let mut instances = Instances::new(engine.clone());
+    let mut round = || -> Vec<Option<Result<Vec<Vec<u8>>, String>>> {
+        fixtures
+            .iter()
+            .map(|f| Some(replay(config, owner, f.as_ref()?, &mut instances)))
+            .collect()
+    };
+    round();
+    round()
 }
 
 fn indent(text: &str) -> String {
@@ -218,13 +270,14 @@ pub fn fixture_files(spec: &PluginSpec) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs one fixture twice and checks both runs.
+/// Runs one fixture twice on fresh instances and checks both runs; returns
+/// the records it produced.
 fn run_fixture(
     engine: &Arc<Engine>,
     config: &RouterConfig,
     owner: &Arc<Plugin>,
     file: &Path,
-) -> Result<(), String> {
+) -> Result<Vec<Vec<u8>>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
     let fixture: Fixture =
         serde_json::from_str(&text).map_err(|e| format!("not a valid fixture: {e}"))?;
@@ -236,20 +289,20 @@ fn run_fixture(
             owner.spec.name
         ));
     }
-    let first = replay(engine, config, owner, &fixture)?;
-    let second = replay(engine, config, owner, &fixture)?;
+    let first = replay(config, owner, &fixture, &mut Instances::new(engine.clone()))?;
+    let second = replay(config, owner, &fixture, &mut Instances::new(engine.clone()))?;
     if first != second {
         return Err("not deterministic: a replay on fresh state produced different bytes".into());
     }
-    Ok(())
+    Ok(first)
 }
 
 /// One run of a fixture on fresh state; returns every produced record's bytes.
 fn replay(
-    engine: &Arc<Engine>,
     config: &RouterConfig,
     owner: &Arc<Plugin>,
     fixture: &Fixture,
+    instances: &mut Instances,
 ) -> Result<Vec<Vec<u8>>, String> {
     let mut spec = owner.spec.clone();
     let mut merged = (*spec.config).clone();
@@ -257,19 +310,32 @@ fn replay(
     spec.config = Arc::new(merged);
     let plugin = Arc::new(Plugin::new(spec, owner.current()));
     let registry = Arc::new(PluginRegistry::from_plugins(vec![plugin.clone()]));
-    let store = Arc::new(MemoryStore::new());
+    let memory = Arc::new(MemoryStore::new());
     for (key, value) in &fixture.state {
-        store.seed(&plugin.spec.name, key, value.to_string().into_bytes());
+        memory.seed(&plugin.spec.name, key, value.to_string().into_bytes());
     }
-    let router = Router::new(engine.clone(), registry, store.clone(), config.max_hops);
+    let store: Arc<dyn StateStore> = memory;
+    let router = Router::new(
+        registry,
+        config.exclude.clone(),
+        config.max_hops,
+        config.kafka.max_record_bytes,
+    );
     let mut bytes = Vec::new();
     for (index, step) in fixture.steps.iter().enumerate() {
         let record = step_record(step, index)?;
         let at = format!("step {} ({})", index + 1, step.topic);
-        let actual: Result<Vec<Produced>, (String, String)> = match router.route(&record) {
-            Err(e) => Err(("decode".into(), e.to_string())),
-            Ok(mut outcomes) => {
-                let Some(outcome) = outcomes.pop() else {
+        let view = Arc::new(BatchView::new(store.clone()));
+        let outcome = router.route(&record, &view, instances);
+        store
+            .commit(&[&[outcome.effects()]])
+            .map_err(|e| format!("{at}: {e:#}"))?;
+        let actual: Result<Vec<OutRecord>, (String, String)> = match outcome {
+            RecordOutcome::Skipped(_) if step.unrouted => continue,
+            RecordOutcome::Skipped(why) => Err(("skipped".into(), why)),
+            RecordOutcome::Undecodable(e) => Err(("decode".into(), e.to_string())),
+            RecordOutcome::Routed { mut calls, .. } => {
+                let Some(outcome) = calls.pop() else {
                     if step.unrouted {
                         continue;
                     }
@@ -342,7 +408,10 @@ fn step_record(step: &Step, index: usize) -> Result<Record, String> {
     })
 }
 
-fn check_step(step: &Step, actual: &Result<Vec<Produced>, (String, String)>) -> Result<(), String> {
+fn check_step(
+    step: &Step,
+    actual: &Result<Vec<OutRecord>, (String, String)>,
+) -> Result<(), String> {
     match (&step.error, actual) {
         (Some(want), Err((class, message))) => {
             if *class != want.class {
@@ -388,15 +457,32 @@ fn check_step(step: &Step, actual: &Result<Vec<Produced>, (String, String)>) -> 
 
 /// The comparable view of a produced record: type and data always; topic,
 /// key and headers when the expectation names them.
-fn view(p: &Produced, expected: Option<&Value>) -> Value {
+fn view(p: &OutRecord, expected: Option<&Value>) -> Value {
     let wants = |field: &str| expected.and_then(|e| e.get(field)).is_some();
+    // Read back through the router's own decoder: what a consumer would see.
+    let (ty, data) = match envelope::decode(&Record {
+        topic: p.topic.clone(),
+        key: p.key.clone(),
+        headers: p.headers.clone(),
+        value: Some(p.value.clone()),
+        ..Record::default()
+    }) {
+        Ok(event) => (
+            json!(event.ty),
+            serde_json::from_str(&event.data).unwrap_or(Value::Null),
+        ),
+        Err(e) => (json!(format!("undecodable: {e}")), Value::Null),
+    };
     let mut v = Map::new();
-    v.insert("type".into(), json!(p.ty));
+    v.insert("type".into(), ty);
     if wants("topic") {
         v.insert("topic".into(), json!(p.topic));
     }
     if wants("key") {
-        v.insert("key".into(), json!(p.key));
+        v.insert(
+            "key".into(),
+            json!(p.key.as_deref().map(String::from_utf8_lossy)),
+        );
     }
     if let Some(Value::Object(want)) = expected.and_then(|e| e.get("headers")) {
         let got: Map<String, Value> = want
@@ -412,7 +498,7 @@ fn view(p: &Produced, expected: Option<&Value>) -> Value {
             .collect();
         v.insert("headers".into(), Value::Object(got));
     }
-    v.insert("data".into(), p.data.clone());
+    v.insert("data".into(), data);
     Value::Object(v)
 }
 

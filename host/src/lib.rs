@@ -15,11 +15,14 @@
 //! - `bindings`: the generated WIT bindings (private; the only `bindgen!`).
 //! - [`engine`]: wasmtime: compile cache, sandbox, limits, typed faults.
 //! - [`registry`]: the configured plugins and their live versions.
-//! - [`router`]: decode, match subscribers, call, check and wrap emits.
+//! - [`router`]: the per-record path (no I/O): decode, match subscribers,
+//!   run on a warm instance, check and wrap emits; batches and the retry policy.
+//! - [`pool`]: the fixed plugin worker pool, one warm instance per worker.
 //! - [`state`]: per-plugin transactional key-value state (memory; redb on disk).
+//! - [`committer`]: group commit of every ready partition's batch.
 //! - [`kafka`]: consumer, producer, dead letters, embedded broker (no wasm).
-//! - [`pipeline`]: one record's path: decode, run, retry, produce, dead-letter.
-//! - [`service`]: the router as a service: partition tasks, drain, shutdown.
+//! - [`partition`]: a partition worker: batch, run, commit, produce, ack in order.
+//! - [`service`]: the router as a service: consumer loop, drain, shutdown.
 //! - [`reload`]: hot reload from files and uploads, checked before going live.
 //! - [`admin`]: the admin API and status page (axum).
 //! - [`metrics`]: Prometheus metrics with the catalog's names.
@@ -48,6 +51,7 @@
 pub mod admin;
 mod bindings;
 pub mod cli;
+pub mod committer;
 pub mod config;
 pub mod engine;
 pub mod envelope;
@@ -55,7 +59,8 @@ pub mod event;
 pub mod harness;
 pub mod kafka;
 pub mod metrics;
-pub mod pipeline;
+pub mod partition;
+pub mod pool;
 pub mod registry;
 pub mod reload;
 pub mod router;

@@ -20,7 +20,7 @@ pub struct Plugin {
     pub spec: PluginSpec,
     current: RwLock<Arc<PluginVersion>>,
     status: Mutex<Status>,
-    paused: tokio::sync::watch::Sender<bool>,
+    paused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -76,7 +76,7 @@ impl Plugin {
                 invocations: 0,
                 errors: 0,
             }),
-            paused: tokio::sync::watch::Sender::new(false),
+            paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -122,13 +122,13 @@ impl Plugin {
 
     /// Pauses or resumes it. While paused, records it subscribes to wait.
     pub fn set_paused(&self, paused: bool) {
-        self.paused.send_replace(paused);
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Waits until it is not paused.
-    pub async fn resumed(&self) {
-        let mut rx = self.paused.subscribe();
-        let _ = rx.wait_for(|paused| !paused).await;
+    /// Whether it is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Its status for the admin API.
@@ -145,7 +145,7 @@ impl Plugin {
             invocations: status.invocations,
             errors: status.errors,
             last_error: status.last_error.clone(),
-            paused: *self.paused.borrow(),
+            paused: self.is_paused(),
             previous: status
                 .history
                 .iter()

@@ -1,31 +1,38 @@
-//! The router as a service: wires config, engine, state, source, pipeline
-//! and sink together, runs one task per partition (in order within a
-//! partition, in parallel across partitions), and drains on shutdown.
+//! The router as a service: wires config, engine, state, source, partition
+//! workers and sink together, and shuts down in bounded time.
+//!
+//! The consumer loop only reads records and hands each to its partition's
+//! queue ([`PartitionQueue`]); it never waits on a partition. A full queue
+//! pauses that partition in the consumer; a revoked partition's worker stops
+//! (its lease ends in the rebalance callback).
 //!
 //! Shutdown (the `shutdown` future resolving, e.g. on SIGINT or SIGTERM):
-//! stop reading, let every partition task finish the records it was given,
-//! store their offsets, commit synchronously, flush the producer. Nothing is
-//! lost and nothing is handled twice after a restart.
+//! stop reading; each worker finishes the batch it started, drops what it
+//! had not started, and stores the offsets that were acknowledged; then one
+//! synchronous commit and a producer flush. All of it is bounded by
+//! `kafka.drain_timeout_ms`: what is not done by then is redelivered after a
+//! restart (byte-identical, from the outbox), and the process still exits,
+//! with or without a broker.
 
 use crate::admin::{self, AdminState};
+use crate::committer::Committer;
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::kafka::{self, sink::Sink, source::Source};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Stats};
+use crate::partition::{PartitionQueue, Shared, Stats};
+use crate::pool::WorkerPool;
 use crate::registry::PluginRegistry;
 use crate::reload::Reloader;
 use crate::router::Router;
-use crate::state::DiskStore;
+use crate::state::{DiskStore, StateStore};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// How to run the router.
 #[derive(Debug, Clone)]
@@ -40,28 +47,36 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// How often to log a one-line summary (`None`: never).
     pub summary_every: Option<Duration>,
-    /// Whether to create missing topics through the admin API (off for the
-    /// embedded broker, which has none and auto-creates instead).
+    /// Whether to create missing topics through the admin API. Topics it
+    /// cannot create (no CreateTopics API, no permission) are named in a
+    /// warning and the router runs on.
     pub create_topics: bool,
     /// Where to serve the admin API (`None`: not at all).
     pub admin: Option<std::net::SocketAddr>,
     /// Whether to watch plugin files and hot-reload them.
     pub watch: bool,
+    /// Plugin worker threads (`None`: one per core).
+    pub workers: Option<usize>,
 }
 
-/// Runs the router until `shutdown` resolves or a fatal error occurs.
+/// Runs the router until `shutdown` resolves.
 pub async fn run(
     config: RouterConfig,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let workers = options.workers.unwrap_or_else(WorkerPool::default_size);
     let mut engine_options = EngineOptions::default();
     if options.cache_dir.is_some() {
         engine_options.cache_dir = options.cache_dir.clone();
     }
+    // One warm instance per worker and plugin, plus room for reload checks.
+    engine_options.pool_size = engine_options
+        .pool_size
+        .max((workers * config.plugins.len() * 2 + 32) as u32);
     let engine = Arc::new(Engine::new(engine_options)?);
     let registry = Arc::new(PluginRegistry::load(&engine, &config, None)?);
-    let store = Arc::new(DiskStore::open(
+    let store: Arc<dyn StateStore> = Arc::new(DiskStore::open(
         &options.state_dir.join("state.redb"),
         100_000,
     )?);
@@ -77,7 +92,12 @@ pub async fn run(
     } else {
         None
     };
-    let router = Arc::new(Router::new(engine, registry, store, config.max_hops));
+    let router = Arc::new(Router::new(
+        registry,
+        config.exclude.clone(),
+        config.max_hops,
+        config.kafka.max_record_bytes,
+    ));
     let stats = Arc::new(Stats::default());
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_state = Arc::new(AdminState {
@@ -88,6 +108,7 @@ pub async fn run(
             .ok()
             .or_else(|| config.admin.token.clone()),
         ready: AtomicBool::new(false),
+        waiting: Default::default(),
     });
     let admin_task = match options.admin {
         Some(addr) => {
@@ -106,92 +127,123 @@ pub async fn run(
         None => None,
     };
     let client = kafka::client_config(&options.brokers, &config.kafka.client);
-    let sink = Arc::new(Sink::new(&client, options.create_topics)?);
-    sink.ensure_topics(&config.topics_to_create(), &config.kafka)
-        .await
-        .with_context(|| format!("cannot reach Kafka at {} to create topics", options.brokers))?;
-    let source = Arc::new(Source::new(client, &options.group, Some(metrics.clone()))?);
-    let pipeline = Arc::new(Pipeline::new(
+    let sink = Arc::new(Sink::new(&client, options.create_topics, &config.kafka)?);
+    let failed = sink
+        .ensure_topics(&config.topics_to_create(), &config.kafka)
+        .await;
+    if !failed.is_empty() {
+        tracing::warn!(
+            "cannot create topics at {}: {}; running on (the broker may create them on first use; \
+             create them yourself or pass --no-create-topics)",
+            options.brokers,
+            failed.join(", ")
+        );
+    }
+    let source = Arc::new(Source::new(
+        client,
+        &options.group,
+        &config.kafka.client,
+        Some(metrics.clone()),
+    )?);
+    let (stop_workers, shutdown_rx) = tokio::sync::watch::channel(false);
+    let pool = Arc::new(WorkerPool::new(engine, workers)?);
+    let shared = Arc::new(Shared {
         router,
-        sink.clone(),
-        config.kafka.clone(),
-        config.exclude.clone(),
-        stats.clone(),
+        pool: pool.clone(),
+        store: store.clone(),
+        committer: Arc::new(Committer::new(store)?),
+        sink: sink.clone(),
+        source: source.clone(),
+        kafka: config.kafka.clone(),
+        stats: stats.clone(),
         metrics,
-    ));
+        store_failing: Default::default(),
+        shutdown: shutdown_rx,
+    });
     admin_state.ready.store(true, Ordering::Relaxed);
-    tracing::info!(brokers = %options.brokers, group = %options.group, plugins = config.plugins.len(), "router started");
+    tracing::info!(brokers = %options.brokers, group = %options.group, plugins = config.plugins.len(), workers, "router started");
 
-    let (fatal_tx, mut fatal_rx) = mpsc::channel::<anyhow::Error>(1);
-    let mut partitions: HashMap<(String, i32), mpsc::Sender<crate::event::Record>> = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut partitions: HashMap<(String, i32), PartitionQueue> = HashMap::new();
+    let mut tasks = Vec::new();
     let summary = summary_task(stats, options.summary_every);
+    let health = health_task(admin_state.clone(), shared.clone());
     tokio::pin!(shutdown);
-    let outcome = loop {
+    loop {
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            Some(e) = fatal_rx.recv() => break Err(e),
+            _ = &mut shutdown => break,
             next = source.next() => {
                 let record = match next {
                     Ok(record) => record,
                     Err(e) => {
-                        tracing::warn!("consumer: {e:#}");
+                        tracing::warn!("consumer: {e}");
                         continue;
                     }
                 };
                 let key = (record.topic.clone(), record.partition);
-                let sender = partitions.entry(key).or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(256);
-                    tasks.spawn(partition_task(rx, pipeline.clone(), source.clone(), fatal_tx.clone()));
-                    tx
-                });
-                if sender.send(record).await.is_err() {
-                    // The task stopped after a fatal error; the error arrives on fatal_rx.
-                    continue;
-                }
+                let queue = match partitions.get(&key) {
+                    Some(queue) if queue.live() => queue,
+                    _ => {
+                        let lease = source.lease(&key);
+                        let (queue, task) = PartitionQueue::start(shared.clone(), key.clone(), lease);
+                        tasks.push(task);
+                        tasks.retain(|t| !t.is_finished());
+                        partitions.entry(key).insert_entry(queue).into_mut()
+                    }
+                };
+                queue.push(record, &source, config.kafka.queue_records);
             }
         }
-    };
-    tracing::info!("draining {} partition task(s)", partitions.len());
+    }
+    let deadline = Instant::now() + Duration::from_millis(config.kafka.drain_timeout_ms);
+    tracing::info!("draining {} partition worker(s)", partitions.len());
+    let _ = stop_workers.send(true);
     drop(partitions);
-    while tasks.join_next().await.is_some() {}
+    let drained = tokio::time::timeout_at(deadline.into(), futures::future::join_all(tasks)).await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; unfinished records will be redelivered");
+    }
     summary.abort();
-    source.commit().context("final offset commit")?;
-    sink.flush();
+    health.abort();
+    pool.stop();
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    let closing = tokio::task::spawn_blocking(move || {
+        if let Err(e) = source.commit() {
+            tracing::warn!("final offset commit: {e:#}");
+        }
+        sink.flush(left);
+        // Leaving the group and closing the clients can block while the
+        // broker is gone; it runs here so that it cannot hold the exit.
+        drop(source);
+        drop(sink);
+    });
+    if tokio::time::timeout(left, closing).await.is_err() {
+        tracing::warn!("the Kafka clients did not close in time; exiting anyway");
+    }
     let _ = stop_admin.send(());
     if let Some(task) = admin_task {
-        let _ = task.await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     tracing::info!("router stopped");
-    outcome
+    Ok(())
 }
 
-/// Handles one partition's records in order; stops at the first fatal error
-/// without storing that record's offset.
-async fn partition_task(
-    mut rx: mpsc::Receiver<crate::event::Record>,
-    pipeline: Arc<Pipeline>,
-    source: Arc<Source>,
-    fatal: mpsc::Sender<anyhow::Error>,
-) {
-    while let Some(record) = rx.recv().await {
-        match pipeline.handle(&record).await {
-            Ok(()) => source.ack(&record),
-            Err(e) => {
-                source.inflight().end(&record.topic, record.partition);
-                let _ = fatal
-                    .send(e.context(format!(
-                        "{}[{}]@{}",
-                        record.topic, record.partition, record.offset
-                    )))
-                    .await;
-                while let Some(r) = rx.recv().await {
-                    source.inflight().end(&r.topic, r.partition);
-                }
-                return;
-            }
+/// Keeps `/readyz` in step with the brokers and the state store.
+fn health_task(admin: Arc<AdminState>, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let store = shared.store_failing.lock().expect("store lock").clone();
+            let why = if shared.source.state().broker_down() {
+                Some("the Kafka brokers are unreachable".to_string())
+            } else {
+                store.map(|e| format!("the state store fails: {e}"))
+            };
+            *admin.waiting.lock().expect("waiting lock") = why;
         }
-    }
+    })
 }
 
 fn summary_task(stats: Arc<Stats>, every: Option<Duration>) -> tokio::task::JoinHandle<()> {

@@ -1,16 +1,28 @@
-//! The per-call store context: a locked-down WASI context, the memory cap,
-//! and the host side of the `log`, `state` and `config` imports.
+//! The store context of one instance: a locked-down WASI context, the
+//! memory cap, virtual clocks and seeded randomness, and the host side of the
+//! `log`, `state` and `config` imports.
+//!
+//! An instance may serve many calls (see [`super::Instance`]). Everything a
+//! call can observe besides its own memory is reset by [`CallCtx::begin`]:
+//! the wall clock reads the event's time, the monotonic clock restarts at
+//! zero, randomness is reseeded from the event id, and staged state is
+//! cleared. Sleeps are virtual: `subscribe-duration` and `subscribe-instant`
+//! advance the monotonic clock and return a pollable that is already ready,
+//! so a plugin cannot block its worker thread; a call whose sleeps add up to
+//! more than its deadline fails with `timeout`, like one that spins.
 
 use crate::bindings::switchyard::plugin::{config, log, state, types};
-use crate::state::{Reads, StateStore, Writes};
+use crate::state::{Reads, StateRead, Writes};
 use chrono::DateTime;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -22,62 +34,209 @@ pub(crate) struct CallCtx {
     pub(crate) limiter: MemoryCap,
     /// What the guest wrote to stderr (a panic message, say), kept for errors.
     pub(crate) stderr: MemoryOutputPipe,
+    /// How much of `stderr` was written before the current call.
+    pub(crate) stderr_mark: usize,
     plugin: Arc<str>,
     event_id: String,
-    store: Arc<dyn StateStore>,
+    state: Option<Arc<dyn StateRead>>,
     pub(crate) staged: Writes,
     pub(crate) reads: Reads,
     pub(crate) state_error: Option<String>,
     config: Arc<Map<String, Value>>,
+    clocks: Arc<Clocks>,
+    random: Arc<Mutex<rand::rngs::StdRng>>,
+    /// The call's deadline, against which virtual sleeps are counted.
+    timeout: Duration,
+    /// Set when the guest slept past `timeout`.
+    pub(crate) slept_past_deadline: bool,
+}
+
+/// The clocks one instance's WASI context reads; [`CallCtx::begin`] sets
+/// them for each call.
+#[derive(Default)]
+struct Clocks {
+    /// The event's time, in nanoseconds since the epoch.
+    wall: AtomicU64,
+    /// The virtual monotonic time of the call, in nanoseconds.
+    monotonic: AtomicU64,
+}
+
+/// A wall clock stopped at the event's time.
+struct FixedClock(Arc<Clocks>);
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.wall.load(Ordering::Relaxed))
+    }
+}
+
+/// A monotonic clock that starts at zero each call, ticks once per read and
+/// jumps forward on sleeps.
+struct StepClock(Arc<Clocks>);
+
+impl HostMonotonicClock for StepClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0.monotonic.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Randomness reseeded from each call's event id.
+struct SeededRng(Arc<Mutex<rand::rngs::StdRng>>);
+
+impl rand::TryRng for SeededRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(rand::Rng::next_u32(&mut *self.0.lock().expect("rng lock")))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(rand::Rng::next_u64(&mut *self.0.lock().expect("rng lock")))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        rand::Rng::fill_bytes(&mut *self.0.lock().expect("rng lock"), dst);
+        Ok(())
+    }
+}
+
+/// A pollable that is always ready: what a virtual sleep returns.
+struct Ready;
+
+#[async_trait::async_trait]
+impl Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+/// The error a call fails with when its virtual sleeps pass its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("slept past the deadline")]
+pub(crate) struct SleptPastDeadline;
+
+/// Shadows WASI's monotonic-clock subscriptions with virtual sleeps (see the
+/// module docs). Call after WASI is added to `linker`.
+pub(crate) fn add_virtual_sleeps(linker: &mut Linker<CallCtx>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: wasmtime::StoreContextMut<'_, CallCtx>, (nanos,): (u64,)| {
+            store.data_mut().sleep(nanos).map(|r| (r,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: wasmtime::StoreContextMut<'_, CallCtx>, (at,): (u64,)| {
+            let ctx = store.data_mut();
+            let now = ctx.clocks.monotonic.load(Ordering::Relaxed);
+            ctx.sleep(at.saturating_sub(now)).map(|r| (r,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 impl CallCtx {
-    /// A context for calling `plugin` on the event `event_id` at `time`.
+    /// A context for an instance of `plugin`.
     ///
     /// WASI gets no preopened directories, no environment, no arguments, no
-    /// stdin, no sockets and no name lookups. Its wall clock reads the
-    /// event's time, its monotonic clock advances by one nanosecond a read
-    /// from zero, and both random sources are seeded from the event id.
-    pub(crate) fn new(
-        plugin: Arc<str>,
-        event_id: &str,
-        time: &str,
-        store: Arc<dyn StateStore>,
-        config: Arc<Map<String, Value>>,
-        memory_bytes: usize,
-    ) -> Self {
-        let seed: [u8; 32] = Sha256::digest(event_id.as_bytes()).into();
-        let at = DateTime::parse_from_rfc3339(time)
-            .ok()
-            .map(|t| Duration::new(t.timestamp().max(0) as u64, t.timestamp_subsec_nanos()))
-            .unwrap_or_default();
+    /// stdin, no sockets and no name lookups; clocks and randomness are set
+    /// per call by [`CallCtx::begin`].
+    pub(crate) fn new(plugin: Arc<str>, config: Arc<Map<String, Value>>) -> Self {
+        let clocks = Arc::new(Clocks::default());
+        let random = Arc::new(Mutex::new(rand::rngs::StdRng::from_seed([0; 32])));
         let stderr = MemoryOutputPipe::new(1 << 20);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(FixedClock(at))
-            .monotonic_clock(StepClock::default())
-            .secure_random(rand::rngs::StdRng::from_seed(seed))
-            .insecure_random(rand::rngs::StdRng::from_seed(seed))
-            .insecure_random_seed(u128::from_le_bytes(
-                seed[..16].try_into().expect("16 bytes"),
-            ))
+            .wall_clock(FixedClock(clocks.clone()))
+            .monotonic_clock(StepClock(clocks.clone()))
+            .secure_random(SeededRng(random.clone()))
+            .insecure_random(SeededRng(random.clone()))
+            .insecure_random_seed(0)
             .build();
         CallCtx {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryCap::new(memory_bytes),
+            limiter: MemoryCap::new(usize::MAX),
             stderr,
+            stderr_mark: 0,
             plugin,
-            event_id: event_id.to_string(),
-            store,
+            event_id: String::new(),
+            state: None,
             staged: Writes::new(),
             reads: Reads::new(),
             state_error: None,
             config,
+            clocks,
+            random,
+            timeout: Duration::MAX,
+            slept_past_deadline: false,
         }
+    }
+
+    /// Resets what a call observes for the event `event_id` at `time`.
+    pub(crate) fn begin(
+        &mut self,
+        event_id: &str,
+        time: &str,
+        state: Arc<dyn StateRead>,
+        config: Arc<Map<String, Value>>,
+        limits: super::Limits,
+    ) {
+        let seed: [u8; 32] = Sha256::digest(event_id.as_bytes()).into();
+        let at = DateTime::parse_from_rfc3339(time)
+            .ok()
+            .map(|t| {
+                (t.timestamp().max(0) as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(t.timestamp_subsec_nanos()))
+            })
+            .unwrap_or_default();
+        self.clocks.wall.store(at, Ordering::Relaxed);
+        self.clocks.monotonic.store(0, Ordering::Relaxed);
+        *self.random.lock().expect("rng lock") = rand::rngs::StdRng::from_seed(seed);
+        self.event_id = event_id.to_string();
+        self.state = Some(state);
+        self.config = config;
+        self.staged.clear();
+        self.reads.clear();
+        self.state_error = None;
+        self.limiter.limit = limits.memory_bytes;
+        self.limiter.exceeded = false;
+        self.timeout = limits.timeout;
+        self.slept_past_deadline = false;
+        self.stderr_mark = self.stderr.contents().len();
+    }
+
+    /// What the guest wrote to stderr during the current call.
+    pub(crate) fn call_stderr(&self) -> Vec<u8> {
+        self.stderr
+            .contents()
+            .get(self.stderr_mark..)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    /// A virtual sleep of `nanos`: advances the monotonic clock, and fails
+    /// the call once the total passes its deadline.
+    fn sleep(&mut self, nanos: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = self
+            .clocks
+            .monotonic
+            .fetch_add(nanos, Ordering::Relaxed)
+            .saturating_add(nanos);
+        if u128::from(now) > self.timeout.as_nanos() {
+            self.slept_past_deadline = true;
+            return Err(wasmtime::Error::new(SleptPastDeadline));
+        }
+        let ready = self.table.push(Ready)?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, ready)
     }
 }
 
@@ -90,35 +249,10 @@ impl WasiView for CallCtx {
     }
 }
 
-/// A wall clock stopped at the event's time.
-struct FixedClock(Duration);
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        self.0
-    }
-}
-
-/// A monotonic clock that starts at zero and ticks once per read.
-#[derive(Default)]
-struct StepClock(std::sync::atomic::AtomicU64);
-
-impl HostMonotonicClock for StepClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 /// Caps linear memory, and remembers whether the cap was hit so that the
 /// resulting trap is reported as a memory overrun.
 pub(crate) struct MemoryCap {
-    limit: usize,
+    pub(crate) limit: usize,
     pub(crate) exceeded: bool,
 }
 
@@ -178,7 +312,10 @@ impl state::Host for CallCtx {
         if let Some(read) = self.reads.get(&key) {
             return read.clone();
         }
-        match self.store.get(&self.plugin, &key) {
+        let Some(state) = &self.state else {
+            return None;
+        };
+        match state.get(&self.plugin, &key) {
             Ok(value) => {
                 self.reads.insert(key, value.clone());
                 value

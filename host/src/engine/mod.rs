@@ -3,7 +3,11 @@
 //! - Components are compiled off the event path by [`Engine::load`], through
 //!   an on-disk cache keyed by content hash and engine compatibility hash.
 //! - Each plugin version is linked once into an `InstancePre` (kept in
-//!   [`PluginVersion`]); every call then instantiates it into a fresh store.
+//!   [`PluginVersion`]). [`Engine::instantiate`] makes an [`Instance`] of it
+//!   that serves many calls; the worker pool keeps one per worker and plugin,
+//!   and recycles it after any fault and every [`RECYCLE_AFTER`] calls.
+//!   [`Engine::call`] runs one call on a fresh instance (`isolation =
+//!   "per-event"`).
 //! - Every call runs under an epoch deadline and a memory cap ([`Limits`]). A
 //!   trap, a timeout or a memory overrun becomes a typed [`Fault`] for that
 //!   one call; the engine and every other plugin go on.
@@ -14,9 +18,9 @@
 mod cache;
 mod context;
 
-use crate::bindings::HandlerPre;
+use crate::bindings::{Handler, HandlerPre};
 use crate::event::{Emit, Event, HandlerError};
-use crate::state::{Reads, StateStore, Writes};
+use crate::state::{Reads, StateRead, Writes};
 use cache::CompileCache;
 use context::CallCtx;
 use serde_json::{Map, Value};
@@ -30,6 +34,27 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 /// How often the epoch advances; deadlines are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// How many calls a reused instance serves before it is replaced, so that
+/// memory a plugin leaks or fragments is returned.
+pub const RECYCLE_AFTER: u64 = 10_000;
+
+/// The most bytes of guest-provided error text (panic messages, stderr)
+/// kept anywhere: logs, dead-letter headers, metrics and the admin API.
+pub const MAX_ERROR_TEXT: usize = 2048;
+
+/// `text` cut to at most `max` bytes on a character boundary, saying how
+/// much was cut.
+pub fn truncate_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes cut)", &text[..end], text.len() - end)
+}
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -38,8 +63,10 @@ pub struct EngineOptions {
     /// The largest memory cap any plugin may ask for, in bytes. The pooling
     /// allocator reserves slots of this size.
     pub max_memory_bytes: usize,
-    /// How many calls may run at once with pooled instances; 0 turns the
-    /// pooling allocator off (on-demand allocation).
+    /// How many instances may exist at once in the pooling allocator; 0
+    /// turns the pooling allocator off (on-demand allocation). The worker
+    /// pool keeps at most `workers * WARM_PER_WORKER` warm instances, so this
+    /// must be larger than that, with room for reload checks and the harness.
     pub pool_size: u32,
 }
 
@@ -48,7 +75,7 @@ impl Default for EngineOptions {
         EngineOptions {
             cache_dir: default_cache_dir(),
             max_memory_bytes: 512 << 20,
-            pool_size: 64,
+            pool_size: 128,
         }
     }
 }
@@ -159,6 +186,9 @@ pub enum Fault {
     /// The host failed around the call (state store, instantiation).
     #[error("host: {0}")]
     Host(String),
+    /// No instance could be made now (the pool is full): wait and retry.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl Fault {
@@ -169,7 +199,15 @@ impl Fault {
             Fault::Timeout(_) => "timeout",
             Fault::Memory(_) => "memory",
             Fault::Host(_) => "host",
+            Fault::Busy(_) => "busy",
         }
+    }
+
+    /// Whether it says nothing about the plugin or the event (the host or
+    /// its store failed), so the call should wait and run again rather than
+    /// be dead-lettered.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Fault::Host(_) | Fault::Busy(_))
     }
 }
 
@@ -186,12 +224,78 @@ pub struct CallOutput {
 
 /// The inputs of one call besides the event.
 pub struct CallInput<'a> {
-    /// The committed state the plugin reads.
-    pub store: &'a Arc<dyn StateStore>,
+    /// The state the plugin reads (committed state, or a batch's view of it).
+    pub state: &'a Arc<dyn StateRead>,
     /// The plugin's config object.
     pub config: &'a Arc<Map<String, Value>>,
     /// The limits for this call.
     pub limits: Limits,
+}
+
+/// An instance of one plugin version that serves call after call.
+///
+/// Its linear memory persists between calls; everything else a call can see
+/// is reset first (see `context`). Drop it after any [`Fault`]: a trap can
+/// leave the guest's memory inconsistent.
+pub struct Instance {
+    store: wasmtime::Store<CallCtx>,
+    handler: Handler,
+    hash: String,
+    calls: u64,
+}
+
+impl Instance {
+    /// The content hash of the version it runs.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Whether it has served its share of calls and should be replaced.
+    pub fn worn_out(&self) -> bool {
+        self.calls >= RECYCLE_AFTER
+    }
+
+    /// Runs the handler on `event`.
+    pub fn call(&mut self, event: &Event, input: CallInput<'_>) -> Result<CallOutput, Fault> {
+        self.calls += 1;
+        self.store.data_mut().begin(
+            &event.id,
+            &event.time,
+            input.state.clone(),
+            input.config.clone(),
+            input.limits,
+        );
+        let ticks = input
+            .limits
+            .timeout
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1);
+        self.store
+            .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        let wit_event = event.into();
+        let outcome = self.handler.call_handle(&mut self.store, &wit_event);
+        let ctx = self.store.data_mut();
+        match outcome {
+            Err(e) => Err(classify(
+                &e,
+                ctx.limiter.exceeded,
+                ctx.slept_past_deadline,
+                input.limits,
+                &ctx.call_stderr(),
+            )),
+            Ok(_) if ctx.state_error.is_some() => {
+                Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
+            }
+            Ok(result) => Ok(CallOutput {
+                result: result
+                    .map(|emits| emits.into_iter().map(Into::into).collect())
+                    .map_err(Into::into),
+                writes: std::mem::take(&mut ctx.staged),
+                reads: std::mem::take(&mut ctx.reads),
+            }),
+        }
+    }
 }
 
 /// A wasmtime engine, its linker and compile cache, and the epoch ticker.
@@ -216,6 +320,7 @@ impl Engine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        context::add_virtual_sleeps(&mut linker)?;
         crate::bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
             &mut linker,
             |ctx| ctx,
@@ -338,55 +443,42 @@ impl Engine {
         })
     }
 
-    /// Runs `version`'s handler on `event` in a fresh sandboxed store.
+    /// Makes an instance of `version`, for [`Instance::call`].
+    pub fn instantiate(&self, version: &PluginVersion) -> Result<Instance, Fault> {
+        let ctx = CallCtx::new(version.name.clone(), Default::default());
+        let mut store = wasmtime::Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.epoch_deadline_trap();
+        // Instantiation runs the guest's start code; give it the default
+        // deadline, and each call sets its own.
+        store.set_epoch_deadline(
+            u64::try_from(Limits::default().timeout.as_nanos() / EPOCH_TICK.as_nanos())
+                .unwrap_or(u64::MAX),
+        );
+        let handler = version.pre.instantiate(&mut store).map_err(|e| {
+            let text = one_line(&e);
+            if text.contains("maximum concurrent") {
+                Fault::Busy(text)
+            } else {
+                classify(&e, false, false, Limits::default(), &[])
+            }
+        })?;
+        Ok(Instance {
+            store,
+            handler,
+            hash: version.hash.clone(),
+            calls: 0,
+        })
+    }
+
+    /// Runs `version`'s handler on `event` in a fresh sandboxed instance.
     pub fn call(
         &self,
         version: &PluginVersion,
         event: &Event,
         input: CallInput<'_>,
     ) -> Result<CallOutput, Fault> {
-        let ctx = CallCtx::new(
-            version.name.clone(),
-            &event.id,
-            &event.time,
-            input.store.clone(),
-            input.config.clone(),
-            input.limits.memory_bytes,
-        );
-        let mut store = wasmtime::Store::new(&self.engine, ctx);
-        store.limiter(|ctx| &mut ctx.limiter);
-        let ticks = input
-            .limits
-            .timeout
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
-        let wit_event = event.into();
-        let outcome = version
-            .pre
-            .instantiate(&mut store)
-            .and_then(|handler| handler.call_handle(&mut store, &wit_event));
-        let ctx = store.data_mut();
-        match outcome {
-            Err(e) => Err(classify(
-                &e,
-                ctx.limiter.exceeded,
-                input.limits,
-                &ctx.stderr.contents(),
-            )),
-            Ok(_) if ctx.state_error.is_some() => {
-                Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
-            }
-            Ok(result) => Ok(CallOutput {
-                result: result
-                    .map(|emits| emits.into_iter().map(Into::into).collect())
-                    .map_err(Into::into),
-                writes: std::mem::take(&mut ctx.staged),
-                reads: std::mem::take(&mut ctx.reads),
-            }),
-        }
+        self.instantiate(version)?.call(event, input)
     }
 }
 
@@ -416,11 +508,15 @@ fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
 fn classify(
     error: &wasmtime::Error,
     memory_exceeded: bool,
+    slept_past_deadline: bool,
     limits: Limits,
     stderr: &[u8],
 ) -> Fault {
     if memory_exceeded {
         return Fault::Memory(limits.memory_bytes);
+    }
+    if slept_past_deadline {
+        return Fault::Timeout(limits.timeout);
     }
     let trap = match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => return Fault::Timeout(limits.timeout),
@@ -434,11 +530,12 @@ fn classify(
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("note:"))
         .collect();
-    if said.is_empty() {
-        Fault::Trap(trap)
+    let text = if said.is_empty() {
+        trap
     } else {
-        Fault::Trap(format!("{trap} ({})", said.join(" ")))
-    }
+        format!("{trap} ({})", said.join(" "))
+    };
+    Fault::Trap(truncate_text(&text, MAX_ERROR_TEXT))
 }
 
 /// An error chain on one line, without wasmtime's multi-line backtrace.

@@ -9,11 +9,19 @@
 //! | `switchyard-dlq-plugin` | the plugin that failed (empty for undecodable records) |
 //! | `switchyard-dlq-plugin-version` | its version (content-hash prefix) |
 //! | `switchyard-dlq-attempts` | how many times it was tried |
-//! | `switchyard-dlq-error-class` | `decode`, `retry`, `reject`, `trap`, `timeout`, `memory`, `forbidden`, `invalid-emit`, `loop`, `host` |
-//! | `switchyard-dlq-error` | the message |
+//! | `switchyard-dlq-error-class` | `decode`, `retry`, `reject`, `trap`, `timeout`, `memory`, `forbidden`, `invalid-emit`, `loop`, `produce` |
+//! | `switchyard-dlq-error` | the message, cut to 2 KiB |
+//! | `switchyard-dlq-truncated` | present only when the value had to be cut to fit the record limit: the original length |
+//!
+//! A dead letter always fits under the record limit (`kafka.max_record_bytes`):
+//! the error text is cut first, and if the original record was itself close to
+//! the limit, its value is cut too and `switchyard-dlq-truncated` says so. A
+//! replay of such a letter sends the cut value.
 
-use super::sink::{Outgoing, Sink};
-use crate::event::{Header, Record};
+use super::sink::Sink;
+use crate::config::KafkaConfig;
+use crate::engine::{MAX_ERROR_TEXT, truncate_text};
+use crate::event::{Header, OutRecord, Record};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -45,8 +53,8 @@ pub fn topic_of(topic: &str) -> String {
 }
 
 impl DeadLetter<'_> {
-    /// The dead-letter record for `record`.
-    pub fn wrap(&self, record: &Record) -> Outgoing {
+    /// The dead-letter record for `record`, at most `max_bytes` long.
+    pub fn wrap(&self, record: &Record, max_bytes: usize) -> OutRecord {
         let mut headers = record.headers.clone();
         let mut put =
             |name: &str, value: String| headers.push(Header::new(format!("{PREFIX}{name}"), value));
@@ -60,13 +68,25 @@ impl DeadLetter<'_> {
         );
         put("attempts", self.attempts.to_string());
         put("error-class", self.class.to_string());
-        put("error", self.message.to_string());
-        Outgoing {
+        put("error", truncate_text(self.message, MAX_ERROR_TEXT));
+        let mut letter = OutRecord {
             topic: topic_of(&record.topic),
             key: record.key.clone(),
             headers,
             value: record.value.clone().unwrap_or_default(),
+        };
+        let size = letter.size();
+        if size > max_bytes {
+            let original = letter.value.len();
+            letter
+                .value
+                .truncate(original.saturating_sub(size - max_bytes + 64));
+            letter.headers.push(Header::new(
+                format!("{PREFIX}truncated"),
+                original.to_string(),
+            ));
         }
+        letter
     }
 }
 
@@ -113,7 +133,7 @@ pub async fn replay(
         }
     }
     consumer.assign(&assignment)?;
-    let sink = Sink::new(config, false)?;
+    let sink = Sink::new(config, false, &KafkaConfig::default())?;
     let mut count = 0;
     while !remaining.is_empty() {
         let message = tokio::time::timeout(idle, consumer.recv())
@@ -132,7 +152,7 @@ pub async fn replay(
             }
         }
         if let Some(topic) = original {
-            sink.send_all(&[Outgoing {
+            sink.send_all(&[OutRecord {
                 topic,
                 key: message.key().map(<[u8]>::to_vec),
                 headers,

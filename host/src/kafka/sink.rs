@@ -1,26 +1,73 @@
 //! The producer (idempotent, `acks=all`) and topic admin.
+//!
+//! Records are produced pipelined: [`Sink::enqueue`] hands a record to
+//! librdkafka and returns at once with a [`Delivery`] to await later, so a
+//! partition worker runs its next batch while the previous one is in flight.
+//!
+//! Failures are told apart ([`ProduceError`]): a broker that is unreachable
+//! is transient, and librdkafka retries it without limit
+//! (`message.timeout.ms = 0`), so the record waits; a refusal that will not
+//! change (too large, invalid topic, not authorised) is permanent, and the
+//! caller dead-letters the input instead.
 
 use crate::config::KafkaConfig;
-use crate::event::Header;
+use crate::event::OutRecord;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
-/// A record to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The topic.
-    pub topic: String,
-    /// The key.
-    pub key: Option<Vec<u8>>,
-    /// The headers.
-    pub headers: Vec<Header>,
-    /// The value.
-    pub value: Vec<u8>,
+/// Why a record was not produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceError {
+    /// The broker refused it for good: dead-letter the input.
+    #[error("the broker refused the record: {0}")]
+    Permanent(String),
+    /// It may work later: wait and produce it again.
+    #[error("produce failed for now: {0}")]
+    Transient(String),
+}
+
+impl ProduceError {
+    fn of(error: &KafkaError) -> Self {
+        use RDKafkaErrorCode::*;
+        let text = error.to_string();
+        match error.rdkafka_error_code() {
+            Some(
+                MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | InvalidTopic
+                | UnknownTopic
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidRequiredAcks
+                | MessageBatchTooLarge
+                | UnsupportedForMessageFormat
+                | PolicyViolation,
+            ) => ProduceError::Permanent(text),
+            _ => ProduceError::Transient(text),
+        }
+    }
+}
+
+/// A record handed to the producer, not yet acknowledged.
+pub struct Delivery(DeliveryFuture);
+
+impl Delivery {
+    /// Waits for the broker's answer.
+    pub async fn wait(self) -> Result<(), ProduceError> {
+        match self.0.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(ProduceError::of(&e)),
+            Err(_) => Err(ProduceError::Transient("the producer was dropped".into())),
+        }
+    }
 }
 
 /// Produces records and creates topics.
@@ -35,13 +82,28 @@ impl Sink {
     /// A producer and an admin client for `config`. With `create` off,
     /// [`Sink::ensure_topics`] does nothing (for brokers without the
     /// CreateTopics API, which auto-create topics instead).
-    pub fn new(config: &ClientConfig, create: bool) -> anyhow::Result<Self> {
+    ///
+    /// Producer settings, chosen by the throughput benchmark
+    /// (BENCHMARKS.md): idempotent with `acks=all`; `linger.ms=2` and
+    /// `batch.num.messages=10000` so pipelined records share requests;
+    /// `message.timeout.ms=0` so a transient outage never fails a record.
+    /// Keys in `[kafka.client]` override them.
+    pub fn new(config: &ClientConfig, create: bool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
         let mut producer_config = config.clone();
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000");
+            .set("linger.ms", "2")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set(
+                "message.max.bytes",
+                (kafka.max_record_bytes + 1024).to_string(),
+            )
+            .set("message.timeout.ms", "0");
+        for (key, value) in &kafka.client {
+            producer_config.set(key, value);
+        }
         Ok(Sink {
             producer: producer_config.create()?,
             admin: config.create()?,
@@ -50,21 +112,18 @@ impl Sink {
         })
     }
 
-    /// Creates the topics that do not exist yet; existing ones are left alone.
-    pub async fn ensure_topics(
-        &self,
-        topics: &[String],
-        kafka: &KafkaConfig,
-    ) -> anyhow::Result<()> {
+    /// Creates the topics that do not exist yet; existing ones are left
+    /// alone. Returns the topics it could not create, with why.
+    pub async fn ensure_topics(&self, topics: &[String], kafka: &KafkaConfig) -> Vec<String> {
         if !self.create {
-            return Ok(());
+            return Vec::new();
         }
         let topics: Vec<&String> = {
             let known = self.known.lock().expect("topics lock");
             topics.iter().filter(|t| !known.contains(*t)).collect()
         };
         if topics.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let new: Vec<NewTopic<'_>> = topics
             .iter()
@@ -77,49 +136,69 @@ impl Sink {
             })
             .collect();
         let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(15)));
-        for result in self.admin.create_topics(&new, &options).await? {
-            match result {
-                Ok(topic) => tracing::info!(topic, "created topic"),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => anyhow::bail!("cannot create topic {topic}: {code}"),
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        let mut failed = Vec::new();
+        match self.admin.create_topics(&new, &options).await {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(topic) => tracing::info!(topic, "created topic"),
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((topic, code)) => failed.push(format!("{topic} ({code})")),
+                    }
+                }
             }
+            Err(e) => failed.extend(topics.iter().map(|t| format!("{t} ({e})"))),
         }
         self.known
             .lock()
             .expect("topics lock")
             .extend(topics.into_iter().cloned());
-        Ok(())
+        failed
     }
 
-    /// Produces every record and waits until all are acknowledged.
-    pub async fn send_all(&self, records: &[Outgoing]) -> anyhow::Result<()> {
-        let sends = records.iter().map(|r| {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for h in &r.headers {
+    /// Hands `record` to the producer; waits only while its queue is full.
+    pub async fn enqueue(&self, record: &OutRecord) -> Result<Delivery, ProduceError> {
+        loop {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for h in &record.headers {
                 headers = headers.insert(rdkafka::message::Header {
                     key: &h.key,
                     value: Some(h.value.as_bytes()),
                 });
             }
-            let mut record = FutureRecord::<[u8], [u8]>::to(&r.topic)
-                .payload(&r.value)
+            let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic)
+                .payload(&record.value)
                 .headers(headers);
-            if let Some(key) = &r.key {
-                record = record.key(key);
+            if let Some(key) = &record.key {
+                future = future.key(key);
             }
-            self.producer.send(record, Duration::from_secs(30))
-        });
-        for result in futures::future::join_all(sends).await {
-            result.map_err(|(e, _)| anyhow::anyhow!("produce failed: {e}"))?;
+            match self.producer.send_result(future) {
+                Ok(delivery) => return Ok(Delivery(delivery)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(ProduceError::of(&e)),
+            }
+        }
+    }
+
+    /// Produces every record and waits until all are acknowledged.
+    pub async fn send_all(&self, records: &[OutRecord]) -> Result<(), ProduceError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            deliveries.push(self.enqueue(record).await?);
+        }
+        for delivery in deliveries {
+            delivery.wait().await?;
         }
         Ok(())
     }
 
-    /// Waits for everything queued to be delivered.
-    pub fn flush(&self) {
-        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+    /// Waits up to `timeout` for everything queued to be delivered.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!("producer flush: {e}");
         }
     }

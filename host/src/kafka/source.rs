@@ -1,81 +1,75 @@
 //! The consumer: one consumer group subscribed to every topic by pattern
 //! (`^.*`, so topics created later are picked up on the next metadata
-//! refresh). Offsets are stored by hand with [`Source::ack`], only after a
-//! record is fully handled; auto-commit then commits what was stored. On a
-//! revoke, the rebalance callback waits for in-flight records of the revoked
-//! partitions to finish and commits before the partitions move.
+//! refresh), which owns the partitions' lifecycle.
+//!
+//! - Offsets are stored by hand with [`Source::store`], only after a record
+//!   is fully handled; auto-commit then commits what was stored, and
+//!   librdkafka commits the stored offsets of revoked partitions itself.
+//! - Each assigned partition has a [`Lease`]. A revoke ends the leases of the
+//!   revoked partitions from inside the rebalance callback, which does
+//!   nothing else and never blocks: work already started may finish, but it
+//!   cannot store an offset under a stale assignment, and queued work is
+//!   dropped, to be redelivered to the new owner.
+//! - [`Source::pause`] and [`Source::resume`] stop and restart fetching one
+//!   partition, for back-pressure: a full partition queue pauses only that
+//!   partition, never the consumer.
+//! - The client's error callback tracks whether the brokers are reachable,
+//!   for `/readyz`.
 
 use crate::event::{Header, Record};
 use crate::metrics::Metrics;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Counts records handed out but not yet acknowledged, per partition.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    counts: Mutex<HashMap<(String, i32), usize>>,
-    idle: Condvar,
-}
+/// A topic and partition.
+pub type Partition = (String, i32);
 
-impl InFlight {
-    /// A record of `topic`/`partition` was handed out.
-    pub fn begin(&self, topic: &str, partition: i32) {
-        *self
-            .counts
-            .lock()
-            .expect("in-flight lock")
-            .entry((topic.to_string(), partition))
-            .or_default() += 1;
-    }
+/// The right to store offsets for one partition, ended by its revocation.
+#[derive(Debug, Clone)]
+pub struct Lease(Arc<AtomicBool>);
 
-    /// A record of `topic`/`partition` is done (acknowledged or abandoned).
-    pub fn end(&self, topic: &str, partition: i32) {
-        let mut counts = self.counts.lock().expect("in-flight lock");
-        if let Some(n) = counts.get_mut(&(topic.to_string(), partition)) {
-            *n = n.saturating_sub(1);
-        }
-        self.idle.notify_all();
-    }
-
-    /// Waits until none of `partitions` has a record in flight, or `timeout`.
-    pub fn wait_idle(&self, partitions: &[(String, i32)], timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut counts = self.counts.lock().expect("in-flight lock");
-        loop {
-            let busy = partitions
-                .iter()
-                .any(|p| counts.get(p).copied().unwrap_or(0) > 0);
-            let now = Instant::now();
-            if !busy {
-                return true;
-            }
-            if now >= deadline {
-                return false;
-            }
-            counts = self
-                .idle
-                .wait_timeout(counts, deadline - now)
-                .expect("in-flight lock")
-                .0;
-        }
+impl Lease {
+    /// Whether the partition is still assigned under this lease.
+    pub fn live(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
-/// Drains revoked partitions before a rebalance completes, and turns
-/// librdkafka's statistics into the consumer lag metric.
-pub struct DrainContext {
-    inflight: Arc<InFlight>,
+/// Shared between the consumer's callbacks and the router.
+#[derive(Default)]
+pub struct SourceState {
+    leases: Mutex<HashMap<Partition, Lease>>,
+    broker_down: AtomicBool,
+}
+
+impl SourceState {
+    /// Whether the client last reported every broker down.
+    pub fn broker_down(&self) -> bool {
+        self.broker_down.load(Ordering::Relaxed)
+    }
+}
+
+/// The consumer's callbacks: leases on rebalance, broker health, and
+/// librdkafka's statistics turned into the consumer lag metric.
+pub struct SourceContext {
+    state: Arc<SourceState>,
     metrics: Option<Arc<Metrics>>,
 }
 
-impl ClientContext for DrainContext {
+impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let reachable = statistics.brokers.values().any(|b| b.state == "UP");
+        if reachable {
+            self.state.broker_down.store(false, Ordering::Relaxed);
+        }
         let Some(metrics) = &self.metrics else { return };
         for (name, topic) in &statistics.topics {
             let lag: i64 = topic
@@ -87,45 +81,56 @@ impl ClientContext for DrainContext {
             metrics.lag(name, lag);
         }
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.state.broker_down.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!("kafka: {error}: {reason}");
+    }
 }
 
-impl ConsumerContext for DrainContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            let partitions: Vec<(String, i32)> = list
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            if !self
-                .inflight
-                .wait_idle(&partitions, Duration::from_secs(30))
-            {
-                tracing::warn!(
-                    "revoking partitions with records still in flight; they will be redelivered"
-                );
+            let mut leases = self.state.leases.lock().expect("lease lock");
+            for e in list.elements() {
+                if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
+                    lease.0.store(false, Ordering::Release);
+                }
             }
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!("commit on revoke: {e}");
-            }
+            tracing::info!(partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            tracing::info!(partitions = list.count(), "partitions assigned");
         }
     }
 }
 
 /// The router's consumer.
 pub struct Source {
-    consumer: StreamConsumer<DrainContext>,
-    inflight: Arc<InFlight>,
+    consumer: StreamConsumer<SourceContext>,
+    state: Arc<SourceState>,
 }
 
 impl Source {
     /// Joins `group` and subscribes to every topic; reports lag to `metrics`.
+    ///
+    /// Consumer settings: cooperative-sticky assignment (a rebalance moves
+    /// only the partitions that change owner), fetches of up to 1 MiB per
+    /// partition returned as soon as any data is there, offsets stored by
+    /// hand and auto-committed every second. Keys in `[kafka.client]`
+    /// override them.
     pub fn new(
         mut config: ClientConfig,
         group: &str,
+        extra: &std::collections::BTreeMap<String, String>,
         metrics: Option<Arc<Metrics>>,
     ) -> anyhow::Result<Self> {
-        let inflight = Arc::new(InFlight::default());
+        let state = Arc::new(SourceState::default());
         config
             .set("group.id", group)
             .set("enable.auto.commit", "true")
@@ -133,25 +138,43 @@ impl Source {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "5000");
-        let consumer: StreamConsumer<DrainContext> = config.create_with_context(DrainContext {
-            inflight: inflight.clone(),
-            metrics,
-        })?;
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("fetch.wait.max.ms", "10")
+            .set("max.partition.fetch.bytes", "1048576")
+            .set("statistics.interval.ms", "1000");
+        for (key, value) in extra {
+            config.set(key, value);
+        }
+        let consumer: StreamConsumer<SourceContext> =
+            config.create_with_context(SourceContext {
+                state: state.clone(),
+                metrics,
+            })?;
         consumer.subscribe(&["^.*"])?;
-        Ok(Source { consumer, inflight })
+        Ok(Source { consumer, state })
     }
 
-    /// Who counts the records in flight.
-    pub fn inflight(&self) -> &Arc<InFlight> {
-        &self.inflight
+    /// What the callbacks share.
+    pub fn state(&self) -> &Arc<SourceState> {
+        &self.state
     }
 
-    /// The next record, counted as in flight until [`Source::ack`] or
-    /// [`InFlight::end`].
-    pub async fn next(&self) -> anyhow::Result<Record> {
+    /// The lease of `partition`, taken when its first record arrives after
+    /// an assignment.
+    pub fn lease(&self, partition: &Partition) -> Lease {
+        self.state
+            .leases
+            .lock()
+            .expect("lease lock")
+            .entry(partition.clone())
+            .or_insert_with(|| Lease(Arc::new(AtomicBool::new(true))))
+            .clone()
+    }
+
+    /// The next record.
+    pub async fn next(&self) -> Result<Record, KafkaError> {
         let message = self.consumer.recv().await?;
-        let record = Record {
+        Ok(Record {
             topic: message.topic().to_string(),
             partition: message.partition(),
             offset: message.offset(),
@@ -167,20 +190,41 @@ impl Source {
                 })
                 .unwrap_or_default(),
             value: message.payload().map(<[u8]>::to_vec),
-        };
-        self.inflight.begin(&record.topic, record.partition);
-        Ok(record)
+        })
     }
 
-    /// Stores the offset after `record` for the next commit, and ends it.
-    pub fn ack(&self, record: &Record) {
+    fn list(partition: &Partition) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.0, partition.1);
+        list
+    }
+
+    /// Stops fetching `partition`.
+    pub fn pause(&self, partition: &Partition) {
+        if let Err(e) = self.consumer.pause(&Self::list(partition)) {
+            tracing::debug!(topic = %partition.0, partition = partition.1, "pause: {e}");
+        }
+    }
+
+    /// Fetches `partition` again.
+    pub fn resume(&self, partition: &Partition) {
+        if let Err(e) = self.consumer.resume(&Self::list(partition)) {
+            tracing::debug!(topic = %partition.0, partition = partition.1, "resume: {e}");
+        }
+    }
+
+    /// Stores the offset after `offset` of `partition` for the next commit,
+    /// if `lease` is still live.
+    pub fn store(&self, lease: &Lease, partition: &Partition, offset: i64) {
+        if !lease.live() {
+            return;
+        }
         if let Err(e) = self
             .consumer
-            .store_offset(&record.topic, record.partition, record.offset)
+            .store_offset(&partition.0, partition.1, offset)
         {
-            tracing::warn!(topic = %record.topic, partition = record.partition, "cannot store offset (partition revoked?): {e}");
+            tracing::debug!(topic = %partition.0, partition = partition.1, "cannot store offset (revoked?): {e}");
         }
-        self.inflight.end(&record.topic, record.partition);
     }
 
     /// Commits every stored offset now.
@@ -188,9 +232,7 @@ impl Source {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => Ok(()),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

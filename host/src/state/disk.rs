@@ -1,5 +1,6 @@
 //! The router's durable state: one redb file (ACID, copy-on-write B-trees,
-//! fsync on every commit).
+//! fsync on every commit; one commit carries the batches of every partition
+//! that was ready, so the fsync is paid once per group, not per record).
 //!
 //! Tables:
 //! - `state`: `<plugin>\0<key>` -> value;
@@ -7,10 +8,10 @@
 //! - `processed_order`: (`plugin`, sequence) -> event id, oldest first, so
 //!   the memory of processed ids stays bounded (`keep` per plugin).
 
-use super::{Commit, Reads, StateStore, Writes};
+use super::{Effect, RecordEffects, StateRead, StateStore};
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -57,7 +58,7 @@ impl DiskStore {
     }
 }
 
-impl StateStore for DiskStore {
+impl StateRead for DiskStore {
     fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(STATE)?;
@@ -65,57 +66,81 @@ impl StateStore for DiskStore {
             .get(join(plugin, key).as_str())?
             .map(|v| v.value().to_vec()))
     }
+}
 
-    fn commit(
-        &self,
-        plugin: &str,
-        event_id: &str,
-        reads: &Reads,
-        writes: &Writes,
-        outputs: &[u8],
-    ) -> anyhow::Result<Commit> {
+impl StateStore for DiskStore {
+    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
         let txn = self.db.begin_write()?;
+        let mut applied = Vec::with_capacity(batches.len());
         {
             let mut state = txn.open_table(STATE)?;
-            for (key, seen) in reads {
-                let now = state
-                    .get(join(plugin, key).as_str())?
-                    .map(|v| v.value().to_vec());
-                if now != *seen {
-                    return Ok(Commit::Conflict);
-                }
-            }
-            for (key, value) in writes {
-                let key = join(plugin, key);
-                match value {
-                    Some(v) => state.insert(key.as_str(), v.as_slice())?,
-                    None => state.remove(key.as_str())?,
-                };
-            }
             let mut processed = txn.open_table(PROCESSED)?;
-            processed.insert(join(plugin, event_id).as_str(), outputs)?;
             let mut order = txn.open_table(ORDER)?;
-            let next = order
-                .range((plugin, 0)..=(plugin, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.value().1 + 1)
-                .unwrap_or(0);
-            order.insert((plugin, next), event_id)?;
-            if next >= self.keep {
-                let cutoff = next - self.keep;
-                let old: Vec<(u64, String)> = order
-                    .range((plugin, 0)..=(plugin, cutoff))?
-                    .map(|e| e.map(|(k, v)| (k.value().1, v.value().to_string())))
-                    .collect::<Result<_, _>>()?;
-                for (seq, id) in old {
-                    order.remove((plugin, seq))?;
-                    processed.remove(join(plugin, &id).as_str())?;
+            // The next sequence number of each plugin's processed ids.
+            let mut next: HashMap<String, u64> = HashMap::new();
+            for batch in batches {
+                let mut n = 0;
+                'records: for record in batch.iter() {
+                    for effect in record {
+                        if processed
+                            .get(join(&effect.plugin, &effect.event_id).as_str())?
+                            .is_some()
+                        {
+                            break 'records;
+                        }
+                        for (key, seen) in &effect.reads {
+                            let now = state.get(join(&effect.plugin, key).as_str())?;
+                            if now.as_ref().map(|v| v.value()) != seen.as_deref() {
+                                break 'records;
+                            }
+                        }
+                    }
+                    for effect in record {
+                        let Effect {
+                            plugin,
+                            event_id,
+                            writes,
+                            outputs,
+                            ..
+                        } = effect;
+                        for (key, value) in writes {
+                            let key = join(plugin, key);
+                            match value {
+                                Some(v) => state.insert(key.as_str(), v.as_slice())?,
+                                None => state.remove(key.as_str())?,
+                            };
+                        }
+                        processed.insert(join(plugin, event_id).as_str(), outputs.as_slice())?;
+                        let seq = match next.get_mut(plugin) {
+                            Some(seq) => seq,
+                            None => {
+                                let first = order
+                                    .range((plugin.as_str(), 0)..=(plugin.as_str(), u64::MAX))?
+                                    .next_back()
+                                    .transpose()?
+                                    .map(|(k, _)| k.value().1 + 1)
+                                    .unwrap_or(0);
+                                next.entry(plugin.clone()).or_insert(first)
+                            }
+                        };
+                        order.insert((plugin.as_str(), *seq), event_id.as_str())?;
+                        if *seq >= self.keep {
+                            let old = order
+                                .remove((plugin.as_str(), *seq - self.keep))?
+                                .map(|id| id.value().to_string());
+                            if let Some(id) = old {
+                                processed.remove(join(plugin, &id).as_str())?;
+                            }
+                        }
+                        *seq += 1;
+                    }
+                    n += 1;
                 }
+                applied.push(n);
             }
         }
         txn.commit()?;
-        Ok(Commit::Done)
+        Ok(applied)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -149,19 +174,28 @@ mod tests {
         let path = dir.path().join("state.redb");
         super::super::tests::check_store(&DiskStore::open(&path, 100).unwrap());
         let store = DiskStore::open(&path, 100).unwrap();
-        assert_eq!(store.get("p", "a").unwrap(), Some(b"x".to_vec()));
-        assert_eq!(store.processed("p", "e1").unwrap(), Some(b"out".to_vec()));
+        assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
+        assert_eq!(
+            store.processed("p", "e1").unwrap(),
+            Some(b"out-e1".to_vec())
+        );
     }
 
     #[test]
     fn processed_ids_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(&dir.path().join("s.redb"), 2).unwrap();
-        for id in ["e1", "e2", "e3"] {
-            store
-                .commit("p", id, &Reads::new(), &Writes::new(), id.as_bytes())
-                .unwrap();
-        }
+        let effect = |id: &str| Effect {
+            plugin: "p".into(),
+            event_id: id.into(),
+            reads: Default::default(),
+            writes: Default::default(),
+            outputs: id.as_bytes().to_vec(),
+        };
+        store
+            .commit(&[&[vec![effect("e1")], vec![effect("e2")]]])
+            .unwrap();
+        store.commit(&[&[vec![effect("e3")]]]).unwrap();
         assert_eq!(store.processed("p", "e1").unwrap(), None);
         assert_eq!(store.processed("p", "e2").unwrap(), Some(b"e2".to_vec()));
         assert_eq!(store.processed("p", "e3").unwrap(), Some(b"e3".to_vec()));

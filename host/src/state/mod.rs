@@ -1,14 +1,28 @@
-//! Per-plugin key-value state.
+//! Per-plugin key-value state, committed a batch at a time.
 //!
 //! Each plugin has a private namespace. While a handler runs, the engine
-//! records what it read ([`Reads`]) and stages what it wrote ([`Writes`]).
-//! When it succeeds, [`StateStore::commit`] applies the writes in one
-//! transaction, but only if every value read is still the committed one
-//! (optimistic concurrency: two partitions running the same plugin never
-//! lose an update; the loser runs again on fresh state). The same
-//! transaction records the event id as processed together with the records
-//! it produced, so a redelivered event is not applied twice and its outputs
-//! can be produced again byte for byte (an outbox).
+//! records what it read ([`Reads`]) and stages what it wrote ([`Writes`]);
+//! together with the event id and the records it produced they make one
+//! [`Effect`]. A partition's batch runs its records in order against a
+//! [`BatchView`], so each record sees the writes of the ones before it.
+//!
+//! [`StateStore::commit`] then applies the batches of every partition that
+//! is ready in **one transaction** (group commit). Record by record, in
+//! order, it checks that every value each call read is still the one in the
+//! store and that the event is not already marked processed (optimistic
+//! concurrency: the processed-id check happens inside the committing
+//! transaction). A record that passes has its writes applied, its event
+//! marked processed and its outputs stored (an outbox, so a redelivered event
+//! re-produces the same bytes). At the first record that fails, that
+//! partition's batch stops: the records before it are committed, it and the
+//! ones after it run again on fresh state. Two partitions running one plugin
+//! therefore never lose an update, and a global counter stays gapless.
+//!
+//! Optimistic concurrency was chosen over serialising each plugin's calls:
+//! most plugins keep state per entity (a booking, a payment), so partitions
+//! rarely touch the same key and never wait for each other; a plugin with a
+//! global counter pays with re-runs of the losing batches, not with a lock
+//! held across the produce path.
 //!
 //! [`MemoryStore`] serves the test harness; [`DiskStore`] is the router's
 //! durable default.
@@ -18,41 +32,118 @@ mod disk;
 pub use disk::DiskStore;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Staged writes of one handler call: `Some(value)` sets, `None` deletes.
 pub type Writes = BTreeMap<String, Option<Vec<u8>>>;
 
-/// Committed values one handler call read, by key (`None`: absent).
+/// Values one handler call read, by key (`None`: absent).
 pub type Reads = BTreeMap<String, Option<Vec<u8>>>;
 
-/// How a commit went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    /// Applied.
-    Done,
-    /// A value the call read has changed since; nothing was applied.
-    Conflict,
+/// Reads state; what a plugin call sees.
+pub trait StateRead: Send + Sync {
+    /// The value of `key` in `plugin`'s namespace.
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
 }
 
+/// What one plugin call on one event does to state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// The plugin.
+    pub plugin: String,
+    /// The event it handled.
+    pub event_id: String,
+    /// What it read, checked at commit.
+    pub reads: Reads,
+    /// What it wrote.
+    pub writes: Writes,
+    /// The records it produced, encoded (see [`crate::event::OutRecord`]).
+    pub outputs: Vec<u8>,
+}
+
+/// The effects of one record: one per plugin that ran on it.
+pub type RecordEffects = Vec<Effect>;
+
 /// A transactional store of plugin state.
-pub trait StateStore: Send + Sync {
-    /// Reads the committed value of `key` in `plugin`'s namespace.
-    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
-    /// Atomically: checks `reads` still hold, applies `writes`, and records
-    /// `event_id` as processed with its `outputs`.
-    fn commit(
-        &self,
-        plugin: &str,
-        event_id: &str,
-        reads: &Reads,
-        writes: &Writes,
-        outputs: &[u8],
-    ) -> anyhow::Result<Commit>;
+pub trait StateStore: StateRead {
+    /// Applies `batches` in one transaction, each batch's records in order,
+    /// and returns for each batch how many of its records were applied
+    /// before the first whose reads or processed mark no longer held.
+    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>>;
     /// The outputs recorded when `plugin` processed `event_id`, if it did.
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Every committed key and value of `plugin`'s namespace.
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>>;
+}
+
+/// A batch's view of the store: committed state with the writes and
+/// processed marks of the batch's earlier records on top.
+pub struct BatchView {
+    base: Arc<dyn StateStore>,
+    overlay: Mutex<Overlay>,
+}
+
+#[derive(Default)]
+struct Overlay {
+    writes: HashMap<(String, String), Option<Vec<u8>>>,
+    processed: HashMap<(String, String), Vec<u8>>,
+}
+
+impl BatchView {
+    /// A view of `base` with nothing on top.
+    pub fn new(base: Arc<dyn StateStore>) -> Self {
+        BatchView {
+            base,
+            overlay: Mutex::default(),
+        }
+    }
+
+    /// Puts one record's effects on top, for the records after it.
+    pub fn apply(&self, effects: &[Effect]) {
+        let mut overlay = self.overlay.lock().expect("overlay lock");
+        for effect in effects {
+            for (key, value) in &effect.writes {
+                overlay
+                    .writes
+                    .insert((effect.plugin.clone(), key.clone()), value.clone());
+            }
+            overlay.processed.insert(
+                (effect.plugin.clone(), effect.event_id.clone()),
+                effect.outputs.clone(),
+            );
+        }
+    }
+
+    /// The outputs `plugin` produced for `event_id`, in this batch or before.
+    pub fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let key = (plugin.to_string(), event_id.to_string());
+        if let Some(outputs) = self
+            .overlay
+            .lock()
+            .expect("overlay lock")
+            .processed
+            .get(&key)
+        {
+            return Ok(Some(outputs.clone()));
+        }
+        self.base.processed(plugin, event_id)
+    }
+}
+
+impl StateRead for BatchView {
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let found = self
+            .overlay
+            .lock()
+            .expect("overlay lock")
+            .writes
+            .get(&(plugin.to_string(), key.to_string()))
+            .cloned();
+        match found {
+            Some(value) => Ok(value),
+            None => self.base.get(plugin, key),
+        }
+    }
 }
 
 /// An in-memory store, used by the test harness.
@@ -84,37 +175,51 @@ impl MemoryStore {
     }
 }
 
-impl StateStore for MemoryStore {
+impl StateRead for MemoryStore {
     fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let inner = self.inner.lock().expect("state lock poisoned");
         Ok(inner.values.get(plugin).and_then(|ns| ns.get(key)).cloned())
     }
+}
 
-    fn commit(
-        &self,
-        plugin: &str,
-        event_id: &str,
-        reads: &Reads,
-        writes: &Writes,
-        outputs: &[u8],
-    ) -> anyhow::Result<Commit> {
+impl StateStore for MemoryStore {
+    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
         let mut inner = self.inner.lock().expect("state lock poisoned");
-        let ns = inner.values.entry(plugin.to_string()).or_default();
-        if reads.iter().any(|(k, v)| ns.get(k) != v.as_ref()) {
-            return Ok(Commit::Conflict);
+        let inner = &mut *inner;
+        let mut applied = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut n = 0;
+            for record in batch.iter() {
+                let holds = record.iter().all(|e| {
+                    let ns = inner.values.get(&e.plugin);
+                    let seen = inner.seen.get(&e.plugin);
+                    e.reads
+                        .iter()
+                        .all(|(k, v)| ns.and_then(|ns| ns.get(k)) == v.as_ref())
+                        && seen.is_none_or(|s| !s.contains_key(&e.event_id))
+                });
+                if !holds {
+                    break;
+                }
+                for e in record {
+                    let ns = inner.values.entry(e.plugin.clone()).or_default();
+                    for (key, value) in &e.writes {
+                        match value {
+                            Some(v) => ns.insert(key.clone(), v.clone()),
+                            None => ns.remove(key),
+                        };
+                    }
+                    inner
+                        .seen
+                        .entry(e.plugin.clone())
+                        .or_default()
+                        .insert(e.event_id.clone(), e.outputs.clone());
+                }
+                n += 1;
+            }
+            applied.push(n);
         }
-        for (key, value) in writes {
-            match value {
-                Some(v) => ns.insert(key.clone(), v.clone()),
-                None => ns.remove(key),
-            };
-        }
-        inner
-            .seen
-            .entry(plugin.to_string())
-            .or_default()
-            .insert(event_id.to_string(), outputs.to_vec());
-        Ok(Commit::Done)
+        Ok(applied)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -136,43 +241,79 @@ impl StateStore for MemoryStore {
 pub(crate) mod tests {
     use super::*;
 
+    fn effect(
+        id: &str,
+        reads: &[(&str, Option<&[u8]>)],
+        writes: &[(&str, Option<&[u8]>)],
+    ) -> Effect {
+        let map = |kv: &[(&str, Option<&[u8]>)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                .collect()
+        };
+        Effect {
+            plugin: "p".into(),
+            event_id: id.into(),
+            reads: map(reads),
+            writes: map(writes),
+            outputs: format!("out-{id}").into_bytes(),
+        }
+    }
+
     /// The contract every store keeps; run against each implementation.
     pub(crate) fn check_store(store: &dyn StateStore) {
-        let setup = Writes::from([("gone".to_string(), Some(b"1".to_vec()))]);
-        assert_eq!(
-            store.commit("p", "e0", &Reads::new(), &setup, b"").unwrap(),
-            Commit::Done
-        );
+        let setup = vec![effect("e0", &[], &[("gone", Some(b"1"))])];
+        assert_eq!(store.commit(&[&[setup]]).unwrap(), vec![1]);
         assert_eq!(store.processed("p", "e1").unwrap(), None);
-        let reads = Reads::from([("a".to_string(), None)]);
-        let writes = Writes::from([
-            ("a".to_string(), Some(b"x".to_vec())),
-            ("gone".to_string(), None),
-        ]);
-        assert_eq!(
-            store.commit("p", "e1", &reads, &writes, b"out").unwrap(),
-            Commit::Done
-        );
-        assert_eq!(store.get("p", "a").unwrap(), Some(b"x".to_vec()));
+        let e1 = vec![effect(
+            "e1",
+            &[("a", None)],
+            &[("a", Some(b"x")), ("gone", None)],
+        )];
+        // e2 read what e1 wrote earlier in the same batch.
+        let e2 = vec![effect("e2", &[("a", Some(b"x"))], &[("a", Some(b"y"))])];
+        assert_eq!(store.commit(&[&[e1, e2]]).unwrap(), vec![2]);
+        assert_eq!(store.get("p", "a").unwrap(), Some(b"y".to_vec()));
         assert_eq!(store.get("p", "gone").unwrap(), None);
         assert_eq!(store.get("other", "a").unwrap(), None);
-        assert_eq!(store.processed("p", "e1").unwrap(), Some(b"out".to_vec()));
-        // A call that read `a` before e1 committed conflicts and changes nothing.
-        let stale = Writes::from([("a".to_string(), Some(b"lost".to_vec()))]);
         assert_eq!(
-            store.commit("p", "e2", &reads, &stale, b"").unwrap(),
-            Commit::Conflict
+            store.processed("p", "e1").unwrap(),
+            Some(b"out-e1".to_vec())
         );
-        assert_eq!(store.get("p", "a").unwrap(), Some(b"x".to_vec()));
-        assert_eq!(store.processed("p", "e2").unwrap(), None);
+        // Two partitions in one group commit: the first wins; the second read
+        // `a` before it changed, so it stops there and changes nothing.
+        let winner = vec![effect("e3", &[("a", Some(b"y"))], &[("a", Some(b"z"))])];
+        let stale = vec![effect("e4", &[("a", Some(b"y"))], &[("a", Some(b"lost"))])];
+        let after = vec![effect("e5", &[], &[("b", Some(b"1"))])];
+        assert_eq!(
+            store.commit(&[&[winner], &[stale, after]]).unwrap(),
+            vec![1, 0]
+        );
+        assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
+        assert_eq!(store.get("p", "b").unwrap(), None);
+        assert_eq!(store.processed("p", "e4").unwrap(), None);
+        // An event already processed is not applied again.
+        let again = vec![effect("e3", &[], &[("a", Some(b"twice"))])];
+        assert_eq!(store.commit(&[&[again]]).unwrap(), vec![0]);
+        assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
         assert_eq!(
             store.snapshot("p").unwrap(),
-            BTreeMap::from([("a".to_string(), b"x".to_vec())])
+            BTreeMap::from([("a".to_string(), b"z".to_vec())])
         );
     }
 
     #[test]
     fn memory_store_keeps_the_contract() {
         check_store(&MemoryStore::new());
+    }
+
+    #[test]
+    fn a_batch_view_shows_earlier_records() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let view = BatchView::new(store.clone());
+        view.apply(&[effect("e1", &[], &[("a", Some(b"x"))])]);
+        assert_eq!(view.get("p", "a").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(store.get("p", "a").unwrap(), None);
+        assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
     }
 }

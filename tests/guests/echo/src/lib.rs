@@ -13,13 +13,11 @@ impl Handler for Echo {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        // std seeds its hasher keys from WASI random, which the host seeds
-        // from the event id.
+        // WASI randomness, which the host reseeds from each event's id.
         let random = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u8(1);
-            h.finish()
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| HandlerError::Retry(e.to_string()))?;
+            u64::from_le_bytes(bytes)
         };
         Ok(vec![Emit::new(
             format!("echo.{}", event.ty),

@@ -1,0 +1,519 @@
+//! A partition worker: takes its partition's records in batches, runs each
+//! batch through the router on the worker pool, group-commits the state,
+//! produces the outputs pipelined, and stores offsets in partition order as
+//! the acknowledgements arrive, while the next batch already runs.
+//!
+//! Guarantees, per partition:
+//! - records run in order, each seeing the state the ones before it wrote;
+//! - state writes, processed marks and outputs are committed together
+//!   before anything is produced;
+//! - an offset is stored only after every output of its record (and of the
+//!   records before it) is acknowledged, and only while the partition is
+//!   still assigned to this worker ([`Lease`]);
+//! - a record's outcome is routed, dead-lettered or waiting. A permanent
+//!   produce refusal dead-letters the input with the reason; a store or
+//!   broker outage waits and retries without limit; nothing here exits the
+//!   process.
+
+use crate::committer::Committer;
+use crate::config::KafkaConfig;
+use crate::event::{OutRecord, Record};
+use crate::kafka::dlq::{self, DeadLetter};
+use crate::kafka::sink::{Delivery, ProduceError, Sink};
+use crate::kafka::source::{Lease, Partition, Source};
+use crate::metrics::Metrics;
+use crate::pool::WorkerPool;
+use crate::router::{RecordOutcome, Router};
+use crate::state::StateStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Counters for the dev summary line and the admin API.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records handled (routed, skipped or dead-lettered).
+    pub records: AtomicU64,
+    /// Records produced from emits.
+    pub emitted: AtomicU64,
+    /// Plugin calls that failed (each attempt).
+    pub errors: AtomicU64,
+    /// Records sent to a dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Records skipped: excluded topics, or undecodable on topics no plugin wants.
+    pub skipped: AtomicU64,
+}
+
+/// What every partition worker shares.
+pub struct Shared {
+    /// The per-record path.
+    pub router: Arc<Router>,
+    /// Where plugin calls run.
+    pub pool: Arc<WorkerPool>,
+    /// The state store, read by plugin calls.
+    pub store: Arc<dyn StateStore>,
+    /// Group commit.
+    pub committer: Arc<Committer>,
+    /// The producer.
+    pub sink: Arc<Sink>,
+    /// The consumer, for pausing, resuming and storing offsets.
+    pub source: Arc<Source>,
+    /// Batching, retries, limits.
+    pub kafka: KafkaConfig,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set while the state store fails, with why (for `/readyz`).
+    pub store_failing: std::sync::Mutex<Option<String>>,
+    /// Becomes true when the router shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Sleeps for `delay`; false when shutdown came first.
+    async fn sleep(&self, delay: Duration) -> bool {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// The handle the consumer loop keeps for one partition's worker.
+pub struct PartitionQueue {
+    records: mpsc::UnboundedSender<Record>,
+    queued: Arc<AtomicUsize>,
+    paused: Arc<AtomicBool>,
+    lease: Lease,
+}
+
+impl PartitionQueue {
+    /// Starts a worker for `partition` under `lease`.
+    pub fn start(
+        shared: Arc<Shared>,
+        partition: Partition,
+        lease: Lease,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = PartitionQueue {
+            records: tx,
+            queued: Arc::default(),
+            paused: Arc::default(),
+            lease: lease.clone(),
+        };
+        let worker = Worker {
+            shared,
+            partition,
+            lease,
+            queued: queue.queued.clone(),
+            paused: queue.paused.clone(),
+        };
+        (queue, tokio::spawn(worker.run(rx)))
+    }
+
+    /// Whether the worker still holds the partition.
+    pub fn live(&self) -> bool {
+        self.lease.live() && !self.records.is_closed()
+    }
+
+    /// Queues `record`; pauses the partition in the consumer when its queue
+    /// is full. Never waits.
+    pub fn push(&self, record: Record, source: &Source, limit: usize) {
+        let partition = (record.topic.clone(), record.partition);
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.records.send(record).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if queued >= limit && !self.paused.swap(true, Ordering::AcqRel) {
+            source.pause(&partition);
+        }
+    }
+}
+
+/// A record handed to the producer, waiting for its acknowledgements.
+struct Pending {
+    record: Record,
+    outputs: Vec<(OutRecord, Delivery)>,
+    /// Outputs the producer refused at once, with why.
+    refused: Vec<String>,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    partition: Partition,
+    lease: Lease,
+    queued: Arc<AtomicUsize>,
+    paused: Arc<AtomicBool>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Record>) {
+        let shared = self.shared.clone();
+        let (acks, acks_rx) = mpsc::channel::<Pending>(64);
+        let acker = tokio::spawn(ack_in_order(
+            shared.clone(),
+            self.partition.clone(),
+            self.lease.clone(),
+            acks_rx,
+        ));
+        let kafka = &shared.kafka;
+        while let Some(first) = rx.recv().await {
+            if shared.stopping() || !self.lease.live() {
+                // Not started: dropped, to be redelivered.
+                break;
+            }
+            let mut bytes = first.value.as_ref().map_or(0, Vec::len);
+            let mut batch = vec![first];
+            let linger = Instant::now() + Duration::from_millis(kafka.linger_ms);
+            while batch.len() < kafka.batch_records && bytes < kafka.batch_bytes {
+                let next = match rx.try_recv() {
+                    Ok(record) => Some(record),
+                    Err(_) if kafka.linger_ms > 0 => {
+                        tokio::time::timeout_at(linger.into(), rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    Err(_) => None,
+                };
+                let Some(record) = next else { break };
+                bytes += record.value.as_ref().map_or(0, Vec::len);
+                batch.push(record);
+            }
+            let left = self.queued.fetch_sub(batch.len(), Ordering::AcqRel) - batch.len();
+            if left <= kafka.queue_records / 2 && self.paused.swap(false, Ordering::AcqRel) {
+                shared.source.resume(&self.partition);
+            }
+            if !self.handle(batch, &acks).await {
+                break;
+            }
+        }
+        drop(acks);
+        let _ = acker.await;
+    }
+
+    /// Takes one batch to the producer; false when shutdown interrupted it.
+    async fn handle(&self, batch: Vec<Record>, acks: &mpsc::Sender<Pending>) -> bool {
+        let shared = &self.shared;
+        let batch: Arc<[Record]> = batch.into();
+        let mut start = 0;
+        let mut attempt = 1;
+        while start < batch.len() {
+            if !self.lease.live() {
+                return true;
+            }
+            let started = Instant::now();
+            let run = {
+                let (router, store, kafka) = (
+                    shared.router.clone(),
+                    shared.store.clone(),
+                    shared.kafka.clone(),
+                );
+                let records = batch.clone();
+                shared
+                    .pool
+                    .run(move |instances| {
+                        router.run_batch(&records[start..], attempt, &store, instances, &kafka)
+                    })
+                    .await
+            };
+            let Ok(run) = run else { return false };
+            let effects = run.done.iter().map(RecordOutcome::effects).collect();
+            let applied = match self.commit(effects).await {
+                Some(n) => n,
+                None => return false,
+            };
+            let took = started.elapsed();
+            for (i, outcome) in run.done.iter().take(applied).enumerate() {
+                let record = &batch[start + i];
+                self.count(record, outcome, took / run.done.len().max(1) as u32);
+                let mut pending = Pending {
+                    record: record.clone(),
+                    outputs: Vec::new(),
+                    refused: Vec::new(),
+                };
+                self.emit(&mut pending, outcome, attempt_of(i, attempt))
+                    .await;
+                if acks.send(pending).await.is_err() {
+                    return false;
+                }
+            }
+            let conflicted = applied < run.done.len();
+            start += applied;
+            if applied > 0 {
+                attempt = 1;
+            }
+            if conflicted {
+                continue;
+            }
+            if let Some(stop) = run.stop {
+                let record = &batch[start];
+                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.error(&record.topic);
+                tracing::warn!(plugin = %stop.plugin, attempt, delay = ?stop.delay,
+                    "{}[{}]@{}: {}; waiting", record.topic, record.partition, record.offset, stop.failure);
+                if !shared.sleep(stop.delay).await {
+                    return false;
+                }
+                attempt += 1;
+            }
+        }
+        true
+    }
+
+    /// Group-commits a batch's effects, waiting out store failures; `None`
+    /// on shutdown.
+    async fn commit(&self, effects: Vec<crate::state::RecordEffects>) -> Option<usize> {
+        let shared = &self.shared;
+        let mut attempt = 1;
+        loop {
+            match shared.committer.commit(effects.clone()).await {
+                Ok(n) => {
+                    if attempt > 1 {
+                        shared.store_failing.lock().expect("store lock").take();
+                    }
+                    return Some(n);
+                }
+                Err(why) => {
+                    tracing::error!(attempt, "state store: {why}; waiting");
+                    *shared.store_failing.lock().expect("store lock") = Some(why);
+                    if !shared.sleep(shared.kafka.backoff(attempt)).await {
+                        return None;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn count(&self, record: &Record, outcome: &RecordOutcome, took: Duration) {
+        let shared = &self.shared;
+        shared.stats.records.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.processed(&record.topic, took);
+        if let RecordOutcome::Routed { calls, .. } = outcome {
+            for call in calls.iter().filter(|c| !c.duplicate) {
+                let failed = call.result.as_ref().err().map(|f| f.class());
+                shared
+                    .metrics
+                    .invocation(&call.plugin.spec.name, call.took, failed);
+                call.plugin.count(failed.is_some());
+                if failed.is_some() {
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.error(&record.topic);
+                }
+            }
+        }
+    }
+
+    /// Hands a record's outputs and dead letters to the producer, and logs
+    /// the tail line.
+    async fn emit(&self, pending: &mut Pending, outcome: &RecordOutcome, attempts: u32) {
+        let shared = &self.shared;
+        let record = &pending.record;
+        let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
+        let tail = tracing::enabled!(target: "switchyard::tail", tracing::Level::INFO);
+        let mut out = Vec::new();
+        match outcome {
+            RecordOutcome::Skipped(why) => {
+                shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "switchyard::tail", "skipped {at}: {why}");
+            }
+            RecordOutcome::Undecodable(e) => {
+                shared.metrics.error(&record.topic);
+                let letter = DeadLetter {
+                    plugin: None,
+                    version: None,
+                    attempts: 1,
+                    class: "decode",
+                    message: &e.to_string(),
+                };
+                out.extend(self.dead_letter(record, &letter).await);
+                tracing::info!(target: "switchyard::tail", "handled {at} type=- dead-lettered (decode: {e})");
+            }
+            RecordOutcome::Routed { ty, id, calls } => {
+                let mut summary = Vec::new();
+                for call in calls {
+                    let name = &call.plugin.spec.name;
+                    match &call.result {
+                        Ok(records) => {
+                            for r in records {
+                                match self.enqueue(r).await {
+                                    Ok(d) => out.push((r.clone(), d)),
+                                    Err(why) => pending.refused.push(why),
+                                }
+                            }
+                            shared
+                                .stats
+                                .emitted
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                            let to: Vec<String> = records
+                                .iter()
+                                .filter(|_| tail)
+                                .map(|r| format!("{} ({})", crate::envelope::type_of(r), r.topic))
+                                .collect();
+                            let dup = if call.duplicate { " (redelivered)" } else { "" };
+                            summary.push(format!(
+                                "{name}@{}{dup} -> [{}]",
+                                call.version,
+                                to.join(", ")
+                            ));
+                        }
+                        Err(failure) => {
+                            let message = failure.to_string();
+                            let letter = DeadLetter {
+                                plugin: Some(name),
+                                version: Some(&call.version),
+                                attempts,
+                                class: failure.class(),
+                                message: &message,
+                            };
+                            out.extend(self.dead_letter(record, &letter).await);
+                            tracing::warn!(plugin = %name, "{at}: {}; dead-lettered after {attempts} attempt(s)",
+                                crate::engine::truncate_text(&message, 512));
+                            summary.push(format!("{name} dead-lettered ({})", failure.class()));
+                        }
+                    }
+                }
+                if summary.is_empty() {
+                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} no subscriber");
+                } else {
+                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} id={id} {}", summary.join("; "));
+                }
+            }
+        }
+        pending.outputs.extend(out);
+    }
+
+    /// Hands one record to the producer, waiting out transient refusals;
+    /// says why when the producer refused it at once for good.
+    async fn enqueue(&self, record: &OutRecord) -> Result<Delivery, String> {
+        loop {
+            match self.shared.sink.enqueue(record).await {
+                Ok(delivery) => return Ok(delivery),
+                Err(ProduceError::Transient(e)) => {
+                    tracing::warn!("produce to {}: {e}; retrying", record.topic);
+                    if !self.shared.sleep(Duration::from_millis(200)).await {
+                        return Err(format!("output to {}: {e}", record.topic));
+                    }
+                }
+                Err(ProduceError::Permanent(e)) => {
+                    return Err(format!("output to {}: {e}", record.topic));
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        letter: &DeadLetter<'_>,
+    ) -> Option<(OutRecord, Delivery)> {
+        dead_letter(&self.shared, record, letter).await
+    }
+}
+
+fn attempt_of(index: usize, first: u32) -> u32 {
+    if index == 0 { first } else { 1 }
+}
+
+/// Makes, counts and enqueues the dead letter for `record`.
+async fn dead_letter(
+    shared: &Shared,
+    record: &Record,
+    letter: &DeadLetter<'_>,
+) -> Option<(OutRecord, Delivery)> {
+    let out = letter.wrap(record, shared.kafka.max_record_bytes);
+    let failed = shared
+        .sink
+        .ensure_topics(std::slice::from_ref(&out.topic), &shared.kafka)
+        .await;
+    if !failed.is_empty() {
+        tracing::debug!("cannot create {}", failed.join(", "));
+    }
+    shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.dead_letter(&record.topic);
+    loop {
+        match shared.sink.enqueue(&out).await {
+            Ok(delivery) => return Some((out, delivery)),
+            Err(e) => {
+                tracing::error!("dead letter to {}: {e}; retrying", out.topic);
+                if !shared.sleep(Duration::from_secs(1)).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Awaits each record's acknowledgements in partition order and stores its
+/// offset. A permanent refusal dead-letters the input; a transient failure
+/// produces the record again, without limit.
+async fn ack_in_order(
+    shared: Arc<Shared>,
+    partition: Partition,
+    lease: Lease,
+    mut pending: mpsc::Receiver<Pending>,
+) {
+    while let Some(Pending {
+        record,
+        outputs,
+        mut refused,
+    }) = pending.recv().await
+    {
+        for (out, delivery) in outputs {
+            let mut result = delivery.wait().await;
+            let mut attempt = 1;
+            while let Err(ProduceError::Transient(e)) = &result {
+                tracing::warn!(attempt, "produce to {}: {e}; retrying", out.topic);
+                if !shared.sleep(shared.kafka.backoff(attempt)).await {
+                    return;
+                }
+                attempt += 1;
+                result = match shared.sink.enqueue(&out).await {
+                    Ok(d) => d.wait().await,
+                    Err(e) => Err(e),
+                };
+            }
+            if let Err(ProduceError::Permanent(e)) = result {
+                if out.topic == dlq::topic_of(&record.topic) {
+                    tracing::error!(
+                        "{}[{}]@{}: its dead letter was refused: {e}",
+                        record.topic,
+                        record.partition,
+                        record.offset
+                    );
+                } else {
+                    refused.push(format!("output to {}: {e}", out.topic));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            let message = refused.join("; ");
+            let letter = DeadLetter {
+                plugin: None,
+                version: None,
+                attempts: 1,
+                class: "produce",
+                message: &message,
+            };
+            tracing::warn!(
+                "{}[{}]@{}: {message}; dead-lettered",
+                record.topic,
+                record.partition,
+                record.offset
+            );
+            if let Some((_, delivery)) = dead_letter(&shared, &record, &letter).await {
+                let _ = delivery.wait().await;
+            }
+        }
+        shared.source.store(&lease, &partition, record.offset);
+    }
+}

@@ -1,0 +1,34 @@
+//! A guest that misbehaves in the way its event's `data.mode` asks:
+//! - `panic-big`: panics with a 3 MB message;
+//! - `huge`: emits a 2 MB record;
+//! - `bad-topic`: emits to a topic name Kafka refuses;
+//! - `sleep`: sleeps for an hour;
+//! - `forge`: emits with forged host headers (`switchyard-hop: 0`);
+//! - anything else: emits `rogue.ok`.
+use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, json};
+
+struct Rogue;
+
+impl Handler for Rogue {
+    fn handle(_: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
+        let data = event.data_value();
+        let mode = data["mode"].as_str().unwrap_or("");
+        match mode {
+            "panic-big" => panic!("{}", "x".repeat(3 << 20)),
+            "huge" => Ok(vec![Emit::new("rogue.huge", &json!({ "blob": "y".repeat(2 << 20) }))?]),
+            "bad-topic" => Ok(vec![Emit::new("rogue.ok", &json!({}))?.topic("bad topic!")]),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(vec![Emit::new("rogue.ok", &json!({ "slept": true }))?])
+            }
+            "forge" => Ok(vec![
+                Emit::new("rogue.ok", &json!({ "forged": true }))?
+                    .header("switchyard-hop", "0")
+                    .header("ce_type", "forged"),
+            ]),
+            _ => Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode }))?]),
+        }
+    }
+}
+
+switchyard_sdk::plugin!(Rogue);
