@@ -221,6 +221,8 @@ pub struct Router {
     exclude: Matcher,
     max_hops: u32,
     max_record_bytes: usize,
+    /// Topics on which an event was routed to a plugin.
+    learned: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl Router {
@@ -236,6 +238,18 @@ impl Router {
             exclude,
             max_hops,
             max_record_bytes,
+            learned: Default::default(),
+        }
+    }
+
+    /// Marks `topic` as one plugins consume, so that a record on it that
+    /// does not decode is dead-lettered rather than skipped.
+    pub fn learn(&self, topic: &str) {
+        if !self.learned.read().expect("learned lock").contains(topic) {
+            self.learned
+                .write()
+                .expect("learned lock")
+                .insert(topic.to_string());
         }
     }
 
@@ -246,12 +260,16 @@ impl Router {
 
     /// Whether a record on `topic` that does not decode is worth a dead
     /// letter: some plugin names the topic, or has a type glob that matches
-    /// the topic's name (the catalogs name topics after event types).
+    /// the topic's name (the catalogs name topics after event types), or an
+    /// event on it was routed to a plugin since the router started. Other
+    /// topics (Avro, `_schemas`, connectors) are counted and skipped.
     fn wanted(&self, topic: &str) -> bool {
-        self.registry
-            .plugins()
-            .iter()
-            .any(|p| p.spec.topics.matches(topic) || p.spec.types.matches(topic))
+        self.learned.read().expect("learned lock").contains(topic)
+            || self
+                .registry
+                .plugins()
+                .iter()
+                .any(|p| p.spec.topics.matches(topic) || p.spec.types.matches(topic))
     }
 
     /// Takes one record through every subscribed plugin, reading state
@@ -270,11 +288,14 @@ impl Router {
             Err(e) if self.wanted(&record.topic) => return RecordOutcome::Undecodable(e),
             Err(e) => return RecordOutcome::Skipped(format!("no plugin consumes it, and {e}")),
         };
-        let calls = self
+        let calls: Vec<PluginCall> = self
             .registry
             .subscribers(&event.ty, &event.topic)
             .map(|plugin| self.run(plugin, &event, view, instances))
             .collect();
+        if !calls.is_empty() {
+            self.learn(&event.topic);
+        }
         RecordOutcome::Routed {
             ty: event.ty,
             id: event.id,
