@@ -472,6 +472,22 @@ impl RouterConfig {
         })
     }
 
+    /// The input topics the config names literally: subscribed topics, and
+    /// subscribed types without wildcards (the catalogs name topics after
+    /// types).
+    pub fn input_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .plugins
+            .iter()
+            .flat_map(|p| p.topics.patterns().iter().chain(p.types.patterns()))
+            .filter(|t| !t.contains(['*', '?', '[', '{']))
+            .cloned()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&PluginSpec> {
         self.plugins.iter().find(|p| p.name == name)

@@ -35,6 +35,30 @@ pub struct Metrics {
     live: Mutex<HashMap<String, String>>,
 }
 
+/// The families `/metrics` always declares, even before their first series.
+const DECLARED: [(&str, &str, &str); 4] = [
+    (
+        "kafka_consumer_lag",
+        "gauge",
+        "Records behind the end of the partition, summed per topic.",
+    ),
+    (
+        "kafka_consumer_processing_duration_seconds",
+        "histogram",
+        "Time to handle one record: decode, plugins, produce, dead-letter.",
+    ),
+    (
+        "kafka_consumer_errors_total",
+        "counter",
+        "Plugin calls or decodes that failed, per input topic.",
+    ),
+    (
+        "kafka_dlq_messages_total",
+        "counter",
+        "Records sent to a dead-letter topic, per original topic.",
+    ),
+];
+
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -151,6 +175,24 @@ impl Metrics {
         }
     }
 
+    /// Creates every family's series at zero for the topics and plugins the
+    /// config names, so that `/metrics` shows them from the first second and
+    /// alerts such as "DLQ has > 10 messages" have a series to watch.
+    pub fn declare(&self, topics: &[String], plugins: &[String]) {
+        for topic in topics {
+            let labels = [topic.as_str(), self.group.as_str()];
+            self.lag.with_label_values(&labels);
+            self.processing.with_label_values(&labels);
+            self.errors.with_label_values(&labels);
+            self.dlq.with_label_values(&[topic.as_str()]);
+        }
+        for plugin in plugins {
+            self.invocations.with_label_values(&[plugin.as_str()]);
+            self.plugin_duration.with_label_values(&[plugin.as_str()]);
+            self.reload_failures.with_label_values(&[plugin.as_str()]);
+        }
+    }
+
     /// One record of `topic` took `took`.
     pub fn processed(&self, topic: &str, took: Duration) {
         self.processing
@@ -217,12 +259,22 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
+    ///
+    /// A family with no series yet (no topic named in the config has been
+    /// seen) is still declared, with its `HELP` and `TYPE` lines.
     pub fn render(&self) -> String {
+        let families = self.registry.gather();
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding never fails");
-        String::from_utf8(out).expect("text format is UTF-8")
+        let mut text = String::from_utf8(out).expect("text format is UTF-8");
+        for (name, kind, help) in DECLARED {
+            if !text.contains(&format!("# TYPE {name} ")) {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            }
+        }
+        text
     }
 }
 

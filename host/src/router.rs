@@ -259,17 +259,16 @@ impl Router {
     }
 
     /// Whether a record on `topic` that does not decode is worth a dead
-    /// letter: some plugin names the topic, or has a type glob that matches
-    /// the topic's name (the catalogs name topics after event types), or an
-    /// event on it was routed to a plugin since the router started. Other
-    /// topics (Avro, `_schemas`, connectors) are counted and skipped.
+    /// letter: some plugin names the topic by a topic glob, or subscribes to
+    /// an event type spelled exactly like it (the catalogs name topics after
+    /// event types), or an event on it was routed to a plugin since the
+    /// router started. Other topics (Avro, `_schemas`, connectors) are
+    /// counted and skipped.
     fn wanted(&self, topic: &str) -> bool {
         self.learned.read().expect("learned lock").contains(topic)
-            || self
-                .registry
-                .plugins()
-                .iter()
-                .any(|p| p.spec.topics.matches(topic) || p.spec.types.matches(topic))
+            || self.registry.plugins().iter().any(|p| {
+                p.spec.topics.matches(topic) || p.spec.types.patterns().iter().any(|t| t == topic)
+            })
     }
 
     /// Takes one record through every subscribed plugin, reading state

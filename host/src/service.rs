@@ -81,6 +81,14 @@ pub async fn run(
         100_000,
     )?);
     let metrics = Arc::new(Metrics::new(&options.group));
+    metrics.declare(
+        &config.input_topics(),
+        &config
+            .plugins
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>(),
+    );
     let reloader = Arc::new(Reloader::new(
         engine.clone(),
         registry.clone(),

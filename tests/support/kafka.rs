@@ -165,6 +165,27 @@ pub trait Client {
 /// Debian's kcat.
 pub struct Kcat(pub String);
 
+impl Kcat {
+    /// Produces many one-line values to `topic` in one kcat run, each with
+    /// its key, to `partition` (or by key).
+    pub fn produce_lines(&self, topic: &str, partition: Option<i32>, lines: &[(String, String)]) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut text = String::new();
+        for (key, value) in lines {
+            assert!(!key.contains('\t') && !value.contains('\n'));
+            text.push_str(&format!("{key}\t{value}\n"));
+        }
+        std::fs::write(file.path(), text).unwrap();
+        let mut cmd = Command::new("kcat");
+        cmd.args(["-P", "-b", &self.0, "-t", topic, "-K", "\t"]);
+        if let Some(p) = partition {
+            cmd.args(["-p", &p.to_string()]);
+        }
+        let status = cmd.arg(file.path()).status().expect("kcat runs");
+        assert!(status.success(), "kcat produce to {topic} failed");
+    }
+}
+
 impl Client for Kcat {
     fn produce(&self, records: &[Rec]) {
         for r in records {
@@ -299,12 +320,44 @@ pub struct Router {
 impl Router {
     /// Starts `switchyard run` on `config` against `broker`.
     pub fn start(config: &Path, broker: &Broker, state_dir: &Path, cache: &Path) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        Self::spawn(config, broker, state_dir, cache, &[])
+    }
+
+    /// Starts `switchyard run` with exactly the flags given besides the
+    /// config, brokers, group, admin address and state folder.
+    pub fn start_plain(
+        config: &Path,
+        broker: &Broker,
+        state_dir: &Path,
+        cache: &Path,
+        flags: &[&str],
+    ) -> Self {
+        Self::spawn_with(config, broker, state_dir, cache, flags)
+    }
+
+    fn spawn(
+        config: &Path,
+        broker: &Broker,
+        state_dir: &Path,
+        cache: &Path,
+        flags: &[&str],
+    ) -> Self {
+        let mut all = flags.to_vec();
         if !broker.router_creates_topics() {
-            cmd.arg("run").arg("--no-create-topics");
-        } else {
-            cmd.arg("run");
+            all.push("--no-create-topics");
         }
+        Self::spawn_with(config, broker, state_dir, cache, &all)
+    }
+
+    fn spawn_with(
+        config: &Path,
+        broker: &Broker,
+        state_dir: &Path,
+        cache: &Path,
+        flags: &[&str],
+    ) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("run").args(flags);
         let mut child = cmd
             .arg("--config")
             .arg(config)
@@ -382,6 +435,11 @@ impl Router {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops with SIGTERM (a graceful drain) and waits.

@@ -1,0 +1,380 @@
+//! One bad thing stays one bad thing: rogue plugins, paused plugins, topics
+//! the router cannot create or did not know at startup, and records it
+//! should not touch. On the mock cluster with kcat.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::http::{get, request};
+use support::kafka::{Broker, Client, Kcat, Rec, Router};
+
+fn rec(topic: &str, value: impl Into<Vec<u8>>) -> Rec {
+    Rec {
+        topic: topic.into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: value.into(),
+    }
+}
+
+fn event(id: &str, ty: &str, data: Value) -> String {
+    json!({"event_id": id, "event_type": ty, "timestamp": "2025-11-24T10:30:00Z", "data": data})
+        .to_string()
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("router.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn guest(name: &str) -> String {
+    support::guest(name).display().to_string()
+}
+
+fn start(config: &Path, broker: &Broker, dir: &Path) -> Router {
+    Router::start(config, broker, &dir.join("state"), &dir.join("cache"))
+}
+
+/// Stops with SIGTERM and returns how long it took.
+fn timed_stop(router: Router) -> (Duration, String) {
+    let started = Instant::now();
+    let log = router.stop();
+    (started.elapsed(), log)
+}
+
+#[test]
+fn rogue_plugins_are_dead_lettered_and_everything_else_keeps_flowing() {
+    let broker = Broker::mock();
+    for t in [
+        "rogue.in",
+        "rogue.in.dlq",
+        "rogue.ok",
+        "other.in",
+        "echo.other.in",
+    ] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[kafka]
+drain_timeout_ms = 3000
+
+[[plugin]]
+name = "rogue"
+wasm = "{}"
+subscribe.types = ["rogue.test"]
+emits = ["rogue.*"]
+timeout_ms = 500
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["other.*"]
+emits = ["echo.*"]
+"#,
+            guest("rogue"),
+            guest("echo")
+        ),
+    );
+    let mut router = start(&config, &broker, dir.path());
+    let kcat = Kcat(broker.bootstrap());
+    let modes = ["panic-big", "huge", "bad-topic", "sleep", "forge", "fine"];
+    let records: Vec<Rec> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            rec(
+                "rogue.in",
+                event(&format!("r-{i}"), "rogue.test", json!({"mode": mode})),
+            )
+        })
+        .chain([rec("other.in", event("o-1", "other.in", json!({})))])
+        .collect();
+    let produced = Instant::now();
+    kcat.produce(&records);
+    router.wait(
+        "the record after the rogue ones",
+        Duration::from_secs(60),
+        |r| r.log().contains("handled rogue.in[0]@5"),
+    );
+    // The sleeper is cut at its 500 ms deadline, not after an hour.
+    assert!(produced.elapsed() < Duration::from_secs(30));
+
+    let dead = kcat.consume("rogue.in.dlq");
+    let classes: Vec<(String, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                r.header("switchyard-dlq-offset").unwrap().to_string(),
+                r.header("switchyard-dlq-error-class").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("0", "trap"),
+            ("1", "invalid-emit"),
+            ("2", "invalid-emit"),
+            ("3", "timeout")
+        ]
+        .map(|(o, c)| (o.to_string(), c.to_string()))
+    );
+    for r in &dead {
+        assert_eq!(r.header("switchyard-dlq-plugin"), Some("rogue"));
+        assert_eq!(r.header("switchyard-dlq-topic"), Some("rogue.in"));
+        assert_eq!(r.header("switchyard-dlq-attempts"), Some("1"));
+        let error = r.header("switchyard-dlq-error").unwrap();
+        assert!(
+            error.len() < 4096,
+            "the reason is cut: {} bytes",
+            error.len()
+        );
+    }
+    assert!(
+        dead[0]
+            .header("switchyard-dlq-error")
+            .unwrap()
+            .contains("bytes cut")
+    );
+    assert!(
+        dead[1]
+            .header("switchyard-dlq-error")
+            .unwrap()
+            .contains("record limit")
+    );
+    assert!(
+        dead[2]
+            .header("switchyard-dlq-error")
+            .unwrap()
+            .contains("bad topic!")
+    );
+
+    let ok = kcat.consume("rogue.ok");
+    assert_eq!(ok.len(), 2, "the forged and the fine record are routed");
+    assert_eq!(
+        ok[0].header("switchyard-hop"),
+        Some("1"),
+        "forged hop dropped"
+    );
+    assert_eq!(ok[0].header("ce_type"), None, "forged ce_type dropped");
+    assert_eq!(
+        kcat.consume("echo.other.in").len(),
+        1,
+        "the other plugin served"
+    );
+
+    let (took, log) = timed_stop(router);
+    assert!(took < Duration::from_secs(10), "stopped in {took:?}\n{log}");
+    assert!(log.contains("router stopped"));
+}
+
+#[test]
+fn a_paused_plugin_holds_only_its_own_records_and_shutdown_stays_bounded() {
+    let broker = Broker::mock();
+    for t in ["a.in", "b.in", "echo.a.in", "counted"] {
+        broker.create_topic(t, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[admin]
+token = "secret"
+
+[kafka]
+drain_timeout_ms = 2000
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["a.*"]
+emits = ["echo.*"]
+
+[[plugin]]
+name = "counter"
+wasm = "{}"
+subscribe.types = ["b.*"]
+emits = ["counted"]
+"#,
+            guest("echo"),
+            guest("counter")
+        ),
+    );
+    let mut router = start(&config, &broker, dir.path());
+    let url = router.admin_url();
+    let (status, _) = request(
+        "POST",
+        &format!("{url}/plugins/counter/pause"),
+        Some("secret"),
+        b"",
+    );
+    assert_eq!(status, 200);
+    let kcat = Kcat(broker.bootstrap());
+    let b: Vec<Rec> = (0..3)
+        .map(|i| rec("b.in", event(&format!("b-{i}"), "b.in", json!({}))))
+        .collect();
+    kcat.produce(&b);
+    let a: Vec<Rec> = (0..5)
+        .map(|i| Rec {
+            partition: Some(i % 2),
+            ..rec("a.in", event(&format!("a-{i}"), "a.in", json!({})))
+        })
+        .collect();
+    kcat.produce(&a);
+    router.wait("the other plugin's records", Duration::from_secs(60), |r| {
+        r.handled("a.in", "a.in") >= 5
+    });
+    assert_eq!(kcat.consume("echo.a.in").len(), 5);
+    assert!(kcat.consume("counted").is_empty(), "paused records wait");
+    let (took, log) = timed_stop(router);
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped in {took:?} during a pause\n{log}"
+    );
+
+    // Nothing was lost: after a restart, resumed, the waiting records flow.
+    let mut again = start(&config, &broker, dir.path());
+    again.wait("the waiting records", Duration::from_secs(60), |r| {
+        r.handled("b.in", "b.in") >= 3
+    });
+    assert_eq!(kcat.consume("counted").len(), 3);
+}
+
+#[test]
+fn without_create_topics_the_router_warns_and_routes_and_late_topics_are_picked_up() {
+    let broker = Broker::mock();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[kafka]
+create = ["seed.topic"]
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["late.*"]
+emits = ["echo.*"]
+"#,
+            guest("echo")
+        ),
+    );
+    // No --no-create-topics: the mock cluster has no CreateTopics.
+    let mut router = Router::start_plain(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+        &[],
+    );
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let kcat = Kcat(broker.bootstrap());
+    // A topic that did not exist at startup (the mock creates it on produce).
+    let produced = Instant::now();
+    kcat.produce(&[rec("late.topic", event("l-1", "late.topic", json!({})))]);
+    router.wait("the late topic", Duration::from_secs(30), |r| {
+        r.handled("late.topic", "late.topic") >= 1
+    });
+    let took = produced.elapsed();
+    assert!(took < Duration::from_secs(10), "routed after {took:?}");
+    let log = router.stop();
+    assert!(log.contains("cannot create topics"), "{log}");
+}
+
+#[test]
+fn records_the_router_should_not_touch_are_skipped_not_dead_lettered() {
+    let broker = Broker::mock();
+    for t in [
+        "booking.booking.created",
+        "other.stuff",
+        "x.dlq",
+        "audit.log",
+    ] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[kafka]
+exclude = ["audit.*"]
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["*"]
+emits = ["echo.*"]
+"#,
+            guest("echo")
+        ),
+    );
+    let mut router = start(&config, &broker, dir.path());
+    let url = router.admin_url();
+    // Scraped before any traffic, /metrics already has the catalog's families.
+    let metrics = get(&format!("{url}/metrics"));
+    for family in [
+        "kafka_consumer_lag",
+        "kafka_consumer_processing_duration_seconds",
+        "kafka_consumer_errors_total",
+        "kafka_dlq_messages_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family}\n{metrics}"
+        );
+    }
+    if let Ok(promtool) = which("promtool") {
+        let file = dir.path().join("metrics.txt");
+        std::fs::write(&file, &metrics).unwrap();
+        let out = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kcat = Kcat(broker.bootstrap());
+    kcat.produce(&[
+        rec("other.stuff", "not json, and no plugin consumes this topic"),
+        rec("x.dlq", event("d-1", "x", json!({}))),
+        rec("audit.log", event("u-1", "audit.log", json!({}))),
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    kcat.produce(&[rec(
+        "booking.booking.created",
+        event("s-1", "booking.booking.created", json!({})),
+    )]);
+    router.wait("the sentinel", Duration::from_secs(60), |r| {
+        r.handled("booking.booking.created", "booking.booking.created") >= 1
+    });
+    let log = router.stop();
+    assert!(kcat.consume("other.stuff.dlq").is_empty(), "{log}");
+    assert!(!log.contains("handled x.dlq["), "{log}");
+    assert!(!log.contains("handled audit.log["), "{log}");
+    assert!(kcat.consume("echo.x").is_empty());
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::split_paths(&std::env::var_os("PATH").ok_or(())?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
