@@ -43,6 +43,9 @@ wasm = "{}"
 subscribe.types = ["payment.payment.succeeded"]
 emits = ["receipt.receipt.generated"]
 key_field = "payment_id"
+
+[plugin.config]
+receipt_base_url = "https://receipts.example/"
 "#,
             receipt.display()
         ),
@@ -81,6 +84,13 @@ key_field = "payment_id"
         r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= N
     });
     router.stop();
+    let dead = kcat.consume("payment.payment.succeeded.dlq");
+    assert!(
+        dead.is_empty(),
+        "{} dead letters, the first: {:?}",
+        dead.len(),
+        dead.first().map(|r| r.header("switchyard-dlq-error"))
+    );
     let receipts = kcat.consume("receipt.receipt.generated");
     let mut numbers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in &receipts {

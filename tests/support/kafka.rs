@@ -181,7 +181,11 @@ impl Kcat {
         if let Some(p) = partition {
             cmd.args(["-p", &p.to_string()]);
         }
-        let status = cmd.arg(file.path()).status().expect("kcat runs");
+        // Lines on stdin are one message each (a file argument is one message).
+        let status = cmd
+            .stdin(std::fs::File::open(file.path()).unwrap())
+            .status()
+            .expect("kcat runs");
         assert!(status.success(), "kcat produce to {topic} failed");
     }
 }
