@@ -177,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin: (!no_admin).then_some(admin),
                 watch: true,
                 workers: None,
+                stats: None,
             };
             serve(config, options)?;
             Ok(ExitCode::SUCCESS)
@@ -218,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin: Some(admin),
                 watch: true,
                 workers: None,
+                stats: None,
             };
             serve(config, options)?;
             drop(broker);

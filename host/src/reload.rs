@@ -23,8 +23,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long file events must be quiet before a reload.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How long file events must be quiet before a reload. Editors and build
+/// tools replace a file by renaming a finished one over it, which is one
+/// event; a copy written in pieces that pauses longer than this is refused
+/// as unreadable and reloaded again by its next write event.
+const DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// Loads, checks and swaps in plugin versions.
 pub struct Reloader {

@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub watch: bool,
     /// Plugin worker threads (`None`: one per core).
     pub workers: Option<usize>,
+    /// Counters to share with the caller (benchmarks, embedding); `None`
+    /// makes fresh ones.
+    pub stats: Option<Arc<Stats>>,
 }
 
 /// Runs the router until `shutdown` resolves.
@@ -106,7 +109,7 @@ pub async fn run(
         config.max_hops,
         config.kafka.max_record_bytes,
     ));
-    let stats = Arc::new(Stats::default());
+    let stats = options.stats.clone().unwrap_or_default();
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_state = Arc::new(AdminState {
         reloader,
