@@ -378,3 +378,83 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// The event ids a router's tail lines say it handled.
+fn handled_ids(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|l| l.contains("handled count.in["))
+        .filter_map(|l| {
+            l.split(" id=")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn a_graceful_stop_of_one_of_two_instances_hands_over_without_handling_twice() {
+    const N: usize = 2400;
+    let broker = Broker::mock();
+    for t in ["count.in", "counted"] {
+        broker.create_topic(t, 6);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[kafka]
+batch_records = 50
+# The mock cluster holds a rebalance for the session timeout after a leave.
+client = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+
+[[plugin]]
+name = "counter"
+wasm = "{}"
+subscribe.types = ["count.*"]
+emits = ["counted"]
+"#,
+            guest("counter")
+        ),
+    );
+    // Two machines: each its own state folder.
+    let one = dir.path().join("one");
+    let two = dir.path().join("two");
+    let mut a = Router::start(&config, &broker, &one.join("state"), &one.join("cache"));
+    let mut b = Router::start(&config, &broker, &two.join("state"), &two.join("cache"));
+    a.wait("assignment", Duration::from_secs(60), |r| {
+        r.log().contains("partitions assigned")
+    });
+    b.wait("assignment", Duration::from_secs(60), |r| {
+        r.log().contains("partitions assigned")
+    });
+    let kcat = Kcat(broker.bootstrap());
+    let lines: Vec<(String, String)> = (0..N)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                event(&format!("c-{i:05}"), "count.in", json!({"i": i})),
+            )
+        })
+        .collect();
+    kcat.produce_lines("count.in", None, &lines);
+    a.wait("a share of the stream", Duration::from_secs(60), |r| {
+        r.handled("count.in", "count.in") >= 100
+    });
+    let log_a = a.stop();
+    b.wait("the rest of the stream", Duration::from_secs(120), |r| {
+        handled_ids(&r.log()).len() + handled_ids(&log_a).len() >= N
+    });
+    let log_b = b.stop();
+    let (ids_a, ids_b) = (handled_ids(&log_a), handled_ids(&log_b));
+    let both: Vec<&String> = ids_a.intersection(&ids_b).collect();
+    assert!(
+        both.is_empty(),
+        "{} records handled by both: {:?}",
+        both.len(),
+        &both[..both.len().min(5)]
+    );
+    assert_eq!(ids_a.len() + ids_b.len(), N, "every record handled once");
+}

@@ -188,7 +188,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             summary_secs,
             admin,
         } => {
-            let config = RouterConfig::load(&config)?;
+            let mut config = RouterConfig::load(&config)?;
+            // The mock cluster holds a group's rebalance for the session
+            // timeout after a member leaves or a topic appears; a short one
+            // keeps restarts and new topics quick in dev.
+            for (key, value) in [
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "500"),
+            ] {
+                config
+                    .kafka
+                    .client
+                    .entry(key.to_string())
+                    .or_insert_with(|| value.to_string());
+            }
             let broker = EmbeddedBroker::start()?;
             for topic in config.topics_to_create() {
                 let partitions = config.kafka.partitions_for(&topic);

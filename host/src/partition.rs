@@ -43,6 +43,8 @@ pub struct Stats {
     pub dead_letters: AtomicU64,
     /// Records skipped: excluded topics, or undecodable on topics no plugin wants.
     pub skipped: AtomicU64,
+    /// Records whose outputs were all acknowledged and whose offsets were stored.
+    pub acked: AtomicU64,
 }
 
 /// What every partition worker shares.
@@ -515,5 +517,6 @@ async fn ack_in_order(
             }
         }
         shared.source.store(&lease, &partition, record.offset);
+        shared.stats.acked.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -215,7 +215,11 @@ pub async fn run(
     }
     summary.abort();
     health.abort();
+    let _ = health.await;
     pool.stop();
+    // The consumer and producer close when their last reference goes, which
+    // must be in the blocking task below, after the final commit.
+    drop(shared);
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));

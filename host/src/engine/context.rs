@@ -43,8 +43,10 @@ pub(crate) struct CallCtx {
     pub(crate) reads: Reads,
     pub(crate) state_error: Option<String>,
     config: Arc<Map<String, Value>>,
+    /// `config` as JSON text, made once per config rather than per call.
+    config_text: Arc<str>,
     clocks: Arc<Clocks>,
-    random: Arc<Mutex<rand::rngs::StdRng>>,
+    random: Arc<Mutex<Seeded>>,
     /// The call's deadline, against which virtual sleeps are counted.
     timeout: Duration,
     /// Set when the guest slept past `timeout`.
@@ -86,19 +88,37 @@ impl HostMonotonicClock for StepClock {
     }
 }
 
+/// A generator seeded from the current call's event id, on first use (most
+/// calls never ask for randomness, so they do not pay for the seeding).
+struct Seeded {
+    /// The event id to seed from, until the first draw of the call.
+    pending: Option<String>,
+    rng: rand::rngs::StdRng,
+}
+
+impl Seeded {
+    fn rng(&mut self) -> &mut rand::rngs::StdRng {
+        if let Some(id) = self.pending.take() {
+            let seed: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+            self.rng = rand::rngs::StdRng::from_seed(seed);
+        }
+        &mut self.rng
+    }
+}
+
 /// Randomness reseeded from each call's event id.
-struct SeededRng(Arc<Mutex<rand::rngs::StdRng>>);
+struct SeededRng(Arc<Mutex<Seeded>>);
 
 impl rand::TryRng for SeededRng {
     type Error = std::convert::Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(rand::Rng::next_u32(&mut *self.0.lock().expect("rng lock")))
+        Ok(rand::Rng::next_u32(self.0.lock().expect("rng lock").rng()))
     }
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(rand::Rng::next_u64(&mut *self.0.lock().expect("rng lock")))
+        Ok(rand::Rng::next_u64(self.0.lock().expect("rng lock").rng()))
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        rand::Rng::fill_bytes(&mut *self.0.lock().expect("rng lock"), dst);
+        rand::Rng::fill_bytes(self.0.lock().expect("rng lock").rng(), dst);
         Ok(())
     }
 }
@@ -147,7 +167,10 @@ impl CallCtx {
     /// per call by [`CallCtx::begin`].
     pub(crate) fn new(plugin: Arc<str>, config: Arc<Map<String, Value>>) -> Self {
         let clocks = Arc::new(Clocks::default());
-        let random = Arc::new(Mutex::new(rand::rngs::StdRng::from_seed([0; 32])));
+        let random = Arc::new(Mutex::new(Seeded {
+            pending: None,
+            rng: rand::rngs::StdRng::from_seed([0; 32]),
+        }));
         let stderr = MemoryOutputPipe::new(1 << 20);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -172,6 +195,7 @@ impl CallCtx {
             staged: Writes::new(),
             reads: Reads::new(),
             state_error: None,
+            config_text: Value::Object((*config).clone()).to_string().into(),
             config,
             clocks,
             random,
@@ -189,7 +213,6 @@ impl CallCtx {
         config: Arc<Map<String, Value>>,
         limits: super::Limits,
     ) {
-        let seed: [u8; 32] = Sha256::digest(event_id.as_bytes()).into();
         let at = DateTime::parse_from_rfc3339(time)
             .ok()
             .map(|t| {
@@ -200,10 +223,13 @@ impl CallCtx {
             .unwrap_or_default();
         self.clocks.wall.store(at, Ordering::Relaxed);
         self.clocks.monotonic.store(0, Ordering::Relaxed);
-        *self.random.lock().expect("rng lock") = rand::rngs::StdRng::from_seed(seed);
+        self.random.lock().expect("rng lock").pending = Some(event_id.to_string());
         self.event_id = event_id.to_string();
         self.state = Some(state);
-        self.config = config;
+        if !Arc::ptr_eq(&self.config, &config) {
+            self.config_text = Value::Object((*config).clone()).to_string().into();
+            self.config = config;
+        }
         self.staged.clear();
         self.reads.clear();
         self.state_error = None;
@@ -342,6 +368,6 @@ impl config::Host for CallCtx {
     }
 
     fn all(&mut self) -> String {
-        Value::Object((*self.config).clone()).to_string()
+        self.config_text.to_string()
     }
 }
