@@ -209,3 +209,20 @@ fn only_the_engine_configures_wasmtime_and_only_bindings_calls_bindgen() {
         }
     }
 }
+
+#[test]
+fn a_plugin_whose_emits_depend_on_instance_history_fails_and_is_named() {
+    let cache = tempfile::tempdir().unwrap();
+    support::guest("history");
+    let (ok, text) = output(support::switchyard(cache.path()).args(["test", "tests/history"]));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL history      tests/history/fixtures/call-1.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("emits depend on what the instance handled before"),
+        "{text}"
+    );
+    assert!(text.contains("tests/history: 0 passed, 2 failed"), "{text}");
+}

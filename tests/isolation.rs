@@ -458,3 +458,141 @@ emits = ["counted"]
     );
     assert_eq!(ids_a.len() + ids_b.len(), N, "every record handled once");
 }
+
+#[test]
+fn a_broker_outage_waits_and_retries_never_dead_letters_and_readyz_says_so() {
+    let broker = Broker::mock();
+    for t in ["o.in", "o.in.dlq", "echo.o.in"] {
+        broker.create_topic(t, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["o.*"]
+emits = ["echo.*"]
+"#,
+            guest("echo")
+        ),
+    );
+    let mut router = start(&config, &broker, dir.path());
+    let url = router.admin_url();
+    let kcat = Kcat(broker.bootstrap());
+    let batch = |from: usize| -> Vec<(String, String)> {
+        (from..from + 100)
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    event(&format!("o-{i}"), "o.in", json!({"i": i})),
+                )
+            })
+            .collect()
+    };
+    kcat.produce_lines("o.in", None, &batch(0));
+    router.wait("the first records", Duration::from_secs(60), |r| {
+        r.handled("o.in", "o.in") >= 1
+    });
+    // Down mid-stream for 20 s.
+    broker.set_down(true);
+    let down = Instant::now();
+    let mut saw_not_ready = false;
+    while down.elapsed() < Duration::from_secs(20) {
+        if let Ok((status, body)) =
+            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""))
+        {
+            if status == 503 && body.contains("unreachable") {
+                saw_not_ready = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker.set_down(false);
+    assert!(
+        saw_not_ready,
+        "/readyz stayed true during the outage\n{}",
+        router.log()
+    );
+    kcat.produce_lines("o.in", None, &batch(100));
+    router.wait(
+        "every record after the outage",
+        Duration::from_secs(120),
+        |_| {
+            let seen: std::collections::BTreeSet<String> = kcat
+                .consume("echo.o.in")
+                .iter()
+                .map(|r| {
+                    serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["i"]
+                        .to_string()
+                })
+                .collect();
+            seen.len() == 200
+        },
+    );
+    let (status, _) = request("GET", &format!("{url}/readyz"), None, b"");
+    assert_eq!(status, 200, "ready again");
+    let log = router.stop();
+    assert!(
+        kcat.consume("o.in.dlq").is_empty(),
+        "nothing dead-lettered\n{log}"
+    );
+}
+
+#[test]
+fn records_the_broker_deleted_before_they_were_read_are_reported_not_silently_skipped() {
+    let broker = Broker::mock();
+    broker.create_topic("r.in", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[kafka]
+client = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["r.*"]
+emits = ["echo.*"]
+"#,
+            guest("echo")
+        ),
+    );
+    let kcat = Kcat(broker.bootstrap());
+    let lines = |from: usize, n: usize| -> Vec<(String, String)> {
+        (from..from + n)
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    event(&format!("r-{i}"), "r.in", json!({"pad": "p".repeat(1000)})),
+                )
+            })
+            .collect()
+    };
+    kcat.produce_lines("r.in", Some(0), &lines(0, 10));
+    let mut router = start(&config, &broker, dir.path());
+    router.wait("the first records", Duration::from_secs(60), |r| {
+        r.handled("r.in", "r.in") >= 10
+    });
+    router.stop();
+    // While the router is away, the broker keeps only about 5 MB: the
+    // oldest of these 8 MB are deleted unread.
+    kcat.produce_lines("r.in", Some(0), &lines(10, 8000));
+    let mut router = start(&config, &broker, dir.path());
+    let url = router.admin_url();
+    router.wait("the loss report", Duration::from_secs(60), |r| {
+        r.log().contains("before the router read them")
+    });
+    let metrics = get(&format!("{url}/metrics"));
+    let lost: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("switchyard_records_lost_total{topic=\"r.in\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0);
+    assert!(lost > 1000, "lost {lost}\n{metrics}");
+    router.stop();
+}

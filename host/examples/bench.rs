@@ -132,7 +132,7 @@ struct Run {
 
 /// Runs the router until it has acknowledged `n` records, then shuts it
 /// down (drain, commit, flush).
-async fn router_run(bootstrap: &str, n: u64, dir: &Path) -> Run {
+async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) -> Run {
     let config = payment_config(dir, "");
     let stats = Arc::new(Stats::default());
     let options = RunOptions {
@@ -141,7 +141,7 @@ async fn router_run(bootstrap: &str, n: u64, dir: &Path) -> Run {
         state_dir: dir.join("state"),
         cache_dir: Some(dir.join("cache")),
         summary_every: None,
-        create_topics: false,
+        create_topics,
         admin: None,
         watch: false,
         workers: None,
@@ -252,6 +252,77 @@ async fn raw_consume(bootstrap: &str, n: usize) -> Run {
     }
 }
 
+/// A broker for one measurement: the embedded mock cluster, or a Tansu
+/// process (memory storage) on a free port.
+enum Broker {
+    Mock(EmbeddedBroker),
+    Tansu(std::process::Child, String),
+}
+
+impl Broker {
+    async fn start(tansu: bool, partitions: i32, topics: &[&str]) -> Broker {
+        if !tansu {
+            let broker = EmbeddedBroker::start().unwrap();
+            for t in topics {
+                broker.create_topic(t, partitions).unwrap();
+            }
+            return Broker::Mock(broker);
+        }
+        let addr = free_addr();
+        let child = std::process::Command::new(tansu_path().expect("tansu"))
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .arg(format!("--listener-url=tcp://{addr}"))
+            .arg(format!("--advertised-listener-url=tcp://{addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        while std::net::TcpStream::connect(&addr).is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            client(&addr).create().unwrap();
+        let new: Vec<_> = topics
+            .iter()
+            .map(|t| {
+                rdkafka::admin::NewTopic::new(
+                    t,
+                    partitions,
+                    rdkafka::admin::TopicReplication::Fixed(1),
+                )
+            })
+            .collect();
+        admin
+            .create_topics(&new, &rdkafka::admin::AdminOptions::new())
+            .await
+            .expect("topics created");
+        Broker::Tansu(child, addr)
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(b) => b.bootstrap(),
+            Broker::Tansu(_, addr) => addr.clone(),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Tansu(child, _) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn tansu_path() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+}
+
 struct P1 {
     partitions: i32,
     n: usize,
@@ -261,23 +332,18 @@ struct P1 {
     raw: Run,
 }
 
-async fn p1(partitions: i32) -> P1 {
+async fn p1(partitions: i32, tansu: bool) -> P1 {
     // The mock cluster keeps about 5 MB per partition; stay under it.
     let n = 4500 * partitions.min(10) as usize;
-    let fresh = || {
-        let broker = EmbeddedBroker::start().unwrap();
-        for t in [INPUT, "payment.payment.succeeded", "passthrough.out"] {
-            broker.create_topic(t, partitions).unwrap();
-        }
-        broker
-    };
-    let (broker_a, broker_b) = (fresh(), fresh());
+    let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
+    let broker_a = Broker::start(tansu, partitions, &topics).await;
+    let broker_b = Broker::start(tansu, partitions, &topics).await;
     let size = produce_inputs(&broker_a.bootstrap(), n).await;
     produce_inputs(&broker_b.bootstrap(), n).await;
     let raw = raw_consume(&broker_a.bootstrap(), n).await;
     let passthrough = passthrough(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await;
     let dir = tempfile::tempdir().unwrap();
-    let router = router_run(&broker_b.bootstrap(), n as u64, dir.path()).await;
+    let router = router_run(&broker_b.bootstrap(), n as u64, dir.path(), tansu).await;
     P1 {
         partitions,
         n,
@@ -752,7 +818,7 @@ async fn p7() -> P7 {
         let b = bootstrap.clone();
         let d = dir.path().to_path_buf();
         tokio::spawn(async move {
-            router_run(&b, u64::MAX, &d).await;
+            router_run(&b, u64::MAX, &d, false).await;
         })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -808,10 +874,20 @@ fn main() {
         )
         .unwrap();
         writeln!(out, "Steady state: first record consumed → last output acknowledged and its offset stored. With join: from client start, group join included.\n").unwrap();
-        writeln!(out, "| partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
-        writeln!(out, "|---|---|---|---|---|---|---|---|---|").unwrap();
-        for partitions in [1, 3, 12] {
-            let r = runtime.block_on(p1(partitions));
+        writeln!(out, "| broker | partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
+        let brokers: &[bool] = if tansu_path().is_some() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for (tansu, partitions) in brokers.iter().flat_map(|t| [1, 3, 12].map(|p| (*t, p))) {
+            let r = runtime.block_on(p1(partitions, tansu));
+            let name = if tansu {
+                "Tansu (memory)"
+            } else {
+                "embedded (mock)"
+            };
             let rate = |d: Duration| r.n as f64 / d.as_secs_f64();
             let (router, pass, raw) = (
                 rate(r.router.steady),

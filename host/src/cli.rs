@@ -222,6 +222,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "bootstrap: {}", broker.bootstrap())?;
                 out.flush()?;
             }
+            tracing::info!(
+                target: "switchyard::service",
+                "embedded broker: in memory, keeps about 5 MB per partition (older records are \
+                 dropped silently); for more, run `switchyard run` against a real cluster"
+            );
             let options = RunOptions {
                 brokers: broker.bootstrap(),
                 group: config.kafka.group_id.clone(),

@@ -32,6 +32,7 @@ pub struct Metrics {
     plugin_duration: HistogramVec,
     version: IntGaugeVec,
     reload_failures: IntCounterVec,
+    lost: IntCounterVec,
     live: Mutex<HashMap<String, String>>,
 }
 
@@ -138,12 +139,21 @@ impl Metrics {
             &["plugin"],
         )
         .expect("valid metric");
+        let lost = IntCounterVec::new(
+            Opts::new(
+                "switchyard_records_lost_total",
+                "Records the broker deleted (retention) before the router read them.",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
         for m in [
             &errors,
             &dlq,
             &invocations,
             &plugin_errors,
             &reload_failures,
+            &lost,
         ] {
             registry
                 .register(Box::new(m.clone()))
@@ -171,6 +181,7 @@ impl Metrics {
             plugin_duration,
             version,
             reload_failures,
+            lost,
             live: Mutex::new(HashMap::new()),
         }
     }
@@ -185,12 +196,18 @@ impl Metrics {
             self.processing.with_label_values(&labels);
             self.errors.with_label_values(&labels);
             self.dlq.with_label_values(&[topic.as_str()]);
+            self.lost.with_label_values(&[topic.as_str()]);
         }
         for plugin in plugins {
             self.invocations.with_label_values(&[plugin.as_str()]);
             self.plugin_duration.with_label_values(&[plugin.as_str()]);
             self.reload_failures.with_label_values(&[plugin.as_str()]);
         }
+    }
+
+    /// The broker deleted `count` records of `topic` before they were read.
+    pub fn lost(&self, topic: &str, count: u64) {
+        self.lost.with_label_values(&[topic]).inc_by(count);
     }
 
     /// One record of `topic` took `took`.

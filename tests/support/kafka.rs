@@ -95,6 +95,14 @@ impl Broker {
         }
     }
 
+    /// Takes the mock cluster's broker down or back up (an outage).
+    pub fn set_down(&self, down: bool) {
+        match self {
+            Broker::Mock(b) => b.set_down(down).expect("mock broker toggles"),
+            Broker::Tansu { .. } => panic!("outages are simulated on the mock cluster"),
+        }
+    }
+
     /// `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         match self {

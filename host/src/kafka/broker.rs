@@ -23,6 +23,18 @@ impl EmbeddedBroker {
         self.cluster.bootstrap_servers()
     }
 
+    /// Takes the broker down (its connections drop and new ones are
+    /// refused) or brings it back, keeping what it stored: an outage, for
+    /// tests.
+    pub fn set_down(&self, down: bool) -> anyhow::Result<()> {
+        if down {
+            self.cluster.broker_down(1)?;
+        } else {
+            self.cluster.broker_up(1)?;
+        }
+        Ok(())
+    }
+
     /// Creates a topic. The mock cluster has no CreateTopics API, so the
     /// router's admin client cannot; topics it does not know of are
     /// auto-created on first produce.

@@ -15,6 +15,12 @@
 //!   partition, never the consumer.
 //! - The client's error callback tracks whether the brokers are reachable,
 //!   for `/readyz`.
+//! - When the broker deleted records before they were read (retention; the
+//!   embedded broker keeps about 5 MB per partition), librdkafka resets the
+//!   position and logs where from; the next record shows where to. The gap
+//!   is logged as an error with its size and counted in
+//!   `switchyard_records_lost_total`: data is never lost silently, even when
+//!   the broker is the one losing it.
 
 use crate::event::{Header, Record};
 use crate::metrics::Metrics;
@@ -48,6 +54,9 @@ impl Lease {
 pub struct SourceState {
     leases: Mutex<HashMap<Partition, Lease>>,
     broker_down: AtomicBool,
+    /// Partitions whose position was reset after an out-of-range fetch, with
+    /// the offset the consumer wanted.
+    resets: Mutex<HashMap<Partition, i64>>,
 }
 
 impl SourceState {
@@ -79,6 +88,24 @@ impl ClientContext for SourceContext {
                 .map(|p| p.consumer_lag.max(0))
                 .sum();
             metrics.lag(name, lag);
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "OFFSET"
+            && let Some((partition, at)) = parse_reset(message)
+        {
+            self.state
+                .resets
+                .lock()
+                .expect("reset lock")
+                .insert(partition, at);
+        }
+        match level as i32 {
+            0..=3 => tracing::error!(target: "librdkafka", "{fac}: {message}"),
+            4 => tracing::warn!(target: "librdkafka", "{fac}: {message}"),
+            5 | 6 => tracing::info!(target: "librdkafka", "{fac}: {message}"),
+            _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
         }
     }
 
@@ -174,6 +201,7 @@ impl Source {
     /// The next record.
     pub async fn next(&self) -> Result<Record, KafkaError> {
         let message = self.consumer.recv().await?;
+        self.check_lost(message.topic(), message.partition(), message.offset());
         Ok(Record {
             topic: message.topic().to_string(),
             partition: message.partition(),
@@ -191,6 +219,30 @@ impl Source {
                 .unwrap_or_default(),
             value: message.payload().map(<[u8]>::to_vec),
         })
+    }
+
+    /// Reports records skipped by a reset of `partition`'s position.
+    fn check_lost(&self, topic: &str, partition: i32, offset: i64) {
+        let mut resets = self.state.resets.lock().expect("reset lock");
+        if resets.is_empty() {
+            return;
+        }
+        let Some(at) = resets.remove(&(topic.to_string(), partition)) else {
+            return;
+        };
+        if offset > at {
+            let lost = (offset - at) as u64;
+            tracing::error!(
+                topic,
+                partition,
+                lost,
+                "the broker deleted {lost} record(s) (offsets {at}..{offset}) before the router \
+                 read them (retention); they were never routed"
+            );
+            if let Some(metrics) = &self.consumer.context().metrics {
+                metrics.lost(topic, lost);
+            }
+        }
     }
 
     fn list(partition: &Partition) -> TopicPartitionList {
@@ -235,5 +287,34 @@ impl Source {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Reads "topic [3]: offset reset (at offset 120 (leader epoch 0), broker 1) to ..."
+fn parse_reset(message: &str) -> Option<(Partition, i64)> {
+    let (head, rest) = message.split_once(": offset reset (at offset ")?;
+    let (topic, partition) = head.rsplit_once(" [")?;
+    // After librdkafka's "[thrd:main]: " prefix; topic names have no spaces.
+    let topic = topic.split_whitespace().last()?;
+    let partition: i32 = partition.strip_suffix(']')?.parse().ok()?;
+    let at: i64 = rest
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(((topic.to_string(), partition), at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_librdkafka_offset_reset_lines() {
+        let line = "[thrd:main]: orders [2]: offset reset (at offset 120 (leader epoch 0), broker 1) to \
+                    cached BEGINNING offset 3000 (leader epoch 0): fetch failed due to requested \
+                    offset not available on the broker: Broker: Offset out of range";
+        assert_eq!(parse_reset(line), Some((("orders".to_string(), 2), 120)));
+        assert_eq!(parse_reset("something else"), None);
     }
 }
