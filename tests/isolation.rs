@@ -501,12 +501,12 @@ emits = ["echo.*"]
     let down = Instant::now();
     let mut saw_not_ready = false;
     while down.elapsed() < Duration::from_secs(20) {
-        if let Ok((status, body)) =
-            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""))
+        let probe =
+            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""));
+        if let Ok((503, body)) = probe
+            && body.contains("unreachable")
         {
-            if status == 503 && body.contains("unreachable") {
-                saw_not_ready = true;
-            }
+            saw_not_ready = true;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
