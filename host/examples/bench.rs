@@ -895,11 +895,11 @@ fn main() {
                 rate(r.raw.steady),
             );
             eprintln!(
-                "P1 {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
+                "P1 {name} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
             );
             writeln!(
                 out,
-                "| {} | {} | {} | {router:.0} | {pass:.0} | {raw:.0} | **{:.2}x** | {:.2}x | {:.2}x ({:.2} s vs {:.2} s) |",
+                "| {name} | {} | {} | {} | {router:.0} | {pass:.0} | {raw:.0} | **{:.2}x** | {:.2}x | {:.2}x ({:.2} s vs {:.2} s) |",
                 r.partitions, r.n, r.size, router / pass, router / raw,
                 r.passthrough.total.as_secs_f64() / r.router.total.as_secs_f64(),
                 r.router.total.as_secs_f64(), r.passthrough.total.as_secs_f64(),
