@@ -506,6 +506,9 @@ emits = ["echo.*"]
         if let Ok((503, body)) = probe
             && body.contains("unreachable")
         {
+            // The status page's data says why, too.
+            let summary = get(&format!("{url}/api/summary"));
+            assert!(summary.contains("unreachable"), "{summary}");
             saw_not_ready = true;
         }
         std::thread::sleep(Duration::from_millis(500));

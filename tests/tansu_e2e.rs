@@ -32,3 +32,54 @@ fn travel_example_on_tansu() {
 fn pet_delivery_example_on_tansu() {
     assert!(run_example(Broker::tansu, "pet-delivery") >= 3);
 }
+
+/// A topic created on Tansu after the router started is routed within 10 s.
+#[test]
+fn a_topic_created_after_startup_is_routed_on_tansu() {
+    use std::time::{Duration, Instant};
+    use support::kafka::{Client, Rec, Router};
+    let broker = Broker::tansu();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["late.*"]
+emits = ["echo.*"]
+topics = {{ "echo.late.topic" = "echo.late" }}
+"#,
+            support::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    broker.create_topic("echo.late", 1);
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    broker.create_topic("late.topic", 1);
+    let created = Instant::now();
+    broker.client().produce(&[Rec {
+        topic: "late.topic".into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: br#"{"event_id":"l-1","event_type":"late.topic","data":{}}"#.to_vec(),
+    }]);
+    router.wait("the late topic", Duration::from_secs(30), |r| {
+        r.handled("late.topic", "late.topic") >= 1
+    });
+    let took = created.elapsed();
+    assert!(took < Duration::from_secs(10), "routed {took:?} after the topic was created");
+    router.stop();
+}

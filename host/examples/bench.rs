@@ -870,7 +870,7 @@ fn main() {
     if wants("p1") {
         writeln!(
             out,
-            "## P1: end-to-end throughput on the embedded broker (librdkafka mock cluster)\n"
+            "## P1: end-to-end throughput\n"
         )
         .unwrap();
         writeln!(out, "Steady state: first record consumed → last output acknowledged and its offset stored. With join: from client start, group join included.\n").unwrap();

@@ -10,7 +10,7 @@
 //! | POST | `/plugins/{name}/reload` | reload from its file |
 //! | POST | `/plugins/{name}/rollback` | back to the previous version |
 //! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
-//! | GET | `/api/summary` | rates, errors, dead letters, lag |
+//! | GET | `/api/summary` | rates, errors, dead letters, lag, and why the router waits (`waiting`, or `null`) |
 //! | GET | `/` | a status page for people, refreshed live |
 //!
 //! Every change needs `Authorization: Bearer <token>`, the token coming from
@@ -134,7 +134,9 @@ async fn metrics(State(state): Shared) -> Response {
 async fn summary(State(state): Shared) -> Json<serde_json::Value> {
     let (dead_letters, errors, lag) = state.metrics.totals();
     let s = &state.stats;
+    let waiting = state.waiting.lock().expect("waiting lock").clone();
     Json(json!({
+        "waiting": waiting,
         "records": s.records.load(Ordering::Relaxed),
         "emitted": s.emitted.load(Ordering::Relaxed),
         "errors": errors,
