@@ -37,7 +37,7 @@ fn pet_delivery_example_on_tansu() {
 #[test]
 fn a_topic_created_after_startup_is_routed_on_tansu() {
     use std::time::{Duration, Instant};
-    use support::kafka::{Client, Rec, Router};
+    use support::kafka::{Rec, Router};
     let broker = Broker::tansu();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("router.toml");
@@ -80,6 +80,9 @@ topics = {{ "echo.late.topic" = "echo.late" }}
         r.handled("late.topic", "late.topic") >= 1
     });
     let took = created.elapsed();
-    assert!(took < Duration::from_secs(10), "routed {took:?} after the topic was created");
+    assert!(
+        took < Duration::from_secs(10),
+        "routed {took:?} after the topic was created"
+    );
     router.stop();
 }

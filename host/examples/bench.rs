@@ -868,11 +868,7 @@ fn main() {
     )
     .unwrap();
     if wants("p1") {
-        writeln!(
-            out,
-            "## P1: end-to-end throughput\n"
-        )
-        .unwrap();
+        writeln!(out, "## P1: end-to-end throughput\n").unwrap();
         writeln!(out, "Steady state: first record consumed → last output acknowledged and its offset stored. With join: from client start, group join included.\n").unwrap();
         writeln!(out, "| broker | partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
         writeln!(out, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
