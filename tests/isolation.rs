@@ -25,14 +25,20 @@ fn event(id: &str, ty: &str, data: Value) -> String {
         .to_string()
 }
 
-fn write_config(dir: &Path, body: &str) -> PathBuf {
+/// Writes a `router.toml` of the given tables (`[kafka]`, `[admin]`...) and
+/// plugins, and returns its path.
+fn config(dir: &Path, tables: &str, plugins: &[String]) -> PathBuf {
     let path = dir.join("router.toml");
-    std::fs::write(&path, body).unwrap();
+    std::fs::write(&path, format!("{tables}\n{}", plugins.concat())).unwrap();
     path
 }
 
-fn guest(name: &str) -> String {
-    support::guest(name).display().to_string()
+/// One `[[plugin]]` table running test guest `guest`.
+fn plugin(name: &str, guest: &str, types: &str, emits: &str, extra: &str) -> String {
+    format!(
+        "\n[[plugin]]\nname = \"{name}\"\nwasm = \"{}\"\nsubscribe.types = {types}\nemits = {emits}\n{extra}\n",
+        support::guest(guest).display()
+    )
 }
 
 fn start(config: &Path, broker: &Broker, dir: &Path) -> Router {
@@ -59,29 +65,20 @@ fn rogue_plugins_are_dead_lettered_and_everything_else_keeps_flowing() {
         broker.create_topic(t, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[kafka]
-drain_timeout_ms = 3000
-
-[[plugin]]
-name = "rogue"
-wasm = "{}"
-subscribe.types = ["rogue.test"]
-emits = ["rogue.*"]
-timeout_ms = 500
-
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["other.*"]
-emits = ["echo.*"]
-"#,
-            guest("rogue"),
-            guest("echo")
-        ),
+        r#"[kafka]
+drain_timeout_ms = 3000"#,
+        &[
+            plugin(
+                "rogue",
+                "rogue",
+                r#"["rogue.test"]"#,
+                r#"["rogue.*"]"#,
+                "timeout_ms = 500",
+            ),
+            plugin("echo", "echo", r#"["other.*"]"#, r#"["echo.*"]"#, ""),
+        ],
     );
     let mut router = start(&config, &broker, dir.path());
     let kcat = Kcat(broker.bootstrap());
@@ -183,31 +180,17 @@ fn a_paused_plugin_holds_only_its_own_records_and_shutdown_stays_bounded() {
         broker.create_topic(t, 2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[admin]
+        r#"[admin]
 token = "secret"
 
 [kafka]
-drain_timeout_ms = 2000
-
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["a.*"]
-emits = ["echo.*"]
-
-[[plugin]]
-name = "counter"
-wasm = "{}"
-subscribe.types = ["b.*"]
-emits = ["counted"]
-"#,
-            guest("echo"),
-            guest("counter")
-        ),
+drain_timeout_ms = 2000"#,
+        &[
+            plugin("echo", "echo", r#"["a.*"]"#, r#"["echo.*"]"#, ""),
+            plugin("counter", "counter", r#"["b.*"]"#, r#"["counted"]"#, ""),
+        ],
     );
     let mut router = start(&config, &broker, dir.path());
     let url = router.admin_url();
@@ -253,21 +236,11 @@ emits = ["counted"]
 fn without_create_topics_the_router_warns_and_routes_and_late_topics_are_picked_up() {
     let broker = Broker::mock();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[kafka]
-create = ["seed.topic"]
-
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["late.*"]
-emits = ["echo.*"]
-"#,
-            guest("echo")
-        ),
+        r#"[kafka]
+create = ["seed.topic"]"#,
+        &[plugin("echo", "echo", r#"["late.*"]"#, r#"["echo.*"]"#, "")],
     );
     // No --no-create-topics: the mock cluster has no CreateTopics.
     let mut router = Router::start_plain(
@@ -306,21 +279,11 @@ fn records_the_router_should_not_touch_are_skipped_not_dead_lettered() {
         broker.create_topic(t, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[kafka]
-exclude = ["audit.*"]
-
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["*"]
-emits = ["echo.*"]
-"#,
-            guest("echo")
-        ),
+        r#"[kafka]
+exclude = ["audit.*"]"#,
+        &[plugin("echo", "echo", r#"["*"]"#, r#"["echo.*"]"#, "")],
     );
     let mut router = start(&config, &broker, dir.path());
     let url = router.admin_url();
@@ -401,23 +364,19 @@ fn a_graceful_stop_of_one_of_two_instances_hands_over_without_handling_twice() {
         broker.create_topic(t, 6);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[kafka]
+        r#"[kafka]
 batch_records = 50
 # The mock cluster holds a rebalance for the session timeout after a leave.
-client = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-
-[[plugin]]
-name = "counter"
-wasm = "{}"
-subscribe.types = ["count.*"]
-emits = ["counted"]
-"#,
-            guest("counter")
-        ),
+client = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#,
+        &[plugin(
+            "counter",
+            "counter",
+            r#"["count.*"]"#,
+            r#"["counted"]"#,
+            "",
+        )],
     );
     // Two machines: each its own state folder.
     let one = dir.path().join("one");
@@ -466,18 +425,10 @@ fn a_broker_outage_waits_and_retries_never_dead_letters_and_readyz_says_so() {
         broker.create_topic(t, 2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["o.*"]
-emits = ["echo.*"]
-"#,
-            guest("echo")
-        ),
+        "",
+        &[plugin("echo", "echo", r#"["o.*"]"#, r#"["echo.*"]"#, "")],
     );
     let mut router = start(&config, &broker, dir.path());
     let url = router.admin_url();
@@ -549,21 +500,11 @@ fn records_the_broker_deleted_before_they_were_read_are_reported_not_silently_sk
     let broker = Broker::mock();
     broker.create_topic("r.in", 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[kafka]
-client = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
-
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["r.*"]
-emits = ["echo.*"]
-"#,
-            guest("echo")
-        ),
+        r#"[kafka]
+client = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#,
+        &[plugin("echo", "echo", r#"["r.*"]"#, r#"["echo.*"]"#, "")],
     );
     let kcat = Kcat(broker.bootstrap());
     let lines = |from: usize, n: usize| -> Vec<(String, String)> {

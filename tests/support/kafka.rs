@@ -330,38 +330,20 @@ pub struct Router {
 }
 
 impl Router {
-    /// Starts `switchyard run` on `config` against `broker`.
+    /// Starts `switchyard run` on `config` against `broker` (with
+    /// `--no-create-topics` where the broker has no CreateTopics).
     pub fn start(config: &Path, broker: &Broker, state_dir: &Path, cache: &Path) -> Self {
-        Self::spawn(config, broker, state_dir, cache, &[])
+        let flags: &[&str] = if broker.router_creates_topics() {
+            &[]
+        } else {
+            &["--no-create-topics"]
+        };
+        Self::start_plain(config, broker, state_dir, cache, flags)
     }
 
     /// Starts `switchyard run` with exactly the flags given besides the
     /// config, brokers, group, admin address and state folder.
     pub fn start_plain(
-        config: &Path,
-        broker: &Broker,
-        state_dir: &Path,
-        cache: &Path,
-        flags: &[&str],
-    ) -> Self {
-        Self::spawn_with(config, broker, state_dir, cache, flags)
-    }
-
-    fn spawn(
-        config: &Path,
-        broker: &Broker,
-        state_dir: &Path,
-        cache: &Path,
-        flags: &[&str],
-    ) -> Self {
-        let mut all = flags.to_vec();
-        if !broker.router_creates_topics() {
-            all.push("--no-create-topics");
-        }
-        Self::spawn_with(config, broker, state_dir, cache, &all)
-    }
-
-    fn spawn_with(
         config: &Path,
         broker: &Broker,
         state_dir: &Path,
