@@ -941,25 +941,15 @@ fn main() {
     if wants("p3") {
         let r = p3();
         eprintln!("P3: warm {:?} cold {:?}", r.warm, r.cold);
-        writeln!(
-            out,
-            "## P3: hot reload, file renamed into place → new version live\n"
-        )
-        .unwrap();
-        writeln!(out, "| compile cache | p50 ms | p99 ms |").unwrap();
-        writeln!(out, "|---|---|---|").unwrap();
-        writeln!(
-            out,
-            "| warm (version compiled before) | {:.1} | {:.1} |",
-            r.warm.0, r.warm.1
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "| cold (new bytes: compile) | {:.1} | {:.1} |\n",
-            r.cold.0, r.cold.1
-        )
-        .unwrap();
+        percentile_table(
+            &mut out,
+            "P3: hot reload, file renamed into place → new version live",
+            "compile cache",
+            &[
+                ("warm (version compiled before)", r.warm),
+                ("cold (new bytes: compile)", r.cold),
+            ],
+        );
     }
     if wants("p4") {
         let r = runtime.block_on(p4());
@@ -1005,34 +995,32 @@ fn main() {
     if wants("p7") {
         let r = runtime.block_on(p7());
         eprintln!("P7: router {:?} passthrough {:?}", r.router, r.passthrough);
-        writeln!(
-            out,
-            "## P7: one hop at light load (produce input → output consumed), 200 samples\n"
-        )
-        .unwrap();
-        writeln!(out, "| path | p50 ms | p99 ms |").unwrap();
-        writeln!(out, "|---|---|---|").unwrap();
-        writeln!(
-            out,
-            "| passthrough | {:.1} | {:.1} |",
-            r.passthrough.0, r.passthrough.1
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "| router (payment) | {:.1} | {:.1} |",
-            r.router.0, r.router.1
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "| **router − passthrough** | {:.1} | **{:.1}** |\n",
-            r.router.0 - r.passthrough.0,
-            r.router.1 - r.passthrough.1
-        )
-        .unwrap();
+        let gap = (r.router.0 - r.passthrough.0, r.router.1 - r.passthrough.1);
+        percentile_table(
+            &mut out,
+            "P7: one hop at light load (produce input → output consumed), 200 samples",
+            "path",
+            &[
+                ("passthrough", r.passthrough),
+                ("router (payment)", r.router),
+                ("**router − passthrough**", gap),
+            ],
+        );
     }
     print!("{out}");
+}
+
+/// A markdown table of p50 and p99 milliseconds, one row per measure.
+fn percentile_table(out: &mut String, title: &str, what: &str, rows: &[(&str, (f64, f64))]) {
+    writeln!(
+        out,
+        "## {title}\n\n| {what} | p50 ms | p99 ms |\n|---|---|---|"
+    )
+    .unwrap();
+    for (name, (p50, p99)) in rows {
+        writeln!(out, "| {name} | {p50:.1} | {p99:.1} |").unwrap();
+    }
+    writeln!(out).unwrap();
 }
 
 fn chrono_date() -> String {
