@@ -5,11 +5,17 @@
 //! [kafka]                                # all optional
 //! bootstrap_servers = "127.0.0.1:9092"
 //! group_id = "switchyard"
-//! exclude = ["*.dlq", "__*"]             # never consumed
+//! exclude = ["audit.*"]                  # never consumed, besides `*.dlq` and `__*`
 //! create = ["booking.booking.created"]   # also created at startup
 //! partitions = 3                         # for the topics the router creates
 //! max_retries = 3                        # `retry` errors, then dead-letter
 //! retry_backoff_ms = 200                 # doubles per retry, up to max_backoff_ms
+//! batch_records = 500                    # per partition batch, at most
+//! batch_bytes = 1048576
+//! linger_ms = 0                          # wait this long to fill a batch
+//! queue_records = 2000                   # queued per partition before it is paused
+//! max_record_bytes = 1000000             # larger emits are refused; dead letters are cut to fit
+//! drain_timeout_ms = 10000               # shutdown gives up on in-flight records after this
 //!
 //! [admin]
 //! token = "..."                          # or SWITCHYARD_ADMIN_TOKEN
@@ -26,6 +32,7 @@
 //! subscribe.topics = []
 //! emits = ["payment.payment.*"]          # what it may emit; the rest is dead-lettered
 //! key_field = "payment_id"               # key for emits that name none
+//! # isolation = "per-event"             # default "reuse": one warm instance per worker
 //! # envelope = "snake"                   # default: the cause's style
 //! # lift = ["bookingId"]                 # camelCase: data fields put at top level
 //! [plugin.topics]                        # type -> topic; default topic = type
