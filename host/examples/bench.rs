@@ -15,6 +15,10 @@
 //!   cold and a warm compile cache.
 //! - P5: peak RSS of `switchyard run` with 4 plugins and 12 partitions.
 //! - P7: latency of one hop at light load, against the passthrough.
+//!
+//! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
+//! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
+//! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Tansu in P1.
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -133,7 +137,8 @@ struct Run {
 /// Runs the router until it has acknowledged `n` records, then shuts it
 /// down (drain, commit, flush).
 async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) -> Run {
-    let config = payment_config(dir, "");
+    // BENCH_KAFKA adds `[kafka]` keys, for sweeping the batch settings.
+    let config = payment_config(dir, &std::env::var("BENCH_KAFKA").unwrap_or_default());
     let stats = Arc::new(Stats::default());
     let options = RunOptions {
         brokers: bootstrap.to_string(),
@@ -872,11 +877,13 @@ fn main() {
         writeln!(out, "Steady state: first record consumed → last output acknowledged and its offset stored. With join: from client start, group join included.\n").unwrap();
         writeln!(out, "| broker | partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
         writeln!(out, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
-        let brokers: &[bool] = if tansu_path().is_some() {
-            &[false, true]
-        } else {
-            &[false]
-        };
+        // BENCH_MOCK_ONLY=1 skips Tansu, for quick sweeps.
+        let brokers: &[bool] =
+            if tansu_path().is_some() && std::env::var_os("BENCH_MOCK_ONLY").is_none() {
+                &[false, true]
+            } else {
+                &[false]
+            };
         for (tansu, partitions) in brokers.iter().flat_map(|t| [1, 3, 12].map(|p| (*t, p))) {
             let r = runtime.block_on(p1(partitions, tansu));
             let name = if tansu {
