@@ -201,6 +201,10 @@ impl Source {
     /// The next record.
     pub async fn next(&self) -> Result<Record, KafkaError> {
         let message = self.consumer.recv().await?;
+        // A record arrived: a broker is reachable again.
+        if self.state.broker_down.load(Ordering::Relaxed) {
+            self.state.broker_down.store(false, Ordering::Relaxed);
+        }
         self.check_lost(message.topic(), message.partition(), message.offset());
         Ok(Record {
             topic: message.topic().to_string(),
