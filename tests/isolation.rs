@@ -342,6 +342,52 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         .ok_or(())
 }
 
+#[test]
+fn a_plugin_stuck_in_retries_holds_only_its_partition_and_shutdown_stays_bounded() {
+    let broker = Broker::mock();
+    for t in ["rogue.in", "rogue.in.dlq", "a.in", "echo.a.in"] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        r#"[kafka]
+max_retries = 1000
+retry_backoff_ms = 200
+max_backoff_ms = 500
+drain_timeout_ms = 2000"#,
+        &[
+            plugin("rogue", "rogue", r#"["rogue.test"]"#, r#"["rogue.*"]"#, ""),
+            plugin("echo", "echo", r#"["a.*"]"#, r#"["echo.*"]"#, ""),
+        ],
+    );
+    let mut router = start(&config, &broker, dir.path());
+    let kcat = Kcat(broker.bootstrap());
+    kcat.produce(&[rec(
+        "rogue.in",
+        event("r-1", "rogue.test", json!({"mode": "retry"})),
+    )]);
+    router.wait("the retries", Duration::from_secs(60), |r| {
+        r.log().contains("waiting")
+    });
+    let a: Vec<Rec> = (0..5)
+        .map(|i| rec("a.in", event(&format!("a-{i}"), "a.in", json!({}))))
+        .collect();
+    kcat.produce(&a);
+    router.wait("the other partition", Duration::from_secs(60), |r| {
+        r.handled("a.in", "a.in") >= 5
+    });
+    assert!(
+        kcat.consume("rogue.in.dlq").is_empty(),
+        "still retrying, not dead-lettered"
+    );
+    let (took, log) = timed_stop(router);
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped in {took:?} during retries\n{log}"
+    );
+}
+
 /// The event ids a router's tail lines say it handled.
 fn handled_ids(log: &str) -> std::collections::BTreeSet<String> {
     log.lines()

@@ -4,6 +4,7 @@
 //! - `bad-topic`: emits to a topic name Kafka refuses;
 //! - `sleep`: sleeps for an hour;
 //! - `forge`: emits with forged host headers (`switchyard-hop: 0`);
+//! - `retry`: asks to be retried, every time;
 //! - anything else: emits `rogue.ok`.
 use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, json};
 
@@ -26,6 +27,7 @@ impl Handler for Rogue {
                     .header("switchyard-hop", "0")
                     .header("ce_type", "forged"),
             ]),
+            "retry" => Err(HandlerError::Retry("not yet, and never".into())),
             _ => Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode }))?]),
         }
     }
