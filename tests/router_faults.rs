@@ -273,17 +273,13 @@ fn a_kill_9_mid_stream_loses_nothing_and_duplicates_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
     let kcat = Kcat(broker.bootstrap());
-    const N: usize = 150;
-    let inputs: Vec<Rec> = (0..N)
-        .map(|i| {
-            rec(
-                "booking.booking.created",
-                None,
-                booking_created(i).to_string(),
-            )
-        })
+    // Enough that the router, which routes thousands a second, is still
+    // mid-stream when it is killed.
+    const N: usize = 2000;
+    let inputs: Vec<(String, String)> = (0..N)
+        .map(|i| (format!("k{i}"), booking_created(i).to_string()))
         .collect();
-    kcat.produce(&inputs);
+    kcat.produce_lines("booking.booking.created", None, &inputs);
     let mut first = start_booking(&broker, &state, &cache);
     first.wait("some records", Duration::from_secs(60), |r| {
         r.handled("booking.booking.created", "booking.booking.created") >= 20
