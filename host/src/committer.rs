@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 struct Request {
-    effects: Vec<RecordEffects>,
+    effects: Arc<Vec<RecordEffects>>,
     reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
 }
 
@@ -62,7 +62,9 @@ impl Committer {
     /// Commits one partition's batch with whatever else is ready; returns
     /// how many of its records were applied, or why the store failed (then
     /// nothing of it was applied).
-    pub async fn commit(&self, effects: Vec<RecordEffects>) -> Result<usize, String> {
+    /// The effects are shared, not copied, so a caller that must retry after
+    /// a store failure hands the same batch in again.
+    pub async fn commit(&self, effects: Arc<Vec<RecordEffects>>) -> Result<usize, String> {
         if effects.iter().all(Vec::is_empty) {
             return Ok(effects.len());
         }

@@ -228,7 +228,7 @@ impl Worker {
                     .await
             };
             let Ok(run) = run else { return false };
-            let effects = run.done.iter().map(RecordOutcome::effects).collect();
+            let effects = Arc::new(run.done.iter().map(RecordOutcome::effects).collect());
             let applied = match self.commit(effects).await {
                 Some(n) => n,
                 None => return false,
@@ -273,7 +273,7 @@ impl Worker {
 
     /// Group-commits a batch's effects, waiting out store failures; `None`
     /// on shutdown.
-    async fn commit(&self, effects: Vec<crate::state::RecordEffects>) -> Option<usize> {
+    async fn commit(&self, effects: Arc<Vec<crate::state::RecordEffects>>) -> Option<usize> {
         let shared = &self.shared;
         let mut attempt = 1;
         loop {

@@ -137,14 +137,18 @@ pub enum RecordOutcome {
 }
 
 impl RecordOutcome {
+    /// The state effects of this record, in plugin order.
+    pub fn effect_refs(&self) -> impl Iterator<Item = &Effect> {
+        let calls: &[PluginCall] = match self {
+            RecordOutcome::Routed { calls, .. } => calls,
+            _ => &[],
+        };
+        calls.iter().filter_map(|c| c.effect.as_ref())
+    }
+
     /// The state effects to commit for this record.
     pub fn effects(&self) -> RecordEffects {
-        match self {
-            RecordOutcome::Routed { calls, .. } => {
-                calls.iter().filter_map(|c| c.effect.clone()).collect()
-            }
-            _ => Vec::new(),
-        }
+        self.effect_refs().cloned().collect()
     }
 }
 
@@ -337,7 +341,7 @@ impl Router {
                     };
                 }
             }
-            view.apply(&outcome.effects());
+            view.apply(outcome.effect_refs());
             done.push(outcome);
         }
         BatchRun { done, stop: None }

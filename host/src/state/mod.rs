@@ -99,7 +99,7 @@ impl BatchView {
     }
 
     /// Puts one record's effects on top, for the records after it.
-    pub fn apply(&self, effects: &[Effect]) {
+    pub fn apply<'a>(&self, effects: impl IntoIterator<Item = &'a Effect>) {
         let mut overlay = self.overlay.lock().expect("overlay lock");
         for effect in effects {
             for (key, value) in &effect.writes {
