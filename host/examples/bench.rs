@@ -144,6 +144,7 @@ async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) ->
         brokers: bootstrap.to_string(),
         group: "router".into(),
         state_dir: dir.join("state"),
+        state_url: None,
         cache_dir: Some(dir.join("cache")),
         summary_every: None,
         create_topics,

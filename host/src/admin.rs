@@ -207,21 +207,12 @@ async fn rollback(State(state): Shared, Path(name): Path<String>, headers: Heade
     change(state, &headers, name, |r, n| r.rollback(n).map(|_| ())).await
 }
 
-fn set_paused(r: &Reloader, name: &str, paused: bool) -> Result<(), String> {
-    let plugin = r
-        .registry()
-        .get(name)
-        .ok_or_else(|| format!("no plugin named `{name}`"))?;
-    plugin.set_paused(paused);
-    Ok(())
-}
-
 async fn pause(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    change(state, &headers, name, |r, n| set_paused(r, n, true)).await
+    change(state, &headers, name, |r, n| r.pause(n, true)).await
 }
 
 async fn resume(State(state): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    change(state, &headers, name, |r, n| set_paused(r, n, false)).await
+    change(state, &headers, name, |r, n| r.pause(n, false)).await
 }
 
 async fn page() -> Html<&'static str> {

@@ -70,6 +70,11 @@ pub enum Command {
         /// Where the plugin state store lives.
         #[arg(long, default_value = ".switchyard/state")]
         state_dir: PathBuf,
+        /// Keep plugin state and versions in PostgreSQL instead of a local
+        /// file, shared by every instance of the group:
+        /// postgres://user[:password]@host[:port]/database.
+        #[arg(long, env = "SWITCHYARD_STATE_URL")]
+        state_url: Option<String>,
         /// The consumer group, overriding the config's.
         #[arg(long)]
         group: Option<String>,
@@ -162,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             brokers,
             admin,
             state_dir,
+            state_url,
             group,
             no_create_topics,
             no_admin,
@@ -171,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 brokers: brokers.unwrap_or_else(|| config.kafka.bootstrap_servers.clone()),
                 group: group.unwrap_or_else(|| config.kafka.group_id.clone()),
                 state_dir,
+                state_url,
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(60)),
                 create_topics: !no_create_topics,
@@ -231,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 brokers: broker.bootstrap(),
                 group: config.kafka.group_id.clone(),
                 state_dir,
+                state_url: None,
                 cache_dir: cli.cache_dir,
                 summary_every: Some(Duration::from_secs(summary_secs.max(1))),
                 create_topics: false,

@@ -20,6 +20,11 @@
 //! [admin]
 //! token = "..."                          # or SWITCHYARD_ADMIN_TOKEN
 //!
+//! [state]
+//! url = "postgres://switchyard@db/switchyard"  # shared by every instance; or --state-url,
+//!                                        # SWITCHYARD_STATE_URL; default: redb in --state-dir
+//! keep_processed = 100000                # processed event ids remembered per plugin
+//!
 //! [defaults]
 //! timeout_ms = 1000      # per-call deadline
 //! memory_mib = 64        # per-call linear memory cap
@@ -73,6 +78,8 @@ struct RawConfig {
     kafka: KafkaConfig,
     #[serde(default)]
     admin: AdminConfig,
+    #[serde(default)]
+    state: StateConfig,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -229,6 +236,30 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// The `[state]` table: where plugin state and versions are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// A PostgreSQL URL (`postgres://user[:password]@host[:port]/db`) shared
+    /// by every instance of the group; `--state-url` and
+    /// `SWITCHYARD_STATE_URL` override it. Without one, each instance keeps
+    /// a redb file in `--state-dir`.
+    pub url: Option<String>,
+    /// How many processed event ids each plugin remembers, newest first. A
+    /// redelivered event within that window re-produces its stored outputs
+    /// and changes no state; one older than it runs again as a new event.
+    pub keep_processed: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            url: None,
+            keep_processed: 100_000,
+        }
+    }
+}
+
 /// A fully resolved router config.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -238,6 +269,8 @@ pub struct RouterConfig {
     pub kafka: KafkaConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The state store.
+    pub state: StateConfig,
     /// Topics never consumed, compiled from `kafka.exclude`.
     pub exclude: Matcher,
     /// Emits of an event that already went through this many routing hops
@@ -473,6 +506,7 @@ impl RouterConfig {
             path: path.to_path_buf(),
             kafka: raw.kafka,
             admin: raw.admin,
+            state: raw.state,
             exclude,
             max_hops: raw.max_hops.unwrap_or(8),
             plugins,

@@ -26,6 +26,8 @@ pub struct Plugin {
 #[derive(Debug)]
 struct Status {
     history: Vec<Arc<PluginVersion>>,
+    /// How the live version went live: `file`, `upload` or `rollback`.
+    how: &'static str,
     loaded_at: String,
     last_error: Option<String>,
     invocations: u64,
@@ -41,6 +43,8 @@ pub struct PluginStatus {
     pub version: String,
     /// The live version's full SHA-256.
     pub hash: String,
+    /// How it went live: `file`, `upload` or `rollback`.
+    pub origin: String,
     /// When the live version went live (RFC 3339).
     pub loaded_at: String,
     /// The event types it subscribes to.
@@ -71,6 +75,7 @@ impl Plugin {
             current: RwLock::new(version),
             status: Mutex::new(Status {
                 history: Vec::new(),
+                how: "file",
                 loaded_at: now(),
                 last_error: None,
                 invocations: 0,
@@ -85,9 +90,11 @@ impl Plugin {
         self.current.read().expect("plugin lock poisoned").clone()
     }
 
-    /// Makes `version` live, keeping the one it replaces for rollback.
-    pub fn install(&self, version: Arc<PluginVersion>) {
+    /// Makes `version` live, keeping the one it replaces for rollback; `how`
+    /// is `file`, `upload` or `rollback`.
+    pub fn install(&self, version: Arc<PluginVersion>, how: &'static str) {
         let mut status = self.status.lock().expect("plugin lock poisoned");
+        status.how = how;
         let old = std::mem::replace(
             &mut *self.current.write().expect("plugin lock poisoned"),
             version,
@@ -104,8 +111,20 @@ impl Plugin {
         let mut status = self.status.lock().expect("plugin lock poisoned");
         let previous = status.history.pop()?;
         *self.current.write().expect("plugin lock poisoned") = previous.clone();
+        status.how = "rollback";
         status.loaded_at = now();
         Some(previous)
+    }
+
+    /// The previous version, the one [`Plugin::rollback`] would make live.
+    pub fn previous(&self) -> Option<Arc<PluginVersion>> {
+        let status = self.status.lock().expect("plugin lock poisoned");
+        status.history.last().cloned()
+    }
+
+    /// How the live version went live: `file`, `upload` or `rollback`.
+    pub fn how(&self) -> &'static str {
+        self.status.lock().expect("plugin lock poisoned").how
     }
 
     /// Records a refused reload.
@@ -139,6 +158,7 @@ impl Plugin {
             name: self.spec.name.clone(),
             version: current.label().to_string(),
             hash: current.hash.clone(),
+            origin: status.how.to_string(),
             loaded_at: status.loaded_at.clone(),
             subscribe_types: self.spec.types.patterns().to_vec(),
             subscribe_topics: self.spec.topics.patterns().to_vec(),

@@ -7,6 +7,20 @@
 //! the refusal goes to the log, the admin API (`last_error`) and the
 //! `switchyard_plugin_reload_failures_total` metric.
 //!
+//! # Versions kept in the state store
+//!
+//! Every change (a reload from the file or an upload, a rollback, a pause)
+//! is stored in the state store before it goes live here, so it outlives a
+//! restart; when the store is shared (PostgreSQL), every other instance
+//! polls it each [`FOLLOW_EVERY`] and serves the same version a moment
+//! later. A change the store refuses does not go live anywhere.
+//!
+//! At startup, a stored version that came from an upload or a rollback
+//! wins over the plugin's file: a restart keeps what the operator chose.
+//! A stored version that came from a file is replaced by this instance's
+//! file, so deploying a new file and restarting picks it up. To return to
+//! the file after an upload, reload it (`POST /plugins/{name}/reload`).
+//!
 //! The watcher watches the folder of each plugin's file rather than the file
 //! itself, so an editor or a build that replaces the file (write to a
 //! temporary, rename over) is still seen; events are debounced for 300 ms.
@@ -16,12 +30,17 @@ use crate::engine::{Engine, PluginVersion};
 use crate::harness;
 use crate::metrics::Metrics;
 use crate::registry::{Plugin, PluginRegistry};
+use crate::state::{LiveVersion, VersionStore};
 use notify::{RecursiveMode, Watcher};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How often an instance sharing its store looks for versions changed by
+/// the others.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// How long file events must be quiet before a reload. Editors and build
 /// tools replace a file by renaming a finished one over it, which is one
@@ -35,6 +54,19 @@ pub struct Reloader {
     registry: Arc<PluginRegistry>,
     config: RouterConfig,
     metrics: Arc<Metrics>,
+    versions: Option<Arc<dyn VersionStore>>,
+    /// Held while a change is stored and made, and while stored changes are
+    /// applied, so that the two never interleave.
+    changes: Mutex<()>,
+}
+
+/// How a stored origin reads as the registry's.
+fn how(origin: &str) -> &'static str {
+    match origin {
+        "upload" => "upload",
+        "rollback" => "rollback",
+        _ => "file",
+    }
 }
 
 impl Reloader {
@@ -53,7 +85,142 @@ impl Reloader {
             registry,
             config,
             metrics,
+            versions: None,
+            changes: Mutex::new(()),
         }
+    }
+
+    /// Keeps every change in `store`; see the module docs.
+    pub fn with_versions(mut self, store: Arc<dyn VersionStore>) -> Self {
+        self.versions = Some(store);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores plugin `name`'s live version as `version`, `how` and `paused`.
+    fn store(
+        &self,
+        name: &str,
+        version: &PluginVersion,
+        how: &str,
+        paused: bool,
+        with_wasm: bool,
+    ) -> Result<(), String> {
+        let Some(store) = &self.versions else {
+            return Ok(());
+        };
+        let live = LiveVersion {
+            plugin: name.to_string(),
+            hash: version.hash.clone(),
+            origin: how.to_string(),
+            paused,
+        };
+        store
+            .publish(&live, with_wasm.then_some(&version.wasm[..]))
+            .map_err(|e| format!("cannot store the change, so nothing changed: {e:#}"))
+    }
+
+    /// Applies the stored versions at startup; see the module docs.
+    pub fn adopt(&self) -> anyhow::Result<()> {
+        let Some(store) = &self.versions else {
+            return Ok(());
+        };
+        let _changing = self.lock();
+        let stored: HashMap<String, LiveVersion> = store
+            .live()?
+            .into_iter()
+            .map(|l| (l.plugin.clone(), l))
+            .collect();
+        for plugin in self.registry.plugins() {
+            let name = &plugin.spec.name;
+            match stored.get(name) {
+                Some(row) if row.origin != "file" => self.apply(plugin, row)?,
+                row => {
+                    let paused = row.is_some_and(|r| r.paused);
+                    let current = plugin.current();
+                    if row.is_none_or(|r| r.hash != current.hash) {
+                        self.store(name, &current, "file", paused, true)
+                            .map_err(anyhow::Error::msg)?;
+                    }
+                    plugin.set_paused(paused);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `row` plugin's live version and pause state here.
+    fn apply(&self, plugin: &Plugin, row: &LiveVersion) -> anyhow::Result<()> {
+        let name = &plugin.spec.name;
+        let current = plugin.current();
+        if row.hash != current.hash {
+            let previous = plugin.previous();
+            let version = match previous.filter(|p| p.hash == row.hash) {
+                Some(_) => plugin.rollback().expect("a previous version"),
+                None => {
+                    let store = self.versions.as_ref().expect("a version store");
+                    let wasm = store.wasm(&row.hash)?.ok_or_else(|| {
+                        anyhow::anyhow!("plugin `{name}`: version {} is not stored", row.hash)
+                    })?;
+                    let version = Arc::new(
+                        self.engine
+                            .load(name, &wasm)
+                            .map_err(|e| anyhow::anyhow!("stored plugin `{name}`: {e}"))?,
+                    );
+                    plugin.install(version.clone(), how(&row.origin));
+                    version
+                }
+            };
+            self.metrics.live_version(name, version.label());
+            tracing::info!(
+                plugin = %name,
+                from = current.label(),
+                to = version.label(),
+                "the stored version is live ({})",
+                row.origin
+            );
+        }
+        if plugin.is_paused() != row.paused {
+            tracing::info!(plugin = %name, paused = row.paused, "the stored pause state applies");
+            plugin.set_paused(row.paused);
+        }
+        Ok(())
+    }
+
+    /// Polls a shared store for changes made by other instances, every
+    /// [`FOLLOW_EVERY`], until the reloader is dropped.
+    pub fn follow(self: &Arc<Self>) -> std::io::Result<()> {
+        if !self.versions.as_ref().is_some_and(|v| v.shared()) {
+            return Ok(());
+        }
+        let this = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("switchyard-versions".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FOLLOW_EVERY);
+                    let Some(this) = this.upgrade() else { return };
+                    let _changing = this.lock();
+                    let stored = match this.versions.as_ref().expect("a version store").live() {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            tracing::debug!("plugin versions: {e:#}");
+                            continue;
+                        }
+                    };
+                    for row in stored {
+                        if let Some(plugin) = this.registry.get(&row.plugin)
+                            && let Err(e) = this.apply(plugin, &row)
+                        {
+                            tracing::warn!("plugin versions: {e:#}");
+                        }
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// Makes `wasm` the live version of plugin `name` if it loads, fits the
@@ -66,7 +233,9 @@ impl Reloader {
         origin: &str,
     ) -> Result<Arc<PluginVersion>, String> {
         let plugin = self.plugin(name)?;
+        let _changing = self.lock();
         let current = plugin.current();
+        let kind = if origin == "upload" { "upload" } else { "file" };
         let outcome = self
             .engine
             .load(name, wasm)
@@ -79,11 +248,17 @@ impl Reloader {
                 harness::check_version(&self.engine, &self.config, &plugin.spec, version.clone())
                     .map(|_| version)
                     .map_err(|why| format!("{origin}: {why}"))
+            })
+            .and_then(|version| {
+                if version.hash != current.hash {
+                    self.store(name, &version, kind, plugin.is_paused(), true)?;
+                }
+                Ok(version)
             });
         match outcome {
             Ok(version) if version.hash == current.hash => Ok(current),
             Ok(version) => {
-                plugin.install(version.clone());
+                plugin.install(version.clone(), kind);
                 self.metrics.live_version(name, version.label());
                 tracing::info!(
                     plugin = name,
@@ -125,12 +300,25 @@ impl Reloader {
     /// Makes plugin `name`'s previous version live again.
     pub fn rollback(&self, name: &str) -> Result<Arc<PluginVersion>, String> {
         let plugin = self.plugin(name)?;
-        let version = plugin
-            .rollback()
+        let _changing = self.lock();
+        let previous = plugin
+            .previous()
             .ok_or_else(|| format!("plugin `{name}` has no earlier version"))?;
+        self.store(name, &previous, "rollback", plugin.is_paused(), true)?;
+        let version = plugin.rollback().expect("a previous version");
         self.metrics.live_version(name, version.label());
         tracing::info!(plugin = name, to = version.label(), "rolled back");
         Ok(version)
+    }
+
+    /// Pauses (or resumes) plugin `name`: its records wait until it resumes.
+    pub fn pause(&self, name: &str, paused: bool) -> Result<(), String> {
+        let plugin = self.plugin(name)?;
+        let _changing = self.lock();
+        self.store(name, &plugin.current(), plugin.how(), paused, false)?;
+        plugin.set_paused(paused);
+        tracing::info!(plugin = name, paused, "pause state changed");
+        Ok(())
     }
 
     fn plugin(&self, name: &str) -> Result<&Arc<Plugin>, String> {

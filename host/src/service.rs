@@ -25,7 +25,7 @@ use crate::pool::WorkerPool;
 use crate::registry::PluginRegistry;
 use crate::reload::Reloader;
 use crate::router::Router;
-use crate::state::{DiskStore, StateStore};
+use crate::state::{DiskStore, PgStore, StateStore, Unreachable, VersionStore};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub group: String,
     /// The folder of the state store.
     pub state_dir: PathBuf,
+    /// A PostgreSQL URL to keep state in instead, shared by every instance
+    /// of the group (`None`: the config's `[state] url`, else redb in
+    /// `state_dir`).
+    pub state_url: Option<String>,
     /// Where compiled plugins are cached.
     pub cache_dir: Option<PathBuf>,
     /// How often to log a one-line summary (`None`: never).
@@ -79,10 +83,8 @@ pub async fn run(
         .max((workers * config.plugins.len() * 2 + 32) as u32);
     let engine = Arc::new(Engine::new(engine_options)?);
     let registry = Arc::new(PluginRegistry::load(&engine, &config, None)?);
-    let store: Arc<dyn StateStore> = Arc::new(DiskStore::open(
-        &options.state_dir.join("state.redb"),
-        100_000,
-    )?);
+    let (store, versions) = open_store(&config, &options, workers).await?;
+    tracing::info!(target: "switchyard::service", "state: {}", store.describe());
     let metrics = Arc::new(Metrics::new(&options.group));
     metrics.declare(
         &config.input_topics(),
@@ -92,12 +94,22 @@ pub async fn run(
             .map(|p| p.name.clone())
             .collect::<Vec<_>>(),
     );
-    let reloader = Arc::new(Reloader::new(
-        engine.clone(),
-        registry.clone(),
-        config.clone(),
-        metrics.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            engine.clone(),
+            registry.clone(),
+            config.clone(),
+            metrics.clone(),
+        )
+        .with_versions(versions),
+    );
+    {
+        let reloader = reloader.clone();
+        tokio::task::spawn_blocking(move || reloader.adopt())
+            .await?
+            .context("applying the plugin versions kept in the state store")?;
+    }
+    reloader.follow()?;
     let _watcher = if options.watch {
         Some(reloader.watch()?)
     } else {
@@ -244,13 +256,70 @@ pub async fn run(
     Ok(())
 }
 
+/// Opens the state store the options and config name: PostgreSQL when a
+/// URL is given (waiting while it is unreachable), else redb in the state
+/// folder. It also keeps the plugin versions.
+async fn open_store(
+    config: &RouterConfig,
+    options: &RunOptions,
+    workers: usize,
+) -> anyhow::Result<(Arc<dyn StateStore>, Arc<dyn VersionStore>)> {
+    let keep = config.state.keep_processed;
+    let Some(url) = options.state_url.clone().or(config.state.url.clone()) else {
+        let store = Arc::new(DiskStore::open(
+            &options.state_dir.join("state.redb"),
+            keep,
+        )?);
+        return Ok((store.clone(), store));
+    };
+    let mut warned = false;
+    loop {
+        let url = url.clone();
+        let connecting =
+            tokio::task::spawn_blocking(move || PgStore::connect(&url, workers + 4, keep)).await?;
+        match connecting {
+            Ok(store) => {
+                let store = Arc::new(store);
+                return Ok((store.clone(), store));
+            }
+            Err(e) if e.chain().any(|c| c.is::<Unreachable>()) => {
+                if !warned {
+                    tracing::warn!("state store: {e:#}; waiting for it");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Keeps `/readyz` in step with the brokers and the state store.
 fn health_task(admin: Arc<AdminState>, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut ping: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+        let mut unhealthy: Option<String> = None;
         loop {
             tick.tick().await;
-            let store = shared.store_failing.lock().expect("store lock").clone();
+            // Ask the store whether it answers, one question at a time.
+            if ping.as_ref().is_none_or(|p| p.is_finished()) {
+                if let Some(done) = ping.take() {
+                    unhealthy = match done.await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(format!("{e:#}")),
+                        Err(e) => Some(e.to_string()),
+                    };
+                }
+                let store = shared.store.clone();
+                ping = Some(tokio::task::spawn_blocking(move || store.health()));
+            }
+            let store = shared
+                .store_failing
+                .lock()
+                .expect("store lock")
+                .clone()
+                .or(unhealthy.clone());
             let why = if shared.source.state().broker_down() {
                 Some("the Kafka brokers are unreachable".to_string())
             } else {

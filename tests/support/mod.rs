@@ -62,3 +62,4 @@ pub fn switchyard(cache: &Path) -> Command {
 pub mod e2e;
 pub mod http;
 pub mod kafka;
+pub mod postgres;

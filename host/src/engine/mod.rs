@@ -127,6 +127,9 @@ pub struct PluginVersion {
     pub hash: String,
     /// Where the compiled code came from.
     pub origin: Origin,
+    /// The component's bytes, kept so that the version can be stored and
+    /// served by other instances after a rollback to it.
+    pub wasm: Arc<[u8]>,
     pre: HandlerPre<CallCtx>,
 }
 
@@ -394,6 +397,7 @@ impl Engine {
             name: name.into(),
             hash,
             origin,
+            wasm: wasm.into(),
             pre,
         })
     }

@@ -6,9 +6,11 @@
 //! - `state`: `<plugin>\0<key>` -> value;
 //! - `processed`: `<plugin>\0<event id>` -> the outputs it produced;
 //! - `processed_order`: (`plugin`, sequence) -> event id, oldest first, so
-//!   the memory of processed ids stays bounded (`keep` per plugin).
+//!   the memory of processed ids stays bounded (`keep` per plugin);
+//! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
+//! - `plugins`: plugin -> its live version (`hash\0origin\0paused`).
 
-use super::{Effect, RecordEffects, StateRead, StateStore};
+use super::{Effect, LiveVersion, RecordEffects, StateRead, StateStore, VersionStore};
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
@@ -17,11 +19,14 @@ use std::path::Path;
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
 const ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_order");
+const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
+const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 
 /// Plugin state in a redb file.
 pub struct DiskStore {
     db: Database,
     keep: u64,
+    path: std::path::PathBuf,
 }
 
 fn join(plugin: &str, key: &str) -> String {
@@ -50,10 +55,13 @@ impl DiskStore {
         txn.open_table(STATE)?;
         txn.open_table(PROCESSED)?;
         txn.open_table(ORDER)?;
+        txn.open_table(WASM)?;
+        txn.open_table(PLUGINS)?;
         txn.commit()?;
         Ok(DiskStore {
             db,
             keep: keep.max(1),
+            path: path.to_path_buf(),
         })
     }
 }
@@ -162,6 +170,55 @@ impl StateStore for DiskStore {
         }
         Ok(out)
     }
+
+    fn describe(&self) -> String {
+        format!("redb at {}", self.path.display())
+    }
+}
+
+impl VersionStore for DiskStore {
+    fn live(&self) -> anyhow::Result<Vec<LiveVersion>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (plugin, row) = entry?;
+            let mut parts = row.value().split('\0');
+            let (hash, origin, paused) = (parts.next(), parts.next(), parts.next());
+            out.push(LiveVersion {
+                plugin: plugin.value().to_string(),
+                hash: hash.unwrap_or_default().to_string(),
+                origin: origin.unwrap_or_default().to_string(),
+                paused: paused == Some("1"),
+            });
+        }
+        Ok(out)
+    }
+
+    fn publish(&self, live: &LiveVersion, wasm: Option<&[u8]>) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            if let Some(wasm) = wasm {
+                txn.open_table(WASM)?.insert(live.hash.as_str(), wasm)?;
+            }
+            let row = format!(
+                "{}\0{}\0{}",
+                live.hash,
+                live.origin,
+                if live.paused { "1" } else { "0" }
+            );
+            txn.open_table(PLUGINS)?
+                .insert(live.plugin.as_str(), row.as_str())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn wasm(&self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(WASM)?;
+        Ok(table.get(hash)?.map(|v| v.value().to_vec()))
+    }
 }
 
 #[cfg(test)]
@@ -172,7 +229,10 @@ mod tests {
     fn disk_store_keeps_the_contract_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
-        super::super::tests::check_store(&DiskStore::open(&path, 100).unwrap());
+        let store = DiskStore::open(&path, 100).unwrap();
+        super::super::contract::check_store(&store);
+        super::super::contract::check_versions(&store);
+        drop(store);
         let store = DiskStore::open(&path, 100).unwrap();
         assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
         assert_eq!(

@@ -25,11 +25,19 @@
 //! held across the produce path.
 //!
 //! [`MemoryStore`] serves the test harness; [`DiskStore`] is the router's
-//! durable default.
+//! durable default, one redb file per instance; [`PgStore`] is PostgreSQL,
+//! shared by every instance of a consumer group (`--state-url`). All three
+//! keep the same contract, checked by [`contract::check_store`].
+//!
+//! The durable stores also keep the plugin versions ([`VersionStore`]), so
+//! an upload, a rollback or a pause outlives a restart, and every instance
+//! sharing a PostgreSQL store serves the same version.
 
 mod disk;
+mod postgres;
 
 pub use disk::DiskStore;
+pub use postgres::{PgStore, Unreachable, redact};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -74,6 +82,43 @@ pub trait StateStore: StateRead {
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Every committed key and value of `plugin`'s namespace.
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>>;
+    /// Whether the store answers now (for `/readyz`); local stores always do.
+    fn health(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// What and where the store is, for logs and the status page.
+    fn describe(&self) -> String {
+        "in memory".into()
+    }
+}
+
+/// A plugin's live version as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveVersion {
+    /// The plugin.
+    pub plugin: String,
+    /// The SHA-256 of its wasm, in hex.
+    pub hash: String,
+    /// How it went live: `file`, `upload` or `rollback`.
+    pub origin: String,
+    /// Whether the plugin is paused.
+    pub paused: bool,
+}
+
+/// Where plugin versions are kept, so that they outlive a restart and every
+/// instance sharing the store serves the same one.
+pub trait VersionStore: Send + Sync {
+    /// The live version of every plugin that has one stored.
+    fn live(&self) -> anyhow::Result<Vec<LiveVersion>>;
+    /// Makes `live` the stored live version, storing `wasm` under its hash
+    /// first when given.
+    fn publish(&self, live: &LiveVersion, wasm: Option<&[u8]>) -> anyhow::Result<()>;
+    /// The wasm stored under `hash`.
+    fn wasm(&self, hash: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Whether other instances may share it (then changes are polled for).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// A batch's view of the store: committed state with the writes and
@@ -237,8 +282,10 @@ impl StateStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// The contract tests every store must pass; public so that the end-to-end
+/// tests can run them against a real PostgreSQL server.
+#[doc(hidden)]
+pub mod contract {
     use super::*;
 
     fn effect(
@@ -261,7 +308,7 @@ pub(crate) mod tests {
     }
 
     /// The contract every store keeps; run against each implementation.
-    pub(crate) fn check_store(store: &dyn StateStore) {
+    pub fn check_store(store: &dyn StateStore) {
         let setup = vec![effect("e0", &[], &[("gone", Some(b"1"))])];
         assert_eq!(store.commit(&[&[setup]]).unwrap(), vec![1]);
         assert_eq!(store.processed("p", "e1").unwrap(), None);
@@ -302,6 +349,52 @@ pub(crate) mod tests {
         );
     }
 
+    /// Stored versions: publish, read back, change.
+    pub fn check_versions(store: &dyn VersionStore) {
+        assert_eq!(store.live().unwrap(), vec![]);
+        let v1 = LiveVersion {
+            plugin: "p".into(),
+            hash: "h1".into(),
+            origin: "file".into(),
+            paused: false,
+        };
+        store.publish(&v1, Some(b"one")).unwrap();
+        let v2 = LiveVersion {
+            hash: "h2".into(),
+            origin: "upload".into(),
+            ..v1.clone()
+        };
+        store.publish(&v2, Some(b"two")).unwrap();
+        let paused = LiveVersion {
+            paused: true,
+            ..v2.clone()
+        };
+        store.publish(&paused, None).unwrap();
+        assert_eq!(store.live().unwrap(), vec![paused]);
+        assert_eq!(store.wasm("h1").unwrap(), Some(b"one".to_vec()));
+        assert_eq!(store.wasm("h2").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(store.wasm("h3").unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::contract::check_store;
+    use super::*;
+
+    fn effect(id: &str, writes: &[(&str, Option<&[u8]>)]) -> Effect {
+        Effect {
+            plugin: "p".into(),
+            event_id: id.into(),
+            reads: Default::default(),
+            writes: writes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                .collect(),
+            outputs: format!("out-{id}").into_bytes(),
+        }
+    }
+
     #[test]
     fn memory_store_keeps_the_contract() {
         check_store(&MemoryStore::new());
@@ -311,7 +404,7 @@ pub(crate) mod tests {
     fn a_batch_view_shows_earlier_records() {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let view = BatchView::new(store.clone());
-        view.apply(&[effect("e1", &[], &[("a", Some(b"x"))])]);
+        view.apply(&[effect("e1", &[("a", Some(b"x"))])]);
         assert_eq!(view.get("p", "a").unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.get("p", "a").unwrap(), None);
         assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
