@@ -3,8 +3,9 @@
 # already present. Safe to run again and again.
 #   scripts/setup.sh          the wasm target and kcat
 #   scripts/setup.sh --test   also what the tests need: promtool, chromium,
-#                             confluent-kafka (PyPI) and the Tansu broker
-#                             (a ~20 minute build, once)
+#                             PostgreSQL, confluent-kafka (PyPI) and the Tansu
+#                             broker with durable storage (a ~20 minute build,
+#                             once)
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -35,6 +36,11 @@ fi
 missing=()
 have promtool || missing+=(prometheus)
 have chromium || missing+=(chromium)
+# PostgreSQL: the shared state store's tests start their own server with
+# Debian's initdb and pg_ctl (as the `postgres` user the package creates).
+if ! have initdb && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq
@@ -48,10 +54,15 @@ if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   python3 -m pip install --quiet confluent-kafka
 fi
 
-# Tansu: an independent Kafka-compatible broker for the end-to-end tests.
-if ! have tansu && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
-  echo "setup: installing tansu (a long build, done once)"
-  cargo install tansu --locked --features dynostore --quiet
+# Tansu: an independent Kafka-compatible broker for the end-to-end tests,
+# with libsql for durable storage (`sqlite://`), so that a test can restart
+# it without losing its records. An older install without libsql is rebuilt.
+tansu_has_libsql() {
+  grep -o '"tansu [^}]*}' "$HOME/.cargo/.crates2.json" 2>/dev/null | grep -q '"libsql"'
+}
+if ! tansu_has_libsql; then
+  echo "setup: installing tansu with durable storage (a long build, done once)"
+  cargo install tansu --locked --features dynostore,libsql --quiet
 fi
 
 if ! have cargo-nextest; then

@@ -385,6 +385,52 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
     assert_eq!(status, 200, "{body}");
     let admins = [admins[0].clone(), admins[1].clone(), admin];
     wait_all(&admins, "the rollback", |(h, _, _)| *h == file_hash);
+
+    // Each instance says which partitions it owns and where its state is;
+    // together they own all six, once each.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let owned: Vec<String> = admins
+            .iter()
+            .flat_map(|a| {
+                let v: Value = serde_json::from_str(&get(&format!("{a}/api/summary"))).unwrap();
+                assert!(
+                    v["store"]["backend"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("PostgreSQL"),
+                    "{v}"
+                );
+                serde_json::from_value::<Vec<String>>(v["partitions"].clone()).unwrap()
+            })
+            .collect();
+        let distinct: BTreeSet<&String> = owned.iter().collect();
+        if owned.len() == 6 && distinct.len() == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "owned partitions: {owned:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(get(&format!("{}/metrics", admins[0])).contains("switchyard_partition_owned{"));
+
+    // /readyz follows the store's health.
+    let ready = |admin: &str| request("GET", &format!("{admin}/readyz"), None, b"");
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = ready(&admins[0]);
+        if status == 503 && body.contains("state store") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz stayed {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready(&admins[0]).0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for r in routers {
         r.stop();
     }

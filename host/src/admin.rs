@@ -10,7 +10,7 @@
 //! | POST | `/plugins/{name}/reload` | reload from its file |
 //! | POST | `/plugins/{name}/rollback` | back to the previous version |
 //! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
-//! | GET | `/api/summary` | rates, errors, dead letters, lag, and why the router waits (`waiting`, or `null`) |
+//! | GET | `/api/summary` | rates, errors, dead letters, lag, the partitions this instance owns, the state store and its commit time, and why the router waits (`waiting`, or `null`) |
 //! | GET | `/` | a status page for people, refreshed live |
 //!
 //! Every change needs `Authorization: Bearer <token>`, the token coming from
@@ -46,6 +46,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Set once the consumer runs.
     pub ready: AtomicBool,
+    /// The state store, as [`crate::state::StateStore::describe`] says.
+    pub store: String,
     /// Why the router is waiting, while it is (brokers unreachable, state
     /// store failing); `/readyz` is false and says this.
     pub waiting: std::sync::Mutex<Option<String>>,
@@ -135,8 +137,15 @@ async fn summary(State(state): Shared) -> Json<serde_json::Value> {
     let (dead_letters, errors, lag) = state.metrics.totals();
     let s = &state.stats;
     let waiting = state.waiting.lock().expect("waiting lock").clone();
+    let (commits, mean) = state.metrics.commits();
     Json(json!({
         "waiting": waiting,
+        "partitions": state.metrics.partitions(),
+        "store": {
+            "backend": state.store,
+            "commits": commits,
+            "commit_ms_mean": (mean * 1000.0 * 100.0).round() / 100.0,
+        },
         "records": s.records.load(Ordering::Relaxed),
         "emitted": s.emitted.load(Ordering::Relaxed),
         "errors": errors,

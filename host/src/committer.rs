@@ -7,6 +7,7 @@
 //! that arrive queue up and go together in the next one, so the fsync is
 //! paid once per group however many partitions are busy.
 
+use crate::metrics::Metrics;
 use crate::state::{RecordEffects, StateStore};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -25,8 +26,8 @@ pub struct Committer {
 const MAX_GROUP: usize = 64;
 
 impl Committer {
-    /// Starts the commit thread over `store`.
-    pub fn new(store: Arc<dyn StateStore>) -> std::io::Result<Self> {
+    /// Starts the commit thread over `store`, timing each commit in `metrics`.
+    pub fn new(store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("switchyard-commit".into())
@@ -41,7 +42,10 @@ impl Committer {
                     }
                     let batches: Vec<&[RecordEffects]> =
                         group.iter().map(|r| r.effects.as_slice()).collect();
-                    match store.commit(&batches) {
+                    let started = std::time::Instant::now();
+                    let committed = store.commit(&batches);
+                    metrics.committed(started.elapsed());
+                    match committed {
                         Ok(applied) => {
                             for (request, n) in group.into_iter().zip(applied) {
                                 let _ = request.reply.send(Ok(n));

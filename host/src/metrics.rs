@@ -11,9 +11,15 @@
 //! timeout, memory, ...), `switchyard_plugin_duration_seconds{plugin}`,
 //! `switchyard_plugin_version_info{plugin,version}` (1 for the live version),
 //! `switchyard_plugin_reload_failures_total{plugin}`.
+//!
+//! And per instance: `switchyard_partition_owned{topic,partition}` (1 for
+//! each partition this instance owns in its group),
+//! `switchyard_state_commit_seconds` (one group commit to the state store),
+//! `switchyard_records_lost_total{topic}`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,6 +39,8 @@ pub struct Metrics {
     version: IntGaugeVec,
     reload_failures: IntCounterVec,
     lost: IntCounterVec,
+    owned: IntGaugeVec,
+    commit: Histogram,
     live: Mutex<HashMap<String, String>>,
 }
 
@@ -147,6 +155,25 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
+        let owned = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_partition_owned",
+                "1 for each partition this instance owns in its consumer group.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        let commit = Histogram::with_opts(
+            HistogramOpts::new(
+                "switchyard_state_commit_seconds",
+                "One group commit to the state store: every ready partition's batch.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(commit.clone()))
+            .expect("unique metric");
         for m in [
             &errors,
             &dlq,
@@ -164,7 +191,7 @@ impl Metrics {
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
         }
-        for m in [&lag, &version] {
+        for m in [&lag, &version, &owned] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -182,6 +209,8 @@ impl Metrics {
             version,
             reload_failures,
             lost,
+            owned,
+            commit,
             live: Mutex::new(HashMap::new()),
         }
     }
@@ -247,6 +276,55 @@ impl Metrics {
         self.version.with_label_values(&[plugin, version]).set(1);
     }
 
+    /// This instance now owns (`true`) or no longer owns `topic[partition]`.
+    pub fn owned(&self, topic: &str, partition: i32, owned: bool) {
+        let labels = [topic, &partition.to_string()];
+        if owned {
+            self.owned.with_label_values(&labels).set(1);
+        } else {
+            let _ = self.owned.remove_label_values(&labels);
+        }
+    }
+
+    /// The partitions this instance owns, as `topic[partition]`, sorted.
+    pub fn partitions(&self) -> Vec<String> {
+        let mut out: Vec<(String, i32)> = self
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "switchyard_partition_owned")
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                (label("topic"), label("partition").parse().unwrap_or(0))
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(t, p)| format!("{t}[{p}]")).collect()
+    }
+
+    /// One group commit took `took`.
+    pub fn committed(&self, took: Duration) {
+        self.commit.observe(took.as_secs_f64());
+    }
+
+    /// Group commits so far and their mean time in seconds.
+    pub fn commits(&self) -> (u64, f64) {
+        let n = self.commit.get_sample_count();
+        let mean = if n == 0 {
+            0.0
+        } else {
+            self.commit.get_sample_sum() / n as f64
+        };
+        (n, mean)
+    }
+
     /// A new version of `plugin` was refused.
     pub fn reload_failed(&self, plugin: &str) {
         self.reload_failures.with_label_values(&[plugin]).inc();
@@ -309,7 +387,21 @@ mod tests {
         m.live_version("echo", "aaa");
         m.live_version("echo", "bbb");
         m.lag("orders", 7);
+        m.owned("orders", 2, true);
+        m.owned("orders", 0, true);
+        m.owned("orders", 2, false);
+        m.committed(Duration::from_millis(4));
         let text = m.render();
+        assert_eq!(m.partitions(), vec!["orders[0]".to_string()]);
+        assert!(
+            text.contains(r#"switchyard_partition_owned{partition="0",topic="orders"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_state_commit_seconds_count 1"),
+            "{text}"
+        );
+        assert_eq!(m.commits(), (1, 0.004));
         assert!(
             text.contains(r#"kafka_consumer_errors_total{consumer_group="g",topic="orders"} 1"#),
             "{text}"

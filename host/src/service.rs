@@ -131,6 +131,7 @@ pub async fn run(
             .ok()
             .or_else(|| config.admin.token.clone()),
         ready: AtomicBool::new(false),
+        store: store.describe(),
         waiting: Default::default(),
     });
     let admin_task = match options.admin {
@@ -174,7 +175,7 @@ pub async fn run(
         router,
         pool: pool.clone(),
         store: store.clone(),
-        committer: Arc::new(Committer::new(store)?),
+        committer: Arc::new(Committer::new(store, metrics.clone())?),
         sink: sink.clone(),
         source: source.clone(),
         kafka: config.kafka.clone(),

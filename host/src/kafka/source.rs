@@ -125,6 +125,9 @@ impl ConsumerContext for SourceContext {
                 if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
                     lease.0.store(false, Ordering::Release);
                 }
+                if let Some(metrics) = &self.metrics {
+                    metrics.owned(e.topic(), e.partition(), false);
+                }
             }
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
@@ -132,6 +135,11 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            if let Some(metrics) = &self.metrics {
+                for e in list.elements() {
+                    metrics.owned(e.topic(), e.partition(), true);
+                }
+            }
             tracing::info!(partitions = list.count(), "partitions assigned");
         }
     }
