@@ -14,6 +14,9 @@
 //! - P4: `switchyard run` start → ready and → first record routed, with a
 //!   cold and a warm compile cache.
 //! - P5: peak RSS of `switchyard run` with 4 plugins and 12 partitions.
+//! - P6: records/s with 1, 2 and 3 router instances in one consumer group
+//!   sharing a PostgreSQL state store, against 1 instance on redb; with the
+//!   mean commit wait, re-runs after conflicts and aborted transactions.
 //! - P7: latency of one hop at light load, against the passthrough.
 //!
 //! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
@@ -43,6 +46,11 @@ use switchyard::service::{self, RunOptions};
 use switchyard::state::{MemoryStore, StateRead};
 
 const INPUT: &str = "booking.booking.created";
+
+/// The tests' throwaway PostgreSQL server, for P6.
+#[path = "../../tests/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -1000,6 +1008,35 @@ fn main() {
         )
         .unwrap();
     }
+    if wants("p6") {
+        let rows = p6(&runtime);
+        writeln!(
+            out,
+            "## P6: scale-out on a shared PostgreSQL store\n\n\
+             18,000 bookings through the payment plugin on 6 partitions of the embedded broker; \
+             the instances run in one process, in one consumer group, on this machine's cores. \
+             Steady state: first record consumed → last offset stored, summed over instances.\n\n\
+             | setup | rec/s | **/ redb** | batch commits | mean commit wait ms | records re-run | aborted transactions |\n\
+             |---|---|---|---|---|---|---|"
+        )
+        .unwrap();
+        let base = rows[0].rate;
+        for r in &rows {
+            writeln!(
+                out,
+                "| {} | {:.0} | {:.2}× | {} | {:.1} | {} | {} |",
+                r.label,
+                r.rate,
+                r.rate / base,
+                r.commits,
+                r.commit_ms,
+                r.reruns,
+                r.aborted
+            )
+            .unwrap();
+        }
+        writeln!(out).unwrap();
+    }
     if wants("p7") {
         let r = runtime.block_on(p7());
         eprintln!("P7: router {:?} passthrough {:?}", r.router, r.passthrough);
@@ -1016,6 +1053,113 @@ fn main() {
         );
     }
     print!("{out}");
+}
+
+/// One P6 configuration's result.
+struct P6 {
+    label: String,
+    rate: f64,
+    commits: u64,
+    commit_ms: f64,
+    reruns: u64,
+    aborted: i64,
+}
+
+/// Runs `instances` routers in one group on `n` records (6 partitions),
+/// on redb (`url` `None`) or the PostgreSQL database at `url`, until every
+/// record is acknowledged.
+async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Arc<Stats>>) {
+    let broker = Broker::start(false, 6, &[INPUT, "payment.payment.succeeded"]).await;
+    produce_inputs(&broker.bootstrap(), n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stats: Vec<Arc<Stats>> = (0..instances).map(|_| Arc::default()).collect();
+    let routers = stats.iter().enumerate().map(|(i, stats)| {
+        let dir = dir.path().join(format!("i{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = payment_config(&dir, "");
+        let options = RunOptions {
+            brokers: broker.bootstrap(),
+            group: "p6".into(),
+            state_dir: dir.join("state"),
+            state_url: url.clone(),
+            cache_dir: Some(root().join("target/bench-cache")),
+            summary_every: None,
+            create_topics: false,
+            admin: None,
+            watch: false,
+            workers: None,
+            stats: Some(stats.clone()),
+        };
+        let mut stopped = stopped.clone();
+        async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            service::run(config, options, shutdown).await.expect("router");
+        }
+    });
+    let watch = {
+        let stats = stats.clone();
+        async move {
+            let sum = |f: fn(&Stats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
+            let mut first = None;
+            while sum(|s| s.acked.load(Ordering::Relaxed)) < n as u64 {
+                if first.is_none() && sum(|s| s.records.load(Ordering::Relaxed)) > 0 {
+                    first = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let took = first.map_or(Duration::from_millis(1), |f| f.elapsed());
+            let _ = stop.send(true);
+            n as f64 / took.as_secs_f64()
+        }
+    };
+    let (rate, _) = futures::join!(watch, futures::future::join_all(routers));
+    (rate, stats)
+}
+
+fn p6(runtime: &tokio::runtime::Runtime) -> Vec<P6> {
+    // The mock cluster keeps about 5 MB per partition; stay under it.
+    let n = 6 * 3000;
+    let mut rows = Vec::new();
+    let summarise = |label: String, rate: f64, stats: &[Arc<Stats>], aborted: i64| {
+        let commits: u64 = stats.iter().map(|s| s.commits.load(Ordering::Relaxed)).sum();
+        let micros: u64 = stats.iter().map(|s| s.commit_micros.load(Ordering::Relaxed)).sum();
+        P6 {
+            label,
+            rate,
+            commits,
+            commit_ms: micros as f64 / 1000.0 / commits.max(1) as f64,
+            reruns: stats.iter().map(|s| s.reruns.load(Ordering::Relaxed)).sum(),
+            aborted,
+        }
+    };
+    let (rate, stats) = runtime.block_on(p6_run(n, 1, None));
+    rows.push(summarise("1 instance, redb (baseline)".into(), rate, &stats, 0));
+    let pg = postgres::Postgres::start();
+    for instances in 1..=3 {
+        let db = format!("p6_{instances}");
+        pg.sql(&format!("CREATE DATABASE {db}"));
+        let aborted = |pg: &postgres::Postgres| -> i64 {
+            pg.sql(&format!(
+                "SELECT xact_rollback FROM pg_stat_database WHERE datname = '{db}'"
+            ))
+            .parse()
+            .unwrap_or(0)
+        };
+        let before = aborted(&pg);
+        let (rate, stats) = runtime.block_on(p6_run(n, instances, Some(pg.url_of(&db))));
+        let after = aborted(&pg);
+        rows.push(summarise(
+            format!("{instances} instance(s), PostgreSQL"),
+            rate,
+            &stats,
+            after - before,
+        ));
+        eprintln!("P6 {instances}: {rate:.0}/s");
+    }
+    rows
 }
 
 /// A markdown table of p50 and p99 milliseconds, one row per measure.

@@ -143,7 +143,8 @@ pub struct KafkaConfig {
     /// `bootstrap.servers`; overridden by `--brokers` or `SWITCHYARD_BROKERS`.
     pub bootstrap_servers: String,
     /// The consumer group every router instance joins; scale out by
-    /// starting more instances with the same group.
+    /// starting more instances with the same group and one shared
+    /// `[state] url` (each instance's own redb file would split the state).
     pub group_id: String,
     /// Topics never consumed (globs), besides `*.dlq` and `__*`, which are
     /// always excluded so the router never eats its own dead letters.

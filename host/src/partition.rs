@@ -45,6 +45,13 @@ pub struct Stats {
     pub skipped: AtomicU64,
     /// Records whose outputs were all acknowledged and whose offsets were stored.
     pub acked: AtomicU64,
+    /// Batches committed to the state store.
+    pub commits: AtomicU64,
+    /// Microseconds partitions waited for those commits, in total.
+    pub commit_micros: AtomicU64,
+    /// Records run again because a commit found their reads changed (or the
+    /// event already processed elsewhere).
+    pub reruns: AtomicU64,
 }
 
 /// What every partition worker shares.
@@ -249,6 +256,12 @@ impl Worker {
                 }
             }
             let conflicted = applied < run.done.len();
+            if conflicted {
+                shared
+                    .stats
+                    .reruns
+                    .fetch_add((run.done.len() - applied) as u64, Ordering::Relaxed);
+            }
             start += applied;
             if applied > 0 {
                 attempt = 1;
@@ -277,8 +290,14 @@ impl Worker {
         let shared = &self.shared;
         let mut attempt = 1;
         loop {
+            let started = Instant::now();
             match shared.committer.commit(effects.clone()).await {
                 Ok(n) => {
+                    let stats = &shared.stats;
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .commit_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     if attempt > 1 {
                         shared.store_failing.lock().expect("store lock").take();
                     }
