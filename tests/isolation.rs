@@ -224,8 +224,19 @@ drain_timeout_ms = 2000"#,
         "stopped in {took:?} during a pause\n{log}"
     );
 
-    // Nothing was lost: after a restart, resumed, the waiting records flow.
+    // The pause is kept in the state store, so it outlives a restart; once
+    // resumed, the waiting records flow: nothing was lost.
     let mut again = start(&config, &broker, dir.path());
+    let url = again.admin_url();
+    let status = get(&format!("{url}/plugins/counter"));
+    assert!(status.contains(r#""paused":true"#), "{status}");
+    let (status, _) = request(
+        "POST",
+        &format!("{url}/plugins/counter/resume"),
+        Some("secret"),
+        b"",
+    );
+    assert_eq!(status, 200);
     again.wait("the waiting records", Duration::from_secs(60), |r| {
         r.handled("b.in", "b.in") >= 3
     });

@@ -1096,7 +1096,9 @@ async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Ar
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            service::run(config, options, shutdown).await.expect("router");
+            service::run(config, options, shutdown)
+                .await
+                .expect("router");
         }
     });
     let watch = {
@@ -1124,8 +1126,14 @@ fn p6(runtime: &tokio::runtime::Runtime) -> Vec<P6> {
     let n = 6 * 3000;
     let mut rows = Vec::new();
     let summarise = |label: String, rate: f64, stats: &[Arc<Stats>], aborted: i64| {
-        let commits: u64 = stats.iter().map(|s| s.commits.load(Ordering::Relaxed)).sum();
-        let micros: u64 = stats.iter().map(|s| s.commit_micros.load(Ordering::Relaxed)).sum();
+        let commits: u64 = stats
+            .iter()
+            .map(|s| s.commits.load(Ordering::Relaxed))
+            .sum();
+        let micros: u64 = stats
+            .iter()
+            .map(|s| s.commit_micros.load(Ordering::Relaxed))
+            .sum();
         P6 {
             label,
             rate,
@@ -1136,7 +1144,12 @@ fn p6(runtime: &tokio::runtime::Runtime) -> Vec<P6> {
         }
     };
     let (rate, stats) = runtime.block_on(p6_run(n, 1, None));
-    rows.push(summarise("1 instance, redb (baseline)".into(), rate, &stats, 0));
+    rows.push(summarise(
+        "1 instance, redb (baseline)".into(),
+        rate,
+        &stats,
+        0,
+    ));
     let pg = postgres::Postgres::start();
     for instances in 1..=3 {
         let db = format!("p6_{instances}");

@@ -45,12 +45,14 @@ pub enum Broker {
     Mock(EmbeddedBroker),
     /// A Tansu process on a free loopback port.
     Tansu {
-        /// The process.
-        child: Child,
+        /// The process (`None` while stopped).
+        child: Mutex<Option<Child>>,
         /// Its port.
         port: u16,
+        /// Its storage engine URL.
+        storage: String,
         /// Its storage folder.
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
     },
 }
 
@@ -71,35 +73,77 @@ impl Broker {
 
     /// A Tansu broker (installed by scripts/setup.sh), with in-memory storage.
     pub fn tansu() -> Self {
-        let tansu = which("tansu").expect("tansu is not installed; run scripts/setup.sh");
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(tansu)
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .arg(format!("--listener-url=tcp://127.0.0.1:{port}"))
-            .arg(format!("--advertised-listener-url=tcp://127.0.0.1:{port}"))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Broker::Tansu {
-            child,
-            port,
-            _dir: dir,
-        }
+        Self::tansu_on(|_| "memory://tansu/".into())
     }
 
-    /// Takes the mock cluster's broker down or back up (an outage).
+    /// A Tansu broker with durable storage (libsql, a file in its folder):
+    /// it keeps its topics, records and offsets across a restart.
+    pub fn tansu_durable() -> Self {
+        Self::tansu_on(|dir| format!("sqlite://{}/tansu.db", dir.display()))
+    }
+
+    fn tansu_on(storage: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::Tansu {
+            child: Mutex::new(None),
+            port: free_port(),
+            storage: storage(dir.path()),
+            dir,
+        };
+        broker.set_down(false);
+        broker
+    }
+
+    /// Takes the broker down or back up: the mock cluster's broker stops
+    /// answering; the Tansu process is killed, or started again on the same
+    /// port and storage.
     pub fn set_down(&self, down: bool) {
         match self {
             Broker::Mock(b) => b.set_down(down).expect("mock broker toggles"),
-            Broker::Tansu { .. } => panic!("outages are simulated on the mock cluster"),
+            Broker::Tansu {
+                child,
+                port,
+                storage,
+                dir,
+            } => {
+                let mut child = child.lock().unwrap();
+                if let Some(mut old) = child.take() {
+                    let _ = old.kill();
+                    let _ = old.wait();
+                }
+                if down {
+                    return;
+                }
+                let tansu = which("tansu").expect("tansu is not installed; run scripts/setup.sh");
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("tansu.log"))
+                    .unwrap();
+                *child = Some(
+                    Command::new(tansu)
+                        .args(["broker", "--storage-engine", storage])
+                        .arg(format!("--listener-url=tcp://127.0.0.1:{port}"))
+                        .arg(format!("--advertised-listener-url=tcp://127.0.0.1:{port}"))
+                        .current_dir(dir.path())
+                        .stdout(Stdio::null())
+                        .stderr(log)
+                        .spawn()
+                        .expect("tansu starts"),
+                );
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                    if let Some(status) = child.as_mut().unwrap().try_wait().unwrap() {
+                        panic!(
+                            "tansu exited ({status}): {}",
+                            std::fs::read_to_string(dir.path().join("tansu.log"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 
@@ -147,7 +191,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Broker::Tansu { child, .. } = self {
+        if let Broker::Tansu { child, .. } = self
+            && let Some(mut child) = child.get_mut().unwrap().take()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
