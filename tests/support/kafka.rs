@@ -73,21 +73,22 @@ impl Broker {
 
     /// A Tansu broker (installed by scripts/setup.sh), with in-memory storage.
     pub fn tansu() -> Self {
-        Self::tansu_on(|_| "memory://tansu/".into())
+        Self::tansu_on("memory://tansu/")
     }
 
-    /// A Tansu broker with durable storage (libsql, a file in its folder):
-    /// it keeps its topics, records and offsets across a restart.
+    /// A Tansu broker with durable storage (libsql, a file in its folder,
+    /// which is its working directory): it keeps its topics, records and
+    /// offsets across a restart.
     pub fn tansu_durable() -> Self {
-        Self::tansu_on(|dir| format!("sqlite://{}/tansu.db", dir.display()))
+        Self::tansu_on("sqlite://tansu.db")
     }
 
-    fn tansu_on(storage: impl FnOnce(&Path) -> String) -> Self {
+    fn tansu_on(storage: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::Tansu {
             child: Mutex::new(None),
             port: free_port(),
-            storage: storage(dir.path()),
+            storage: storage.to_string(),
             dir,
         };
         broker.set_down(false);
@@ -106,7 +107,7 @@ impl Broker {
                 storage,
                 dir,
             } => {
-                let mut child = child.lock().unwrap();
+                let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(mut old) = child.take() {
                     let _ = old.kill();
                     let _ = old.wait();
@@ -192,7 +193,7 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Broker::Tansu { child, .. } = self
-            && let Some(mut child) = child.get_mut().unwrap().take()
+            && let Some(mut child) = child.get_mut().unwrap_or_else(|e| e.into_inner()).take()
         {
             let _ = child.kill();
             let _ = child.wait();
