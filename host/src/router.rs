@@ -318,6 +318,24 @@ impl Router {
         kafka: &KafkaConfig,
     ) -> BatchRun {
         let view = Arc::new(BatchView::new(store.clone()));
+        if store.remote() {
+            // One round trip for the batch's processed marks instead of one
+            // per record; it costs a second decode, so only for a remote store.
+            let keys: Vec<(String, String)> = records
+                .iter()
+                .filter(|r| !self.exclude.matches(&r.topic))
+                .filter_map(|r| envelope::decode(r).ok())
+                .flat_map(|e| {
+                    self.registry
+                        .subscribers(&e.ty, &e.topic)
+                        .map(|p| (p.spec.name.clone(), e.id.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if let Err(e) = view.prefetch(keys) {
+                tracing::debug!("prefetching processed marks: {e:#}");
+            }
+        }
         let mut done = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             let outcome = self.route(record, &view, instances);

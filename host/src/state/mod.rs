@@ -82,6 +82,25 @@ pub trait StateStore: StateRead {
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Every committed key and value of `plugin`'s namespace.
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>>;
+    /// The outputs recorded for each of `keys` (plugin, event id) that was
+    /// processed; the others are absent from the answer.
+    fn processed_many(
+        &self,
+        keys: &[(String, String)],
+    ) -> anyhow::Result<HashMap<(String, String), Vec<u8>>> {
+        let mut found = HashMap::new();
+        for (plugin, id) in keys {
+            if let Some(outputs) = self.processed(plugin, id)? {
+                found.insert((plugin.clone(), id.clone()), outputs);
+            }
+        }
+        Ok(found)
+    }
+    /// Whether each lookup is a network round trip, so that a batch's
+    /// processed marks are better fetched at once ([`BatchView::prefetch`]).
+    fn remote(&self) -> bool {
+        false
+    }
     /// Whether the store answers now (for `/readyz`); local stores always do.
     fn health(&self) -> anyhow::Result<()> {
         Ok(())
@@ -132,6 +151,8 @@ pub struct BatchView {
 struct Overlay {
     writes: HashMap<(String, String), Option<Vec<u8>>>,
     processed: HashMap<(String, String), Vec<u8>>,
+    /// Looked up in the store at the start of the batch and not processed.
+    unprocessed: std::collections::HashSet<(String, String)>,
 }
 
 impl BatchView {
@@ -159,17 +180,37 @@ impl BatchView {
         }
     }
 
+    /// Looks up the processed marks of `keys` (plugin, event id) in one go,
+    /// so that the records of the batch need no lookup of their own. A mark
+    /// written after this by another instance is still caught: the commit
+    /// checks every mark again.
+    pub fn prefetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<()> {
+        let found = self.base.processed_many(&keys)?;
+        let mut overlay = self.overlay.lock().expect("overlay lock");
+        for key in keys {
+            match found.get(&key) {
+                Some(outputs) => {
+                    overlay.processed.insert(key, outputs.clone());
+                }
+                None => {
+                    overlay.unprocessed.insert(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The outputs `plugin` produced for `event_id`, in this batch or before.
     pub fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let key = (plugin.to_string(), event_id.to_string());
-        if let Some(outputs) = self
-            .overlay
-            .lock()
-            .expect("overlay lock")
-            .processed
-            .get(&key)
         {
-            return Ok(Some(outputs.clone()));
+            let overlay = self.overlay.lock().expect("overlay lock");
+            if let Some(outputs) = overlay.processed.get(&key) {
+                return Ok(Some(outputs.clone()));
+            }
+            if overlay.unprocessed.contains(&key) {
+                return Ok(None);
+            }
         }
         self.base.processed(plugin, event_id)
     }
@@ -398,6 +439,21 @@ pub(crate) mod tests {
     #[test]
     fn memory_store_keeps_the_contract() {
         check_store(&MemoryStore::new());
+    }
+
+    #[test]
+    fn a_prefetch_answers_for_the_whole_batch() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        store.commit(&[&[vec![effect("e1", &[])]]]).unwrap();
+        let view = BatchView::new(store.clone());
+        view.prefetch(vec![("p".into(), "e1".into()), ("p".into(), "e2".into())])
+            .unwrap();
+        // Marked after the prefetch: the view does not look again (the
+        // commit's own check catches it).
+        store.commit(&[&[vec![effect("e2", &[])]]]).unwrap();
+        assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
+        assert_eq!(view.processed("p", "e2").unwrap(), None);
+        assert_eq!(view.processed("p", "e3").unwrap(), None);
     }
 
     #[test]

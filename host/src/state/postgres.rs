@@ -532,6 +532,33 @@ impl StateStore for PgStore {
         })
     }
 
+    fn processed_many(
+        &self,
+        keys: &[(String, String)],
+    ) -> anyhow::Result<HashMap<(String, String), Vec<u8>>> {
+        let (plugins, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = Self::client(&pool).await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT p.plugin, p.event_id, p.outputs FROM switchyard_processed p \
+                     JOIN unnest($1::text[], $2::text[]) AS i(plugin, event_id) \
+                     USING (plugin, event_id)",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&plugins, &ids]).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+                .collect())
+        })
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn health(&self) -> anyhow::Result<()> {
         self.ping()
     }
