@@ -11,6 +11,8 @@
 //! | POST | `/plugins/{name}/rollback` | back to the previous version |
 //! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
 //! | GET | `/api/summary` | rates, errors, dead letters, lag, the partitions this instance owns, the state store and its commit time, and why the router waits (`waiting`, or `null`) |
+//! | GET | `/api/map`, `/api/history`, `/api/lag`, `/api/dlq`... | the status page's data; see [`crate::status`] |
+//! | POST | `/api/dlq/{topic}/replay` | replay one dead letter or all of a topic |
 //! | GET | `/` | a status page for people, refreshed live |
 //!
 //! Every change needs `Authorization: Bearer <token>`, the token coming from
@@ -46,6 +48,13 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Set once the consumer runs.
     pub ready: AtomicBool,
+    /// What flowed where, for the routing map and the charts.
+    pub flows: Arc<crate::flows::Flows>,
+    /// The Kafka client settings, for browsing and replaying dead letters
+    /// (`None`: not available).
+    pub kafka: Option<rdkafka::ClientConfig>,
+    /// The last listing of the dead letters, and when it was made.
+    pub dlq_cache: std::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     /// The state store, as [`crate::state::StateStore::describe`] says.
     pub store: String,
     /// Why the router is waiting, while it is (brokers unreachable, state
@@ -67,6 +76,15 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route("/plugins/{name}/rollback", post(rollback))
         .route("/plugins/{name}/pause", post(pause))
         .route("/plugins/{name}/resume", post(resume))
+        .route("/api/map", get(crate::status::map))
+        .route("/api/history", get(crate::status::history))
+        .route("/api/lag", get(crate::status::lag))
+        .route("/api/dlq", get(crate::status::letters))
+        .route(
+            "/api/dlq/{topic}/{partition}/{offset}",
+            get(crate::status::letter),
+        )
+        .route("/api/dlq/{topic}/replay", post(crate::status::replay))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(state)
 }
@@ -84,12 +102,13 @@ pub async fn serve(
 
 type Shared = State<Arc<AdminState>>;
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error answer: `{"error": message}`.
+pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// The 401 answer for a change without the right token, if it lacks it.
-fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -26,6 +26,8 @@
 //! - [`reload`]: hot reload from files and uploads, checked before going live.
 //! - [`admin`]: the admin API and status page (axum).
 //! - [`metrics`]: Prometheus metrics with the catalog's names.
+//! - [`flows`]: what flowed along each edge of the routing map, and charts.
+//! - [`status`]: the status page's data: map, charts, lag, dead letters.
 //! - [`harness`]: `switchyard test`, fixtures with diffs.
 //! - [`cli`]: the `switchyard` command line.
 //!
@@ -56,6 +58,7 @@ pub mod config;
 pub mod engine;
 pub mod envelope;
 pub mod event;
+pub mod flows;
 pub mod harness;
 pub mod kafka;
 pub mod metrics;
@@ -66,3 +69,4 @@ pub mod reload;
 pub mod router;
 pub mod service;
 pub mod state;
+pub mod status;

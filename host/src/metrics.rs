@@ -42,6 +42,7 @@ pub struct Metrics {
     owned: IntGaugeVec,
     commit: Histogram,
     live: Mutex<HashMap<String, String>>,
+    partition_lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
 }
 
 /// The families `/metrics` always declares, even before their first series.
@@ -212,6 +213,7 @@ impl Metrics {
             owned,
             commit,
             live: Mutex::new(HashMap::new()),
+            partition_lag: Mutex::default(),
         }
     }
 
@@ -328,6 +330,27 @@ impl Metrics {
     /// A new version of `plugin` was refused.
     pub fn reload_failed(&self, plugin: &str) {
         self.reload_failures.with_label_values(&[plugin]).inc();
+    }
+
+    /// Sets the consumer lag of one partition this instance owns.
+    pub fn set_partition_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.partition_lag
+            .lock()
+            .expect("metrics lock")
+            .insert((topic.to_string(), partition), lag);
+    }
+
+    /// The consumer lag of every partition this instance owns, by topic and
+    /// partition.
+    pub fn partition_lags(&self) -> Vec<(String, i32, i64)> {
+        let owned: std::collections::HashSet<String> = self.partitions().into_iter().collect();
+        self.partition_lag
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .filter(|((t, p), _)| owned.contains(&format!("{t}[{p}]")))
+            .map(|((t, p), lag)| (t.clone(), *p, *lag))
+            .collect()
     }
 
     /// Sets the consumer lag of `topic`.

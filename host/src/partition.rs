@@ -74,6 +74,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What flowed where, for the status page.
+    pub flows: Arc<crate::flows::Flows>,
     /// Set while the state store fails, with why (for `/readyz`).
     pub store_failing: std::sync::Mutex<Option<String>>,
     /// Becomes true when the router shuts down.
@@ -319,8 +321,30 @@ impl Worker {
         let shared = &self.shared;
         shared.stats.records.fetch_add(1, Ordering::Relaxed);
         shared.metrics.processed(&record.topic, took);
+        let topic = |t: &str| format!("topic:{t}");
+        if let RecordOutcome::Undecodable(_) = outcome {
+            let dlq = crate::kafka::dlq::topic_of(&record.topic);
+            shared.flows.edge(topic(&record.topic), topic(&dlq));
+        }
         if let RecordOutcome::Routed { calls, .. } = outcome {
             for call in calls.iter().filter(|c| !c.duplicate) {
+                let name = &call.plugin.spec.name;
+                let node = format!("plugin:{name}");
+                shared.flows.edge(topic(&record.topic), node.clone());
+                match &call.result {
+                    Ok(records) => {
+                        for r in records {
+                            shared.flows.edge(node.clone(), topic(&r.topic));
+                        }
+                    }
+                    Err(_) => {
+                        let dlq = crate::kafka::dlq::topic_of(&record.topic);
+                        shared.flows.edge(node.clone(), topic(&dlq));
+                    }
+                }
+                shared
+                    .flows
+                    .call(name, call.result.is_err(), call.result.is_err());
                 let failed = call.result.as_ref().err().map(|f| f.class());
                 shared
                     .metrics

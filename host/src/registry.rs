@@ -21,6 +21,7 @@ pub struct Plugin {
     current: RwLock<Arc<PluginVersion>>,
     status: Mutex<Status>,
     paused: std::sync::atomic::AtomicBool,
+    reloading: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -82,6 +83,7 @@ impl Plugin {
                 errors: 0,
             }),
             paused: std::sync::atomic::AtomicBool::new(false),
+            reloading: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -143,6 +145,17 @@ impl Plugin {
     pub fn set_paused(&self, paused: bool) {
         self.paused
             .store(paused, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Marks a new version as being checked (`true`) or done (`false`).
+    pub fn set_reloading(&self, reloading: bool) {
+        self.reloading
+            .store(reloading, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a new version is being checked before it may go live.
+    pub fn is_reloading(&self) -> bool {
+        self.reloading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether it is paused.

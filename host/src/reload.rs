@@ -236,6 +236,7 @@ impl Reloader {
         let _changing = self.lock();
         let current = plugin.current();
         let kind = if origin == "upload" { "upload" } else { "file" };
+        plugin.set_reloading(true);
         let outcome = self
             .engine
             .load(name, wasm)
@@ -255,6 +256,7 @@ impl Reloader {
                 }
                 Ok(version)
             });
+        plugin.set_reloading(false);
         match outcome {
             Ok(version) if version.hash == current.hash => Ok(current),
             Ok(version) => {

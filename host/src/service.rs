@@ -122,6 +122,8 @@ pub async fn run(
         config.kafka.max_record_bytes,
     ));
     let stats = options.stats.clone().unwrap_or_default();
+    let flows = Arc::new(crate::flows::Flows::default());
+    let client = kafka::client_config(&options.brokers, &config.kafka.client);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_state = Arc::new(AdminState {
         reloader,
@@ -131,6 +133,9 @@ pub async fn run(
             .ok()
             .or_else(|| config.admin.token.clone()),
         ready: AtomicBool::new(false),
+        flows: flows.clone(),
+        kafka: Some(client.clone()),
+        dlq_cache: Default::default(),
         store: store.describe(),
         waiting: Default::default(),
     });
@@ -150,7 +155,6 @@ pub async fn run(
         }
         None => None,
     };
-    let client = kafka::client_config(&options.brokers, &config.kafka.client);
     let sink = Arc::new(Sink::new(&client, options.create_topics, &config.kafka)?);
     let failed = sink
         .ensure_topics(&config.topics_to_create(), &config.kafka)
@@ -181,6 +185,7 @@ pub async fn run(
         kafka: config.kafka.clone(),
         stats: stats.clone(),
         metrics,
+        flows: flows.clone(),
         store_failing: Default::default(),
         shutdown: shutdown_rx,
     });
@@ -190,6 +195,13 @@ pub async fn run(
     let mut partitions: HashMap<(String, i32), PartitionQueue> = HashMap::new();
     let mut tasks = Vec::new();
     let summary = summary_task(stats, options.summary_every);
+    let sampler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::flows::SAMPLE_EVERY);
+        loop {
+            tick.tick().await;
+            flows.sample();
+        }
+    });
     let health = health_task(admin_state.clone(), shared.clone());
     tokio::pin!(shutdown);
     loop {
@@ -227,6 +239,7 @@ pub async fn run(
         tracing::warn!("drain timed out; unfinished records will be redelivered");
     }
     summary.abort();
+    sampler.abort();
     health.abort();
     let _ = health.await;
     pool.stop();

@@ -201,7 +201,8 @@ impl Drop for Broker {
     }
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// The path of program `name` on `PATH` or in `~/.cargo/bin`.
+pub fn which(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH")?).collect();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
@@ -397,8 +398,20 @@ impl Router {
         cache: &Path,
         flags: &[&str],
     ) -> Self {
+        Self::start_with(config, broker, state_dir, cache, flags, &[])
+    }
+
+    /// [`Router::start_plain`] with extra environment variables.
+    pub fn start_with(
+        config: &Path,
+        broker: &Broker,
+        state_dir: &Path,
+        cache: &Path,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.arg("run").args(flags);
+        cmd.arg("run").args(flags).envs(envs.iter().copied());
         let mut child = cmd
             .arg("--config")
             .arg(config)

@@ -23,11 +23,13 @@ use crate::config::KafkaConfig;
 use crate::engine::{MAX_ERROR_TEXT, truncate_text};
 use crate::event::{Header, OutRecord, Record};
 use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The prefix of every dead-letter header.
 pub const PREFIX: &str = "switchyard-dlq-";
@@ -141,24 +143,8 @@ pub async fn replay(
             .map_err(|_| {
                 anyhow::anyhow!("{dlq_topic}: no record within {idle:?}; {count} replayed so far")
             })??;
-        let mut original = None;
-        let mut headers = Vec::new();
-        for h in message.headers().iter().flat_map(|hs| hs.iter()) {
-            let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
-            if h.key == format!("{PREFIX}topic") {
-                original = Some(value);
-            } else if !h.key.starts_with(PREFIX) {
-                headers.push(Header::new(h.key, value));
-            }
-        }
-        if let Some(topic) = original {
-            sink.send_all(&[OutRecord {
-                topic,
-                key: message.key().map(<[u8]>::to_vec),
-                headers,
-                value: message.payload().unwrap_or_default().to_vec(),
-            }])
-            .await?;
+        if let Some(record) = restore(&message) {
+            sink.send_all(&[record]).await?;
             count += 1;
         } else {
             tracing::warn!(
@@ -175,4 +161,213 @@ pub async fn replay(
         }
     }
     Ok(count)
+}
+
+/// The record a dead letter came from: its original topic, key, value and
+/// headers, without the dead-letter headers; `None` without
+/// `switchyard-dlq-topic`. Every replay goes through this.
+fn restore(message: &impl Message) -> Option<OutRecord> {
+    let mut original = None;
+    let mut headers = Vec::new();
+    for h in message.headers().iter().flat_map(|hs| hs.iter()) {
+        let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+        if h.key == format!("{PREFIX}topic") {
+            original = Some(value);
+        } else if !h.key.starts_with(PREFIX) {
+            headers.push(Header::new(h.key, value));
+        }
+    }
+    Some(OutRecord {
+        topic: original?,
+        key: message.key().map(<[u8]>::to_vec),
+        headers,
+        value: message.payload().unwrap_or_default().to_vec(),
+    })
+}
+
+/// A dead letter as the status page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Letter {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// When it was written (Unix milliseconds), if the broker says.
+    pub timestamp: Option<i64>,
+    /// The original topic, partition and offset.
+    pub original: String,
+    /// The plugin that failed (empty for undecodable records).
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// The error class.
+    pub class: String,
+    /// Why, cut to 2 KiB.
+    pub error: String,
+    /// The record's key, as text.
+    pub key: Option<String>,
+    /// The record's value, as text (only when one record is asked for).
+    pub value: Option<String>,
+}
+
+impl Letter {
+    fn of(message: &impl Message, with_value: bool) -> Letter {
+        let header = |name: &str| -> String {
+            message
+                .headers()
+                .iter()
+                .flat_map(|hs| hs.iter())
+                .find(|h| h.key == format!("{PREFIX}{name}"))
+                .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                .unwrap_or_default()
+        };
+        Letter {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            original: format!(
+                "{}[{}]@{}",
+                header("topic"),
+                header("partition"),
+                header("offset")
+            ),
+            plugin: header("plugin"),
+            version: header("plugin-version"),
+            class: header("error-class"),
+            error: header("error"),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: with_value.then(|| {
+                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned()
+            }),
+        }
+    }
+}
+
+fn browser(config: &ClientConfig) -> anyhow::Result<BaseConsumer> {
+    let mut config = config.clone();
+    config
+        .set("group.id", "switchyard-dlq-browse")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    Ok(config.create()?)
+}
+
+/// The newest `per_partition` dead letters of every partition of every
+/// `*.dlq` topic, newest first. Reads the topics directly (no consumer
+/// group), so every instance sees every letter; gives up after `timeout`.
+pub fn recent(
+    config: &ClientConfig,
+    per_partition: i64,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Letter>> {
+    let consumer = browser(config)?;
+    let metadata = consumer.fetch_metadata(None, timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().ends_with(".dlq"))
+    {
+        for p in topic.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic.name(), p.id(), timeout)?;
+            if high > low {
+                let start = (high - per_partition).max(low);
+                assignment.add_partition_offset(topic.name(), p.id(), Offset::Offset(start))?;
+                remaining.insert((topic.name().to_string(), p.id()), high);
+            }
+        }
+    }
+    let mut letters = Vec::new();
+    if remaining.is_empty() {
+        return Ok(letters);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let at = (message.topic().to_string(), message.partition());
+                if remaining
+                    .get(&at)
+                    .is_some_and(|high| message.offset() + 1 >= *high)
+                {
+                    remaining.remove(&at);
+                }
+                letters.push(Letter::of(&message, false));
+            }
+            Some(Err(e)) => tracing::debug!("browsing dead letters: {e}"),
+            None => {}
+        }
+    }
+    letters.sort_by_key(|l| std::cmp::Reverse((l.timestamp, l.offset)));
+    Ok(letters)
+}
+
+/// Reads the dead letter at `topic[partition]@offset`, with its value.
+fn read_one(
+    config: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> anyhow::Result<rdkafka::message::OwnedMessage> {
+    anyhow::ensure!(topic.ends_with(".dlq"), "{topic}: not a dead-letter topic");
+    let consumer = browser(config)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            anyhow::ensure!(
+                message.offset() == offset,
+                "{topic}[{partition}]@{offset}: no such record (the next is @{})",
+                message.offset()
+            );
+            return Ok(message.detach());
+        }
+    }
+    anyhow::bail!("{topic}[{partition}]@{offset}: no such record within {timeout:?}")
+}
+
+/// The dead letter at `topic[partition]@offset`, with its value.
+pub fn letter(
+    config: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> anyhow::Result<Letter> {
+    Ok(Letter::of(
+        &read_one(config, topic, partition, offset, timeout)?,
+        true,
+    ))
+}
+
+/// Sends the one dead letter at `topic[partition]@offset` back to its
+/// original topic, as [`replay`] does for a whole topic.
+pub async fn replay_one(
+    config: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<()> {
+    let (c, t) = (config.clone(), topic.to_string());
+    let message = tokio::task::spawn_blocking(move || {
+        read_one(&c, &t, partition, offset, Duration::from_secs(10))
+    })
+    .await??;
+    let record = restore(&message)
+        .ok_or_else(|| anyhow::anyhow!("{topic}[{partition}]@{offset}: no {PREFIX}topic header"))?;
+    let sink = Sink::new(config, false, &KafkaConfig::default())?;
+    sink.send_all(&[record]).await?;
+    sink.flush(Duration::from_secs(5));
+    Ok(())
 }

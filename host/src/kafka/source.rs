@@ -81,6 +81,11 @@ impl ClientContext for SourceContext {
         }
         let Some(metrics) = &self.metrics else { return };
         for (name, topic) in &statistics.topics {
+            for p in topic.partitions.values() {
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    metrics.set_partition_lag(name, p.partition, p.consumer_lag);
+                }
+            }
             let lag: i64 = topic
                 .partitions
                 .values()

@@ -1,0 +1,197 @@
+//! What actually flowed, for the status page's routing map and charts:
+//! records per edge (input topic → plugin → output topic, and into the
+//! dead-letter topics), and per-plugin calls, errors and dead letters over
+//! the last minutes, sampled in memory.
+//!
+//! Node names are prefixed: `topic:<name>` and `plugin:<name>`.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many samples the history keeps (with [`SAMPLE_EVERY`], 5 minutes).
+pub const HISTORY: usize = 60;
+
+/// How often the history is sampled.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Counts of one plugin, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Calls that ran.
+    pub calls: u64,
+    /// Calls that failed (each attempt).
+    pub errors: u64,
+    /// Records dead-lettered by its failures.
+    pub dead_letters: u64,
+}
+
+/// One point of a plugin's chart: what happened in one sample interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// The end of the interval, in Unix seconds.
+    pub at: u64,
+    /// Calls in the interval.
+    pub calls: u64,
+    /// Errors in the interval.
+    pub errors: u64,
+    /// Dead letters in the interval.
+    pub dead_letters: u64,
+}
+
+/// One edge of the map, with the records that went along it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edge {
+    /// `topic:<name>` or `plugin:<name>`.
+    pub from: String,
+    /// `topic:<name>` or `plugin:<name>`.
+    pub to: String,
+    /// Records so far.
+    pub count: u64,
+    /// Records in the last sample interval, per second.
+    pub rate: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    edges: HashMap<(String, String), u64>,
+    plugins: BTreeMap<String, Counts>,
+    /// Snapshots of (unix seconds, per-plugin counts, per-edge counts).
+    samples: VecDeque<Sample>,
+}
+
+struct Sample {
+    at: u64,
+    plugins: BTreeMap<String, Counts>,
+    edges: HashMap<(String, String), u64>,
+}
+
+/// The flow counters of one router.
+#[derive(Default)]
+pub struct Flows {
+    inner: Mutex<Inner>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Flows {
+    /// Counts one record along `from` → `to`.
+    pub fn edge(&self, from: String, to: String) {
+        *self
+            .inner
+            .lock()
+            .expect("flows lock")
+            .edges
+            .entry((from, to))
+            .or_default() += 1;
+    }
+
+    /// Counts one call of `plugin`: failed or not, dead-lettered or not.
+    pub fn call(&self, plugin: &str, failed: bool, dead_lettered: bool) {
+        let mut inner = self.inner.lock().expect("flows lock");
+        let counts = inner.plugins.entry(plugin.to_string()).or_default();
+        counts.calls += 1;
+        counts.errors += u64::from(failed);
+        counts.dead_letters += u64::from(dead_lettered);
+    }
+
+    /// Takes a sample for the charts; call every [`SAMPLE_EVERY`].
+    pub fn sample(&self) {
+        let mut inner = self.inner.lock().expect("flows lock");
+        let sample = Sample {
+            at: now(),
+            plugins: inner.plugins.clone(),
+            edges: inner.edges.clone(),
+        };
+        inner.samples.push_back(sample);
+        while inner.samples.len() > HISTORY + 1 {
+            inner.samples.pop_front();
+        }
+    }
+
+    /// Every edge seen, with its count and its rate over the last interval.
+    pub fn edges(&self) -> Vec<Edge> {
+        let inner = self.inner.lock().expect("flows lock");
+        let window = inner.samples.len().checked_sub(2).map(|i| {
+            let (a, b) = (&inner.samples[i], &inner.samples[i + 1]);
+            (a, b, (b.at.saturating_sub(a.at)).max(1) as f64)
+        });
+        let mut edges: Vec<Edge> = inner
+            .edges
+            .iter()
+            .map(|((from, to), count)| {
+                let rate = window.map_or(0.0, |(a, b, secs)| {
+                    let key = (from.clone(), to.clone());
+                    let (x, y) = (
+                        a.edges.get(&key).copied().unwrap_or(0),
+                        b.edges.get(&key).copied().unwrap_or(0),
+                    );
+                    y.saturating_sub(x) as f64 / secs
+                });
+                Edge {
+                    from: from.clone(),
+                    to: to.clone(),
+                    count: *count,
+                    rate,
+                }
+            })
+            .collect();
+        edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        edges
+    }
+
+    /// Each plugin's cumulative counts.
+    pub fn totals(&self) -> BTreeMap<String, Counts> {
+        self.inner.lock().expect("flows lock").plugins.clone()
+    }
+
+    /// Each plugin's chart: one point per sample interval, oldest first.
+    pub fn history(&self) -> BTreeMap<String, Vec<Point>> {
+        let inner = self.inner.lock().expect("flows lock");
+        let mut out: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+        for (a, b) in inner.samples.iter().zip(inner.samples.iter().skip(1)) {
+            for (plugin, now) in &b.plugins {
+                let before = a.plugins.get(plugin).copied().unwrap_or_default();
+                out.entry(plugin.clone()).or_default().push(Point {
+                    at: b.at,
+                    calls: now.calls - before.calls,
+                    errors: now.errors - before.errors,
+                    dead_letters: now.dead_letters - before.dead_letters,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_and_charts_count_what_flowed() {
+        let flows = Flows::default();
+        flows.sample();
+        flows.edge("topic:a".into(), "plugin:p".into());
+        flows.call("p", false, false);
+        flows.call("p", true, true);
+        flows.sample();
+        let edges = flows.edges();
+        assert_eq!(edges.len(), 1);
+        assert_eq!(edges[0].count, 1);
+        assert!(edges[0].rate > 0.0);
+        let history = flows.history();
+        let points = &history["p"];
+        assert_eq!(points.len(), 1);
+        assert_eq!(
+            (points[0].calls, points[0].errors, points[0].dead_letters),
+            (2, 1, 1)
+        );
+        assert_eq!(flows.totals()["p"].errors, 1);
+    }
+}

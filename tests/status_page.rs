@@ -1,0 +1,238 @@
+//! The status page a staging team keeps open: the booking example on the
+//! embedded broker with one good event, one bad record and a reload, then
+//! the page in headless Chromium (Debian's `chromium`): the routing map with
+//! its live edges, the dead letter with its reason, replay with and without
+//! the token, and the new version. It also takes the README's screenshot
+//! (`docs/status-page.png` when `SWITCHYARD_SCREENSHOT=1`).
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::http::{get, request};
+use support::kafka::{Broker, Client, Kcat, Rec, Router, which};
+
+const TOKEN: &str = "page-token";
+
+fn chromium(url: &str, extra: &[&str]) -> String {
+    let chromium =
+        which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--virtual-time-budget=6000",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn edge_count(map: &Value, from: &str, to: &str) -> u64 {
+    map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == from && e["to"] == to)
+        .and_then(|e| e["count"].as_u64())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, secs: u64, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
+    let broker = Broker::mock();
+    for t in [
+        "booking.booking.created",
+        "booking.booking.cancelled",
+        "payment.payment.succeeded",
+        "receipt.receipt.generated",
+    ] {
+        broker.create_topic(t, 1);
+        broker.create_topic(&format!("{t}.dlq"), 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    support::build_wasm("plugins");
+    let config = support::root().join("examples/booking/router.toml");
+    let mut router = Router::start_with(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+        &["--no-create-topics"],
+        &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
+    );
+    let url = router.admin_url();
+    let kcat = Kcat(broker.bootstrap());
+    let good = std::fs::read(support::root().join("examples/booking/events/booking-created.json"))
+        .unwrap();
+    kcat.produce(&[
+        Rec {
+            topic: "booking.booking.created".into(),
+            partition: Some(0),
+            key: Some("b-1".into()),
+            headers: vec![],
+            value: good,
+        },
+        Rec {
+            topic: "booking.booking.created".into(),
+            partition: Some(0),
+            key: Some("bad".into()),
+            headers: vec![],
+            value: b"not json".to_vec(),
+        },
+    ]);
+    router.wait("the receipt", Duration::from_secs(90), |r| {
+        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= 1
+            && r.handled("booking.booking.created", "-") >= 1
+    });
+
+    // A reload: another build of payment (an extra custom section).
+    let wasm_path = support::root().join("plugins/target/wasm32-wasip2/release/payment.wasm");
+    let mut upload = std::fs::read(&wasm_path).unwrap();
+    upload.extend_from_slice(&[0, 10, 9]);
+    upload.extend_from_slice(b"page-test");
+    let (status, body) = request(
+        "PUT",
+        &format!("{url}/plugins/payment"),
+        Some(TOKEN),
+        &upload,
+    );
+    assert_eq!(status, 200, "{body}");
+    let version = serde_json::from_str::<Value>(&body).unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The JSON the page draws from.
+    let map: Value = serde_json::from_str(&get(&format!("{url}/api/map"))).unwrap();
+    for (from, to) in [
+        ("topic:booking.booking.created", "plugin:payment"),
+        ("plugin:payment", "topic:payment.payment.succeeded"),
+        ("topic:payment.payment.succeeded", "plugin:receipt"),
+        ("plugin:receipt", "topic:receipt.receipt.generated"),
+        (
+            "topic:booking.booking.created",
+            "topic:booking.booking.created.dlq",
+        ),
+    ] {
+        assert!(edge_count(&map, from, to) >= 1, "{from} -> {to}: {map}");
+    }
+    wait_for("the dead letter listed", 30, || {
+        get(&format!("{url}/api/dlq")).contains("value is not JSON")
+    });
+    let letters: Value = serde_json::from_str(&get(&format!("{url}/api/dlq"))).unwrap();
+    let letter = &letters["letters"][0];
+    assert_eq!(letter["topic"], "booking.booking.created.dlq", "{letters}");
+    assert_eq!(letter["class"], "decode");
+    let record: Value = serde_json::from_str(&get(&format!(
+        "{url}/api/dlq/booking.booking.created.dlq/0/{}",
+        letter["offset"]
+    )))
+    .unwrap();
+    assert_eq!(record["value"], "not json", "{record}");
+
+    // The page itself, rendered by Chromium.
+    let dom = chromium(&format!("{url}/"), &["--dump-dom"]);
+    for (from, to) in [
+        ("topic:booking.booking.created", "plugin:payment"),
+        ("plugin:payment", "topic:payment.payment.succeeded"),
+        ("topic:payment.payment.succeeded", "plugin:receipt"),
+        ("plugin:receipt", "topic:receipt.receipt.generated"),
+    ] {
+        let at = format!(r#"data-from="{from}" data-to="{to}" data-count=""#);
+        let count: u64 = dom
+            .split(&at)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no edge {from} -> {to} on the page:\n{dom}"));
+        assert!(count >= 1, "{from} -> {to} shows {count}");
+    }
+    assert!(dom.contains("value is not JSON"), "the reason:\n{dom}");
+    assert!(
+        dom.contains(r#"data-replay="booking.booking.created.dlq/0/"#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td>{version}</td>")),
+        "the new version:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("{version} · running")),
+        "the map's version:\n{dom}"
+    );
+
+    // Replay: refused without the token, re-routed with it.
+    let one = format!(r#"{{"partition":0,"offset":{}}}"#, letter["offset"]);
+    let replay = format!("{url}/api/dlq/booking.booking.created.dlq/replay");
+    let (status, _) = request("POST", &replay, None, one.as_bytes());
+    assert_eq!(status, 401);
+    let (status, _) = request("POST", &replay, Some("wrong"), one.as_bytes());
+    assert_eq!(status, 401);
+    let before = router.handled("booking.booking.created", "-");
+    assert_eq!(before, 1, "refused replays must not re-route");
+    let (status, body) = request("POST", &replay, Some(TOKEN), one.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    router.wait("the replayed record", Duration::from_secs(30), |r| {
+        r.handled("booking.booking.created", "-") == 2
+    });
+
+    if std::env::var_os("SWITCHYARD_SCREENSHOT").is_some() {
+        // A few chart samples (one per 5 s) and some traffic to draw.
+        for i in 0..3 {
+            let mut event: Value = serde_json::from_slice(
+                &std::fs::read(
+                    support::root().join("examples/booking/events/booking-created.json"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            event["event_id"] = format!("e0000001-0000-4000-8000-00000000010{i}").into();
+            kcat.produce(&[Rec {
+                topic: "booking.booking.created".into(),
+                partition: Some(0),
+                key: Some(format!("b-{i}")),
+                headers: vec![],
+                value: event.to_string().into_bytes(),
+            }]);
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        let shot = support::root().join("docs/status-page.png");
+        std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&shot);
+        chromium(
+            &format!("{url}/"),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1400,1300",
+            ],
+        );
+        assert!(
+            Path::new(&shot).exists(),
+            "no screenshot at {}",
+            shot.display()
+        );
+    }
+    router.stop();
+}
