@@ -277,10 +277,29 @@ fn without_the_token_every_change_is_refused_and_nothing_changes() {
         ("POST", "/plugins/echo/pause", b""),
         ("POST", "/plugins/echo/resume", b""),
     ] {
-        for token in [None, Some("wrong")] {
+        let same_length = "x".repeat(TOKEN.len());
+        for token in [None, Some("wrong"), Some(same_length.as_str()), Some("")] {
             let (status, body) = request(method, &format!("{url}{path}"), token, body);
             assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
         }
+    }
+    // An oversized upload is answered from its headers alone, before any of
+    // its body is sent: 401 without the token, 413 with it.
+    assert_eq!(announce_upload(&url, None, 33 << 20), 401);
+    assert_eq!(announce_upload(&url, Some(TOKEN), 33 << 20), 413);
+    // Path tricks and unknown plugins change nothing, even with the token.
+    for path in [
+        "/plugins/..%2Fecho/pause",
+        "/plugins/%2e%2e/echo/pause",
+        "/plugins/echo%2Fpause",
+        "/plugins/nope/pause",
+        "/plugins/../plugins/echo/pause",
+    ] {
+        let (status, body) = request("POST", &format!("{url}{path}"), Some(TOKEN), b"");
+        assert!(
+            (400..500).contains(&status) && status != 401,
+            "{path}: {status} {body}"
+        );
     }
     let after = plugin(&url);
     assert_eq!(after["version"], before["version"]);
@@ -291,6 +310,32 @@ fn without_the_token_every_change_is_refused_and_nothing_changes() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(plugin(&url)["version"], label(&upload).as_str());
     router.stop();
+}
+
+/// Sends only the head of a `PUT /plugins/echo` announcing `length` bytes,
+/// and returns the status the server answers with without the body.
+fn announce_upload(url: &str, token: Option<&str>, length: usize) -> u16 {
+    use std::io::{Read, Write};
+    let host = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "PUT /plugins/echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n{auth}\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .expect("an answer before the body was sent");
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn which(name: &str) -> Option<PathBuf> {

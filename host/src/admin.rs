@@ -16,8 +16,12 @@
 //! | GET | `/` | a status page for people, refreshed live |
 //!
 //! Every change needs `Authorization: Bearer <token>`, the token coming from
-//! `[admin] token` in the config or `SWITCHYARD_ADMIN_TOKEN`. Without one
-//! configured, changes are always refused: 401, and nothing changes.
+//! `[admin] token` in the config or `SWITCHYARD_ADMIN_TOKEN` (an empty one
+//! counts as unset). Without one configured, changes are always refused:
+//! 401, and nothing changes. The token is checked by a layer in front of
+//! every route that is not a `GET`, before any request body is read, so an
+//! unauthenticated 32 MiB upload costs nothing; it is compared through
+//! SHA-256 digests in constant time, which says nothing about its length.
 
 use crate::metrics::Metrics;
 use crate::partition::Stats;
@@ -86,6 +90,7 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         )
         .route("/api/dlq/{topic}/replay", post(crate::status::replay))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -126,8 +131,53 @@ pub(crate) fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Respons
     }
 }
 
+/// Refuses every request that may change something (anything but `GET`
+/// and `HEAD`) without the token, and any body announced larger than
+/// [`MAX_UPLOAD`], before the body is read.
+async fn guard(
+    State(state): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method();
+    if method != axum::http::Method::GET
+        && method != axum::http::Method::HEAD
+        && let Some(refused) = refusal(&state, request.headers())
+    {
+        return refused;
+    }
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_UPLOAD as u64) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {} MiB", MAX_UPLOAD >> 20),
+        );
+    }
+    next.run(request).await
+}
+
+/// Whether `a` and `b` are equal, in time independent of their contents and
+/// lengths: their SHA-256 digests are compared byte by byte, all of them.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The admin token: `SWITCHYARD_ADMIN_TOKEN`, else `configured`; an empty
+/// one is no token.
+pub fn token(configured: Option<&str>) -> Option<String> {
+    std::env::var("SWITCHYARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| configured.filter(|t| !t.is_empty()).map(str::to_string))
 }
 
 async fn ready(State(state): Shared) -> Response {
@@ -245,4 +295,17 @@ async fn resume(State(state): Shared, Path(name): Path<String>, headers: HeaderM
 
 async fn page() -> Html<&'static str> {
     Html(include_str!("admin.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_by_content_only() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret-and-more"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 }

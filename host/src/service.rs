@@ -129,9 +129,7 @@ pub async fn run(
         reloader,
         metrics: metrics.clone(),
         stats: stats.clone(),
-        token: std::env::var("SWITCHYARD_ADMIN_TOKEN")
-            .ok()
-            .or_else(|| config.admin.token.clone()),
+        token: admin::token(config.admin.token.as_deref()),
         ready: AtomicBool::new(false),
         flows: flows.clone(),
         kafka: Some(client.clone()),

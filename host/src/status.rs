@@ -5,7 +5,7 @@
 //! | GET | `/api/map` | the routing map: input topics → plugins → output topics, from the config and from what flowed, with counts and rates; each plugin's version, state and error rate |
 //! | GET | `/api/history` | per plugin, calls, errors and dead letters per 5 s over the last 5 minutes |
 //! | GET | `/api/lag` | the lag of each partition this instance owns, and the alert threshold |
-//! | GET | `/api/dlq` | the newest dead letters of every `*.dlq` topic |
+//! | GET | `/api/dlq` | the newest dead letters (20) of every `*.dlq` topic |
 //! | GET | `/api/dlq/{topic}/{partition}/{offset}` | one dead letter with its record |
 //! | POST | `/api/dlq/{topic}/replay` | replay one letter (`{"partition":p,"offset":o}`) or, with no body, the whole topic, as `switchyard dlq replay` does; needs the token |
 //!
@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 /// The catalog's alert threshold for consumer lag.
 pub const LAG_ALERT: i64 = 1000;
 
-/// How many dead letters per partition the page lists.
-const LETTERS_PER_PARTITION: i64 = 20;
+/// How many dead letters per topic the page lists.
+const LETTERS_PER_TOPIC: i64 = 20;
 
 /// How long a listing of the dead letters is reused.
 const DLQ_CACHE: Duration = Duration::from_secs(2);
@@ -153,7 +153,7 @@ fn kafka(state: &AdminState) -> Result<rdkafka::ClientConfig, Box<Response>> {
     })
 }
 
-/// `GET /api/dlq`: newest first, at most 20 per partition.
+/// `GET /api/dlq`: newest first, at most 20 per topic.
 pub async fn letters(State(state): Shared) -> Response {
     if let Some((at, cached)) = state.dlq_cache.lock().expect("dlq cache").clone()
         && at.elapsed() < DLQ_CACHE
@@ -165,7 +165,7 @@ pub async fn letters(State(state): Shared) -> Response {
         Err(refused) => return *refused,
     };
     let listed = tokio::task::spawn_blocking(move || {
-        dlq::recent(&config, LETTERS_PER_PARTITION, Duration::from_secs(3))
+        dlq::recent(&config, LETTERS_PER_TOPIC, Duration::from_secs(3))
     })
     .await;
     match listed {

@@ -3,10 +3,20 @@
 //! An entry is keyed by the SHA-256 of the wasm bytes plus the engine's
 //! compatibility hash (wasmtime version, target and settings), so a restart
 //! reuses compiled code and an engine upgrade never loads stale code.
-//! Entries are written to a temporary file and renamed into place, so a crash
-//! never leaves a torn entry behind.
+//! Entries are written to a temporary file with an unpredictable name
+//! (created exclusively) and renamed into place, so a crash never leaves a
+//! torn entry behind and nobody can plant the file being written.
+//!
+//! A cached entry is native code the host will run, so the cache trusts its
+//! folder only when it is a real folder (not a symbolic link) owned by this
+//! user and writable by nobody else; a new folder is created that way
+//! (mode 0700). An untrusted folder is not used at all, with a warning naming
+//! it and the fix, and every plugin is compiled instead. Entries that are
+//! symbolic links or not regular files are ignored.
 
 use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// A directory of serialized components.
@@ -14,16 +24,62 @@ use std::path::{Path, PathBuf};
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_hash: String,
+    /// Set when the folder cannot be trusted: nothing is read or written.
+    disabled: bool,
+}
+
+/// Why `dir` cannot be trusted with compiled code, if it cannot.
+fn untrusted(dir: &Path) -> Option<String> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Some("it is a symbolic link; point the cache at a real folder".into());
+    }
+    if !meta.is_dir() {
+        return Some("it is not a folder".into());
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "other users can write to it (mode {:o}); run `chmod go-w {}`",
+            meta.mode() & 0o777,
+            dir.display()
+        ));
+    }
+    // /proc/self belongs to this process's user.
+    if let Ok(me) = std::fs::metadata("/proc/self")
+        && me.uid() != meta.uid()
+    {
+        return Some(format!(
+            "it belongs to another user (uid {}); use a cache folder of your own",
+            meta.uid()
+        ));
+    }
+    None
 }
 
 impl CompileCache {
-    /// A cache in `dir` for components compiled by `engine`.
+    /// A cache in `dir` for components compiled by `engine`; see the module
+    /// docs for when it refuses the folder.
     pub(crate) fn new(dir: PathBuf, engine: &wasmtime::Engine) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir);
+        let refused = untrusted(&dir);
+        if let Some(why) = &refused {
+            tracing::warn!(
+                "compile cache {}: not used, {why}; plugins are compiled at every start",
+                dir.display()
+            );
+        }
         CompileCache {
             dir,
             engine_hash: format!("{:016x}", hasher.finish()),
+            disabled: refused.is_some(),
         }
     }
 
@@ -38,14 +94,19 @@ impl CompileCache {
         engine: &wasmtime::Engine,
         content_hash: &str,
     ) -> Option<wasmtime::component::Component> {
-        let path = self.path(content_hash);
-        if !path.exists() {
+        if self.disabled {
             return None;
         }
-        // SAFETY: the file lives in the host's own cache directory and was
-        // written by `store` below from a component this engine compiled; the
-        // name carries the engine's compatibility hash, and wasmtime checks
-        // the header again and rejects a mismatch.
+        let path = self.path(content_hash);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.file_type().is_file() {
+            tracing::warn!(path = %path.display(), "ignoring a compile cache entry that is not a regular file");
+            return None;
+        }
+        // SAFETY: the file is a regular file in a folder only this user can
+        // write (checked in `new`), written by `store` below from a component
+        // this engine compiled; the name carries the engine's compatibility
+        // hash, and wasmtime checks the header again and rejects a mismatch.
         match unsafe { wasmtime::component::Component::deserialize_file(engine, &path) } {
             Ok(component) => Some(component),
             Err(e) => {
@@ -67,18 +128,36 @@ impl CompileCache {
         content_hash: &str,
         component: &wasmtime::component::Component,
     ) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        if self.disabled {
+            return Ok(());
+        }
         let bytes = component.serialize()?;
-        let path = self.path(content_hash);
-        let tmp = tmp_path(&path);
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".entry-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.persist(self.path(content_hash))?;
         Ok(())
     }
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(untrusted(dir.path()), None);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(untrusted(dir.path()).unwrap().contains("chmod go-w"));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(std::env::temp_dir(), &link).unwrap();
+        assert!(untrusted(&link).unwrap().contains("symbolic link"));
+        let engine = wasmtime::Engine::default();
+        let cache = CompileCache::new(dir.path().to_path_buf(), &engine);
+        assert!(cache.disabled);
+    }
 }

@@ -257,12 +257,13 @@ fn browser(config: &ClientConfig) -> anyhow::Result<BaseConsumer> {
     Ok(config.create()?)
 }
 
-/// The newest `per_partition` dead letters of every partition of every
-/// `*.dlq` topic, newest first. Reads the topics directly (no consumer
-/// group), so every instance sees every letter; gives up after `timeout`.
+/// About the newest `per_topic` dead letters of every `*.dlq` topic (the
+/// newest of each partition, the topic's share spread over its partitions),
+/// newest first. Reads the topics directly (no consumer group), so every
+/// instance sees every letter; gives up after `timeout`.
 pub fn recent(
     config: &ClientConfig,
-    per_partition: i64,
+    per_topic: i64,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Letter>> {
     let consumer = browser(config)?;
@@ -274,6 +275,8 @@ pub fn recent(
         .iter()
         .filter(|t| t.name().ends_with(".dlq"))
     {
+        let partitions = topic.partitions().len().max(1) as i64;
+        let per_partition = (per_topic + partitions - 1) / partitions;
         for p in topic.partitions() {
             let (low, high) = consumer.fetch_watermarks(topic.name(), p.id(), timeout)?;
             if high > low {
@@ -306,6 +309,12 @@ pub fn recent(
         }
     }
     letters.sort_by_key(|l| std::cmp::Reverse((l.timestamp, l.offset)));
+    let mut shown: HashMap<String, i64> = HashMap::new();
+    letters.retain(|l| {
+        let n = shown.entry(l.topic.clone()).or_default();
+        *n += 1;
+        *n <= per_topic
+    });
     Ok(letters)
 }
 
