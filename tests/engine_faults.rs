@@ -145,3 +145,42 @@ fn staged_writes_come_back_only_from_successful_calls() {
     // Nothing is applied by the engine itself: the store is unchanged.
     assert_eq!(store.get("echo", "count").unwrap(), None);
 }
+
+/// What the host holds for a call (staged state, log lines, emits) counts
+/// against the plugin's memory cap: a plugin that would make the host
+/// allocate without limit fails with `memory`, and the next call is fine.
+#[test]
+fn host_allocations_count_against_the_memory_cap() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    let limits = Limits {
+        timeout: Duration::from_secs(10),
+        memory_bytes: 16 << 20,
+    };
+    let version = engine.load_file("rogue", &support::guest("rogue")).unwrap();
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let config = Arc::new(Map::new());
+    let run = |mode: &str| {
+        let mut e = event();
+        e.data = json!({ "mode": mode }).to_string();
+        engine
+            .call(
+                &version,
+                &e,
+                CallInput {
+                    state: &store,
+                    config: &config,
+                    limits,
+                },
+            )
+            .map(|out| out.result.map(|emits| emits.len()))
+    };
+    for mode in ["hoard", "chatter", "flood"] {
+        assert_eq!(
+            run(mode).err(),
+            Some(Fault::Memory(16 << 20)),
+            "{mode}: the host budget holds"
+        );
+    }
+    assert_eq!(run("fine").unwrap(), Ok(1), "the next call runs normally");
+}

@@ -10,6 +10,9 @@ use crate::event;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "switchyard:plugin/handler",
+    // Host calls may trap: a plugin over its host budget (see
+    // `engine::context`) is stopped with a `memory` fault.
+    imports: { default: trappable },
 });
 
 use self::switchyard::plugin::types as wit;

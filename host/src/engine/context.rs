@@ -51,7 +51,23 @@ pub(crate) struct CallCtx {
     timeout: Duration,
     /// Set when the guest slept past `timeout`.
     pub(crate) slept_past_deadline: bool,
+    /// Bytes the host holds for this call: staged state keys and values and
+    /// log lines. They count against the plugin's memory cap like its linear
+    /// memory, so a plugin cannot make the host allocate without limit.
+    host_bytes: usize,
 }
+
+/// The trap a host call raises when the call's host budget is spent.
+#[derive(Debug)]
+struct OverBudget;
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call's host memory budget is spent")
+    }
+}
+
+impl std::error::Error for OverBudget {}
 
 /// The clocks one instance's WASI context reads; [`CallCtx::begin`] sets
 /// them for each call.
@@ -201,6 +217,7 @@ impl CallCtx {
             random,
             timeout: Duration::MAX,
             slept_past_deadline: false,
+            host_bytes: 0,
         }
     }
 
@@ -237,7 +254,19 @@ impl CallCtx {
         self.limiter.exceeded = false;
         self.timeout = limits.timeout;
         self.slept_past_deadline = false;
+        self.host_bytes = 0;
         self.stderr_mark = self.stderr.contents().len();
+    }
+
+    /// Counts `bytes` more held by the host for this call; past the memory
+    /// cap, the call stops with a memory fault.
+    pub(crate) fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.host_bytes = self.host_bytes.saturating_add(bytes);
+        if self.host_bytes > self.limiter.limit {
+            self.limiter.exceeded = true;
+            return Err(wasmtime::Error::new(OverBudget));
+        }
+        Ok(())
     }
 
     /// What the guest wrote to stderr during the current call.
@@ -318,7 +347,8 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 impl types::Host for CallCtx {}
 
 impl log::Host for CallCtx {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.charge(message.len())?;
         let (plugin, event_id) = (&*self.plugin, self.event_id.as_str());
         match level {
             log::Level::Trace => tracing::trace!(plugin, event_id, "{message}"),
@@ -327,47 +357,56 @@ impl log::Host for CallCtx {
             log::Level::Warn => tracing::warn!(plugin, event_id, "{message}"),
             log::Level::Error => tracing::error!(plugin, event_id, "{message}"),
         }
+        Ok(())
     }
 }
 
 impl state::Host for CallCtx {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         if let Some(staged) = self.staged.get(&key) {
-            return staged.clone();
+            return Ok(staged.clone());
         }
         if let Some(read) = self.reads.get(&key) {
-            return read.clone();
+            return Ok(read.clone());
         }
         let Some(state) = &self.state else {
-            return None;
+            return Ok(None);
         };
         match state.get(&self.plugin, &key) {
             Ok(value) => {
+                self.charge(key.len() + value.as_ref().map_or(0, Vec::len))?;
                 self.reads.insert(key, value.clone());
-                value
+                Ok(value)
             }
             Err(e) => {
                 self.state_error = Some(format!("state store read failed: {e:#}"));
-                None
+                Ok(None)
             }
         }
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) {
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.charge(key.len() + value.len())?;
         self.staged.insert(key, Some(value));
+        Ok(())
     }
 
-    fn delete(&mut self, key: String) {
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.charge(key.len())?;
         self.staged.insert(key, None);
+        Ok(())
     }
 }
 
 impl config::Host for CallCtx {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).map(Value::to_string)
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        let value = self.config.get(&key).map(Value::to_string);
+        self.charge(value.as_ref().map_or(0, String::len))?;
+        Ok(value)
     }
 
-    fn all(&mut self) -> String {
-        self.config_text.to_string()
+    fn all(&mut self) -> wasmtime::Result<String> {
+        self.charge(self.config_text.len())?;
+        Ok(self.config_text.to_string())
     }
 }

@@ -290,13 +290,23 @@ impl Instance {
             Ok(_) if ctx.state_error.is_some() => {
                 Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
             }
-            Ok(result) => Ok(CallOutput {
-                result: result
+            Ok(result) => {
+                let result: Result<Vec<crate::event::Emit>, _> = result
                     .map(|emits| emits.into_iter().map(Into::into).collect())
-                    .map_err(Into::into),
-                writes: std::mem::take(&mut ctx.staged),
-                reads: std::mem::take(&mut ctx.reads),
-            }),
+                    .map_err(Into::into);
+                // The emits were copied out of the guest into the host: they
+                // count against the same budget as staged state and logs.
+                if let Ok(emits) = &result
+                    && ctx.charge(emits.iter().map(emit_bytes).sum()).is_err()
+                {
+                    return Err(Fault::Memory(input.limits.memory_bytes));
+                }
+                Ok(CallOutput {
+                    result,
+                    writes: std::mem::take(&mut ctx.staged),
+                    reads: std::mem::take(&mut ctx.reads),
+                })
+            }
         }
     }
 }
@@ -507,6 +517,19 @@ fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// The bytes an emit holds in the host.
+fn emit_bytes(emit: &crate::event::Emit) -> usize {
+    emit.ty.len()
+        + emit.data.len()
+        + emit.key.as_ref().map_or(0, String::len)
+        + emit.topic.as_ref().map_or(0, String::len)
+        + emit
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum::<usize>()
 }
 
 fn classify(

@@ -5,13 +5,16 @@
 //! - `sleep`: sleeps for an hour;
 //! - `forge`: emits with forged host headers (`switchyard-hop: 0`);
 //! - `retry`: asks to be retried, every time;
+//! - `hoard`: stages 1 MiB values in state, 200 times (200 MiB in the host);
+//! - `chatter`: logs 1 MiB lines, 200 times;
+//! - `flood`: stages 9 MiB of state, then emits 8 MiB (17 MiB in all);
 //! - anything else: emits `rogue.ok`.
-use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, json};
+use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, Level, json};
 
 struct Rogue;
 
 impl Handler for Rogue {
-    fn handle(_: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
+    fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
         let data = event.data_value();
         let mode = data["mode"].as_str().unwrap_or("");
         match mode {
@@ -28,6 +31,30 @@ impl Handler for Rogue {
                     .header("ce_type", "forged"),
             ]),
             "retry" => Err(HandlerError::Retry("not yet, and never".into())),
+            "hoard" => {
+                let mib = "h".repeat(1 << 20);
+                for i in 0..200 {
+                    ctx.state.set(&format!("k{i}"), &mib)?;
+                }
+                Ok(vec![])
+            }
+            "chatter" => {
+                let mib = "c".repeat(1 << 20);
+                for _ in 0..200 {
+                    ctx.log(Level::Info, &mib);
+                }
+                Ok(vec![])
+            }
+            "flood" => {
+                let chunk = "f".repeat(3 << 20);
+                for i in 0..3 {
+                    ctx.state.set(&format!("k{i}"), &chunk)?;
+                }
+                drop(chunk);
+                (0..4)
+                    .map(|_| Emit::new("rogue.ok", &json!({ "blob": "e".repeat(2 << 20) })))
+                    .collect()
+            }
             _ => Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode }))?]),
         }
     }
