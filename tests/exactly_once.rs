@@ -5,7 +5,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -60,18 +60,7 @@ receipt_base_url = "https://receipts.example/"
             let bootstrap = broker.bootstrap();
             std::thread::spawn(move || {
                 let lines: Vec<(String, String)> = (0..N / 6)
-                    .map(|j| {
-                        let i = p * (N / 6) + j;
-                        let event = json!({
-                            "event_id": format!("e1000000-0000-4000-8000-{i:012}"),
-                            "event_type": "payment.payment.succeeded", "event_version": "1.0",
-                            "timestamp": "2025-11-24T10:35:00Z",
-                            "data": {"payment_id": format!("pay-{i}"), "booking_id": format!("bk-{i}"),
-                                     "user_id": "u-1", "amount": 10.0, "currency": "USD",
-                                     "provider": "stripe", "succeeded_at": "2025-11-24T10:35:00Z"}
-                        });
-                        (format!("pay-{i}"), event.to_string())
-                    })
+                    .map(|j| support::workload::payment_event('1', p * (N / 6) + j))
                     .collect();
                 Kcat(bootstrap).produce_lines("payment.payment.succeeded", Some(p as i32), &lines);
             })
@@ -142,13 +131,7 @@ emits = ["counted"]
     )
     .unwrap();
     let kcat = Kcat(broker.bootstrap());
-    let lines: Vec<(String, String)> = (0..N)
-        .map(|i| {
-            let event = json!({"event_id": format!("c-{i:05}"), "event_type": "count.in",
-                               "timestamp": "2025-11-24T10:30:00Z", "data": {"i": i}});
-            (format!("k{i}"), event.to_string())
-        })
-        .collect();
+    let lines: Vec<(String, String)> = (0..N).map(support::workload::count_event).collect();
     kcat.produce_lines("count.in", None, &lines);
 
     let mut first = start(&config, &broker, dir.path());

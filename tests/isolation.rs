@@ -475,88 +475,10 @@ client = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#,
     assert_eq!(ids_a.len() + ids_b.len(), N, "every record handled once");
 }
 
+/// The mock cluster's broker stops answering for 20 s mid-stream.
 #[test]
 fn a_broker_outage_waits_and_retries_never_dead_letters_and_readyz_says_so() {
-    let broker = Broker::mock();
-    for t in ["o.in", "o.in.dlq", "echo.o.in"] {
-        broker.create_topic(t, 2);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        "",
-        &[plugin("echo", "echo", r#"["o.*"]"#, r#"["echo.*"]"#, "")],
-    );
-    let mut router = start(&config, &broker, dir.path());
-    let url = router.admin_url();
-    let kcat = Kcat(broker.bootstrap());
-    let batch = |from: usize| -> Vec<(String, String)> {
-        (from..from + 100)
-            .map(|i| {
-                (
-                    format!("k{i}"),
-                    event(&format!("o-{i}"), "o.in", json!({"i": i})),
-                )
-            })
-            .collect()
-    };
-    kcat.produce_lines("o.in", None, &batch(0));
-    router.wait("the first records", Duration::from_secs(60), |r| {
-        r.handled("o.in", "o.in") >= 1
-    });
-    // Down mid-stream for 20 s.
-    broker.set_down(true);
-    let down = Instant::now();
-    let mut saw_not_ready = false;
-    while down.elapsed() < Duration::from_secs(20) {
-        let probe =
-            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""));
-        if let Ok((503, body)) = probe
-            && body.contains("unreachable")
-        {
-            // The status page's data says why, too.
-            let summary = get(&format!("{url}/api/summary"));
-            assert!(summary.contains("unreachable"), "{summary}");
-            saw_not_ready = true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    broker.set_down(false);
-    assert!(
-        saw_not_ready,
-        "/readyz stayed true during the outage\n{}",
-        router.log()
-    );
-    kcat.produce_lines("o.in", None, &batch(100));
-    router.wait(
-        "every record after the outage",
-        Duration::from_secs(120),
-        |_| {
-            let seen: std::collections::BTreeSet<String> = kcat
-                .consume("echo.o.in")
-                .iter()
-                .map(|r| {
-                    serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["i"]
-                        .to_string()
-                })
-                .collect();
-            seen.len() == 200
-        },
-    );
-    let back = Instant::now();
-    while request("GET", &format!("{url}/readyz"), None, b"").0 != 200 {
-        assert!(
-            back.elapsed() < Duration::from_secs(10),
-            "not ready again\n{}",
-            router.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let log = router.stop();
-    assert!(
-        kcat.consume("o.in.dlq").is_empty(),
-        "nothing dead-lettered\n{log}"
-    );
+    support::outage::broker_outage_loses_nothing(&Broker::mock());
 }
 
 #[test]

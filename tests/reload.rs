@@ -383,27 +383,7 @@ fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let chromium =
-        which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("{url}/"))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = support::chromium(&format!("{url}/"), &["--dump-dom"]);
     let version = plugin(&url)["version"].as_str().unwrap().to_string();
     assert!(dom.contains("id=\"plugin-echo\""), "{dom}");
     assert!(dom.contains(&format!("<td>{version}</td>")), "{dom}");

@@ -4,14 +4,15 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::http::{get, request};
 use support::kafka::{Broker, Client, Kcat, Router};
 use support::postgres::Postgres;
+use support::workload;
 use switchyard::state::{Effect, PgStore, StateRead, StateStore, contract};
 
 const TOKEN: &str = "scale-token";
@@ -104,14 +105,10 @@ fn the_postgres_store_keeps_the_contract_and_loses_no_update_between_instances()
 }
 
 fn counter_config(dir: &Path) -> std::path::PathBuf {
-    let counter = support::guest("counter");
-    let receipt = support::build_wasm("plugins").join("receipt.wasm");
-    let config = dir.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
+    workload::counter_and_receipt(
+        dir,
+        &format!(
+            r#"[kafka]
 batch_records = 100
 
 [kafka.client]
@@ -119,30 +116,9 @@ batch_records = 100
 "heartbeat.interval.ms" = "500"
 
 [admin]
-token = "{TOKEN}"
-
-[[plugin]]
-name = "counter"
-wasm = "{}"
-subscribe.types = ["count.*"]
-emits = ["counted"]
-
-[[plugin]]
-name = "receipt"
-wasm = "{}"
-subscribe.types = ["payment.payment.succeeded"]
-emits = ["receipt.receipt.generated"]
-key_field = "payment_id"
-
-[plugin.config]
-receipt_base_url = "https://receipts.example/"
-"#,
-            counter.display(),
-            receipt.display()
+token = "{TOKEN}""#
         ),
     )
-    .unwrap();
-    config
 }
 
 fn start(config: &Path, broker: &Broker, dir: &Path, url: &str, n: usize) -> Router {
@@ -153,10 +129,6 @@ fn start(config: &Path, broker: &Broker, dir: &Path, url: &str, n: usize) -> Rou
         &dir.join("cache"),
         &["--no-create-topics", "--state-url", url],
     )
-}
-
-fn value(r: &support::kafka::Rec) -> Value {
-    serde_json::from_slice(&r.value).unwrap()
 }
 
 #[test]
@@ -177,25 +149,9 @@ fn three_instances_keep_a_counter_and_receipt_numbers_exact_through_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let config = counter_config(dir.path());
     let kcat = Kcat(broker.bootstrap());
-    let counts: Vec<(String, String)> = (0..N)
-        .map(|i| {
-            let event = json!({"event_id": format!("c-{i:05}"), "event_type": "count.in",
-                               "timestamp": "2025-11-24T10:30:00Z", "data": {"i": i}});
-            (format!("k{i}"), event.to_string())
-        })
-        .collect();
+    let counts: Vec<(String, String)> = (0..N).map(workload::count_event).collect();
     let payments: Vec<(String, String)> = (0..PAYMENTS)
-        .map(|i| {
-            let event = json!({
-                "event_id": format!("e2000000-0000-4000-8000-{i:012}"),
-                "event_type": "payment.payment.succeeded", "event_version": "1.0",
-                "timestamp": "2025-11-24T10:35:00Z",
-                "data": {"payment_id": format!("pay-{i}"), "booking_id": format!("bk-{i}"),
-                         "user_id": "u-1", "amount": 10.0, "currency": "USD",
-                         "provider": "stripe", "succeeded_at": "2025-11-24T10:35:00Z"}
-            });
-            (format!("pay-{i}"), event.to_string())
-        })
+        .map(|i| workload::payment_event('2', i))
         .collect();
 
     let url = pg.url();
@@ -222,16 +178,7 @@ fn three_instances_keep_a_counter_and_receipt_numbers_exact_through_a_kill_9() {
     assert!(done_before < N, "killed after the stream was done");
     routers.push(start(&config, &broker, dir.path(), &url, 3));
 
-    let outputs = |topic: &str, field: &str| -> BTreeMap<String, Vec<Vec<u8>>> {
-        let mut by_input: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-        for r in kcat.consume(topic) {
-            by_input
-                .entry(value(&r)["data"][field].as_str().unwrap().to_string())
-                .or_default()
-                .push(r.value);
-        }
-        by_input
-    };
+    let outputs = |topic: &str, field: &str| workload::outputs(&kcat, topic, field);
     let deadline = Instant::now() + Duration::from_secs(300);
     while outputs("counted", "event").len() < N
         || outputs("receipt.receipt.generated", "payment_id").len() < PAYMENTS

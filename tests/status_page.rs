@@ -9,37 +9,12 @@ mod support;
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::chromium;
 use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Rec, Router, which};
+use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 const TOKEN: &str = "page-token";
-
-fn chromium(url: &str, extra: &[&str]) -> String {
-    let chromium =
-        which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--virtual-time-budget=6000",
-        ])
-        .args(extra)
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn edge_count(map: &Value, from: &str, to: &str) -> u64 {
     map["edges"]

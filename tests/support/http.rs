@@ -61,3 +61,36 @@ pub fn get(url: &str) -> String {
     assert_eq!(status, 200, "GET {url}: {body}");
     body
 }
+
+/// Polls `/readyz` for `span` (while the broker is down, say) and says
+/// whether it was ever 503 because the brokers were unreachable, with
+/// `/api/summary` saying so too.
+pub fn unready_during(url: &str, span: std::time::Duration) -> bool {
+    let since = std::time::Instant::now();
+    let mut seen = false;
+    while since.elapsed() < span {
+        let probe =
+            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""));
+        if let Ok((503, body)) = probe
+            && body.contains("unreachable")
+        {
+            let summary = get(&format!("{url}/api/summary"));
+            assert!(summary.contains("unreachable"), "{summary}");
+            seen = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    seen
+}
+
+/// Whether `/readyz` answers 200 within `span`.
+pub fn ready_within(url: &str, span: std::time::Duration) -> bool {
+    let since = std::time::Instant::now();
+    while request("GET", &format!("{url}/readyz"), None, b"").0 != 200 {
+        if since.elapsed() > span {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    true
+}

@@ -63,3 +63,33 @@ pub mod e2e;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
+pub mod workload;
+
+/// Loads `url` in headless Chromium (Debian's `chromium`, installed by
+/// `scripts/setup.sh --test`), lets its scripts run for 6 s of virtual time,
+/// and returns its standard output (the DOM with `--dump-dom`).
+pub fn chromium(url: &str, extra: &[&str]) -> String {
+    let chromium =
+        kafka::which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--virtual-time-budget=6000",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+pub mod outage;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The crash-loop soak runs behind RELIABILITY.md (not part of test.sh, which
+# runs a short loop): 100,000 events, 20 random kill -9s each, on the
+# embedded broker, on Tansu with durable storage, and with two instances
+# sharing PostgreSQL. Each prints the verifier's table and leaves it in
+# target/crash-loop-<broker>-<instances>.md.
+#   scripts/soak.sh                 all three
+#   scripts/soak.sh mock|tansu|pg   one of them
+# CRASH_EVENTS, CRASH_KILLS and CRASH_SEED change the size and the moments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-plugins.sh --test
+cargo build --quiet --bin switchyard --tests
+export CRASH_EVENTS="${CRASH_EVENTS:-100000}" CRASH_KILLS="${CRASH_KILLS:-20}"
+export CRASH_TIMEOUT_SECS="${CRASH_TIMEOUT_SECS:-1800}"
+run() {
+  echo "== crash loop: $*"
+  env "$@" cargo test --quiet --test crash_loop -- --nocapture 2>&1 \
+    | grep -E '^\||test result|panicked|FAILED' || true
+}
+case "${1:-all}" in
+  mock) run CRASH_BROKER=mock ;;
+  tansu) run CRASH_BROKER=tansu ;;
+  pg) run CRASH_BROKER=mock CRASH_INSTANCES=2 ;;
+  all)
+    run CRASH_BROKER=mock
+    run CRASH_BROKER=tansu
+    run CRASH_BROKER=mock CRASH_INSTANCES=2
+    ;;
+  *) echo "usage: scripts/soak.sh [mock|tansu|pg]" >&2; exit 2 ;;
+esac

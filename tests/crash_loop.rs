@@ -1,0 +1,251 @@
+//! The crash loop, modelled on how Kafka Streams tests exactly-once: a
+//! driver feeds uniquely numbered events, the router is killed with
+//! `kill -9` at random moments and restarted each time, and a verifier reads
+//! every output and dead-letter topic back and counts.
+//!
+//! Two plugins run: the `counter` guest, which is not idempotent by itself
+//! (every event takes the next number from a counter in state, so an event
+//! applied twice would skip a number), and the receipt plugin, whose receipt
+//! numbers must be gapless.
+//!
+//! The test suite runs a short loop on the embedded broker. The soak runs
+//! are behind `scripts/soak.sh` (see RELIABILITY.md), set by environment:
+//! `CRASH_EVENTS` (default 3000), `CRASH_KILLS` (3), `CRASH_BROKER` (`mock`
+//! or `tansu`, the latter with durable storage), `CRASH_INSTANCES` (1; more
+//! share a PostgreSQL store the test starts), `CRASH_SEED`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use support::kafka::{Broker, Kcat, Rec, Router};
+use support::postgres::Postgres;
+use support::workload::{self, count_event, payment_event};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator, so a failing run can be repeated with
+/// its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+const PARTITIONS: i32 = 6;
+
+/// Produces `lines` to `topic`, spread over its partitions by key.
+fn feed(broker: &Broker, topic: &str, lines: Vec<(String, String)>) {
+    match broker {
+        Broker::Mock(_) => Kcat(broker.bootstrap()).produce_lines(topic, None, &lines),
+        Broker::Tansu { .. } => {
+            for chunk in lines.chunks(20_000) {
+                let records: Vec<Rec> = chunk
+                    .iter()
+                    .map(|(k, v)| Rec {
+                        topic: topic.into(),
+                        partition: None,
+                        key: Some(k.clone()),
+                        headers: vec![],
+                        value: v.clone().into_bytes(),
+                    })
+                    .collect();
+                broker.client().produce(&records);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_loop_of_kill_9s_loses_nothing_and_applies_everything_once() {
+    let events = env("CRASH_EVENTS", 3000) as usize;
+    let payments = (events / 10).max(10);
+    let kills = env("CRASH_KILLS", 3) as usize;
+    let instances = env("CRASH_INSTANCES", 1).max(1) as usize;
+    let seed = env("CRASH_SEED", 0x5eed_1234_abcd).max(1);
+    let tansu = std::env::var("CRASH_BROKER").is_ok_and(|b| b == "tansu");
+    let mut rng = Rng(seed);
+
+    let broker = if tansu {
+        Broker::tansu_durable()
+    } else {
+        Broker::mock()
+    };
+    let topics = [
+        "count.in",
+        "counted",
+        "payment.payment.succeeded",
+        "receipt.receipt.generated",
+    ];
+    for t in topics {
+        // The embedded broker keeps about 5 MB per partition: outputs, with
+        // their headers and redelivered copies, are spread wider to stay
+        // under it at 100,000 events.
+        let partitions = if t == "count.in" || t == "payment.payment.succeeded" {
+            PARTITIONS
+        } else {
+            8 * PARTITIONS
+        };
+        broker.create_topic(t, partitions);
+        broker.create_topic(&format!("{t}.dlq"), PARTITIONS);
+    }
+    let pg = (instances > 1).then(Postgres::start);
+    let url = pg.as_ref().map(Postgres::url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = workload::counter_and_receipt(
+        dir.path(),
+        r#"[kafka]
+batch_records = 200
+
+[kafka.client]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500""#,
+    );
+    let start = |n: usize| {
+        let state = dir.path().join(format!("state-{n}"));
+        let mut flags = vec![];
+        if !broker.router_creates_topics() {
+            flags.push("--no-create-topics");
+        }
+        if let Some(url) = &url {
+            flags.extend(["--state-url", url.as_str()]);
+        }
+        Router::start_plain(&config, &broker, &state, &dir.path().join("cache"), &flags)
+    };
+
+    let started = Instant::now();
+    feed(&broker, "count.in", (0..events).map(count_event).collect());
+    feed(
+        &broker,
+        "payment.payment.succeeded",
+        (0..payments).map(|i| payment_event('3', i)).collect(),
+    );
+
+    // Instance `n` keeps its state folder across its restarts, as a machine
+    // would; with PostgreSQL they all share the store.
+    let mut routers: Vec<Router> = (0..instances).map(start).collect();
+    let mut survived = 0;
+    for _ in 0..kills {
+        // Kill mid-stream: once the victim has routed something since it
+        // started (or after 30 s), at a random moment up to 1.5 s later.
+        let victim = rng.below(instances as u64) as usize;
+        let since = Instant::now();
+        while !routers[victim].log().contains("handled ")
+            && since.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200 + rng.below(1300)));
+        routers.remove(victim).kill9();
+        routers.insert(victim, start(victim));
+        survived += 1;
+    }
+
+    let client = broker.client();
+    let deadline = Instant::now() + Duration::from_secs(env("CRASH_TIMEOUT_SECS", 600));
+    loop {
+        let (counted, receipts) = (
+            workload::outputs(&*client, "counted", "event").len(),
+            workload::outputs(&*client, "receipt.receipt.generated", "payment_id").len(),
+        );
+        if counted >= events && receipts >= payments {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outputs missing: {counted} of {events} counts, {receipts} of {payments} receipts \
+             (seed {seed})\n{}",
+            routers
+                .iter()
+                .map(Router::log)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for r in routers {
+        r.stop();
+    }
+    let took = started.elapsed();
+
+    // The verifier.
+    let dead: usize = topics
+        .iter()
+        .map(|t| client.consume(&format!("{t}.dlq")).len())
+        .sum();
+    let counted = workload::outputs(&*client, "counted", "event");
+    let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
+    let duplicates: usize = counted
+        .values()
+        .chain(receipts.values())
+        .map(|copies| copies.len() - 1)
+        .sum();
+    let mut differing = workload::differing(&counted);
+    differing.extend(workload::differing(&receipts));
+    let numbers: BTreeSet<u64> = workload::first_values(&counted, "n")
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    let issued: BTreeSet<String> = workload::first_values(&receipts, "receipt_number")
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    let counter_exact = numbers == (1..=events as u64).collect::<BTreeSet<_>>();
+    let receipts_gapless = issued
+        == (1..=payments)
+            .map(|n| format!("RCP-2025-{n:06}"))
+            .collect::<BTreeSet<_>>();
+    let lost = events + payments - counted.len() - receipts.len();
+    let table = format!(
+        "| measure | value |\n|---|---|\n\
+         | broker | {} |\n| state | {} |\n| seed | {seed:#x} |\n\
+         | inputs | {} ({events} counts, {payments} payments) |\n\
+         | kill -9s survived | {survived} |\n\
+         | inputs routed | {} |\n| **inputs lost** | **{lost}** |\n\
+         | duplicate outputs (redelivered) | {duplicates}, {} differing from the first copy |\n\
+         | dead letters | {dead} |\n\
+         | counter numbers 1..N, no gap or repeat | {counter_exact} |\n\
+         | receipt numbers gapless | {receipts_gapless} |\n\
+         | wall time | {:.0} s |\n",
+        if tansu {
+            "Tansu (libsql, durable)"
+        } else {
+            "embedded (librdkafka mock)"
+        },
+        if instances > 1 {
+            format!("PostgreSQL, {instances} instances")
+        } else {
+            "redb, 1 instance".to_string()
+        },
+        events + payments,
+        counted.len() + receipts.len(),
+        differing.len(),
+        took.as_secs_f64(),
+    );
+    println!("{table}");
+    let report = support::root().join(format!(
+        "target/crash-loop-{}-{instances}.md",
+        if tansu { "tansu" } else { "mock" }
+    ));
+    let _ = std::fs::write(&report, &table);
+
+    assert_eq!(lost, 0, "inputs lost\n{table}");
+    assert!(
+        differing.is_empty(),
+        "duplicates differ: {differing:?}\n{table}"
+    );
+    assert_eq!(dead, 0, "dead letters\n{table}");
+    assert!(counter_exact, "the counter skipped or repeated\n{table}");
+    assert!(receipts_gapless, "receipt numbers have gaps\n{table}");
+    assert_eq!(survived, kills);
+}

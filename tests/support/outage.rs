@@ -1,0 +1,95 @@
+//! The broker-outage scenario, on any broker: records flow, the broker goes
+//! away for 20 s (the mock cluster's broker stops answering; a Tansu process
+//! is killed and started again on its durable storage), and then:
+//! - the router neither exited nor dead-lettered anything;
+//! - `/readyz` was false, saying why, while the broker was gone;
+//! - every record, from before and after the outage, was routed;
+//! - `/readyz` is true again.
+#![allow(dead_code)]
+
+use super::http::{ready_within, unready_during};
+use super::kafka::{Broker, Rec, Router};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Runs the scenario on `broker`.
+pub fn broker_outage_loses_nothing(broker: &Broker) {
+    for t in ["o.in", "echo.o.in"] {
+        broker.create_topic(t, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["o.*"]
+emits = ["echo.*"]
+"#,
+            super::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    let mut router = Router::start(
+        &config,
+        broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let url = router.admin_url();
+    let client = broker.client();
+    let batch = |from: usize| -> Vec<Rec> {
+        (from..from + 100)
+            .map(|i| Rec {
+                topic: "o.in".into(),
+                partition: Some((i % 2) as i32),
+                key: Some(format!("k{i}")),
+                headers: vec![],
+                value: format!(r#"{{"event_id":"o-{i}","event_type":"o.in","data":{{"i":{i}}}}}"#)
+                    .into_bytes(),
+            })
+            .collect()
+    };
+    client.produce(&batch(0));
+    router.wait("the first records", Duration::from_secs(60), |r| {
+        r.handled("o.in", "o.in") >= 1
+    });
+    broker.set_down(true);
+    let saw_not_ready = unready_during(&url, Duration::from_secs(20));
+    broker.set_down(false);
+    assert!(
+        saw_not_ready,
+        "/readyz stayed true while the broker was down\n{}",
+        router.log()
+    );
+    client.produce(&batch(100));
+    router.wait(
+        "every record after the outage",
+        Duration::from_secs(180),
+        |_| {
+            let seen: BTreeSet<String> = client
+                .consume("echo.o.in")
+                .iter()
+                .map(|r| {
+                    serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["i"]
+                        .to_string()
+                })
+                .collect();
+            seen.len() == 200
+        },
+    );
+    assert!(
+        ready_within(&url, Duration::from_secs(15)),
+        "not ready again\n{}",
+        router.log()
+    );
+    let log = router.stop();
+    assert!(
+        client.consume("o.in.dlq").is_empty(),
+        "nothing dead-lettered\n{log}"
+    );
+}
