@@ -28,10 +28,7 @@ impl From<&event::Header> for wit::Header {
 
 impl From<wit::Header> for event::Header {
     fn from(h: wit::Header) -> Self {
-        event::Header {
-            key: h.key,
-            value: h.value,
-        }
+        event::Header::new(h.key, h.value)
     }
 }
 

@@ -8,13 +8,18 @@
 use crate::envelope::EnvelopeStyle;
 use serde::{Deserialize, Serialize};
 
-/// One record header: a name and its raw bytes.
+/// One record header: a name and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// The header's name.
     pub key: String,
     /// The header's value as text (bytes that are not UTF-8 are replaced).
     pub value: String,
+    /// The exact bytes of a value that is not UTF-8 (`value` then holds a
+    /// lossy copy), so that a dead letter or a replay carries it unchanged;
+    /// `None` when `value` is exact.
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
 }
 
 impl Header {
@@ -23,7 +28,27 @@ impl Header {
         Header {
             key: key.into(),
             value: value.into(),
+            raw: None,
         }
+    }
+
+    /// A header as read from Kafka: any bytes (a missing value reads as
+    /// empty).
+    pub fn from_bytes(key: impl Into<String>, bytes: Option<&[u8]>) -> Self {
+        let bytes = bytes.unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Header::new(key, text),
+            Err(_) => Header {
+                key: key.into(),
+                value: String::from_utf8_lossy(bytes).into_owned(),
+                raw: Some(bytes.to_vec()),
+            },
+        }
+    }
+
+    /// The value's exact bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.value.as_bytes())
     }
 }
 
@@ -130,6 +155,9 @@ pub struct OutRecord {
     pub headers: Vec<Header>,
     /// The value.
     pub value: Vec<u8>,
+    /// Sent with no value at all, as the dead letter of a tombstone is
+    /// (`value` is then empty). Plugin outputs never are.
+    pub tombstone: bool,
 }
 
 impl OutRecord {
@@ -138,7 +166,7 @@ impl OutRecord {
         let headers: usize = self
             .headers
             .iter()
-            .map(|h| h.key.len() + h.value.len() + 8)
+            .map(|h| h.key.len() + h.bytes().len() + 8)
             .sum();
         self.topic.len() + self.key.as_ref().map_or(0, Vec::len) + headers + self.value.len() + 64
     }
@@ -223,6 +251,7 @@ impl OutRecord {
                 key,
                 headers,
                 value,
+                tombstone: false,
             });
         }
         Ok(records)
@@ -241,11 +270,22 @@ mod tests {
                 key: Some(b"k".to_vec()),
                 headers: vec![Header::new("h", "v"), Header::new("x", "")],
                 value: b"{\"x\":1}".to_vec(),
+                tombstone: false,
             },
             OutRecord::default(),
         ];
         let bytes = OutRecord::encode_all(&records);
         assert_eq!(OutRecord::decode_all(&bytes).unwrap(), records);
         assert!(OutRecord::decode_all(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn binary_header_values_keep_their_bytes() {
+        let h = Header::from_bytes("trace", Some(&[0xff, 0x00, b'a']));
+        assert_eq!(h.bytes(), &[0xff, 0x00, b'a']);
+        assert_eq!(h.value, "\u{fffd}\u{0}a");
+        let t = Header::from_bytes("t", Some(b"text"));
+        assert_eq!((t.value.as_str(), t.raw.as_deref()), ("text", None));
+        assert_eq!(Header::from_bytes("n", None).bytes(), b"");
     }
 }

@@ -514,6 +514,7 @@ impl Router {
             key: key.map(String::into_bytes),
             headers,
             value,
+            tombstone: false,
         };
         if record.size() > self.max_record_bytes {
             return Err(Failure::InvalidEmit(format!(

@@ -76,6 +76,7 @@ impl DeadLetter<'_> {
             key: record.key.clone(),
             headers,
             value: record.value.clone().unwrap_or_default(),
+            tombstone: record.value.is_none(),
         };
         let size = letter.size();
         if size > max_bytes {
@@ -170,11 +171,10 @@ fn restore(message: &impl Message) -> Option<OutRecord> {
     let mut original = None;
     let mut headers = Vec::new();
     for h in message.headers().iter().flat_map(|hs| hs.iter()) {
-        let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
         if h.key == format!("{PREFIX}topic") {
-            original = Some(value);
+            original = Some(String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned());
         } else if !h.key.starts_with(PREFIX) {
-            headers.push(Header::new(h.key, value));
+            headers.push(Header::from_bytes(h.key, h.value));
         }
     }
     Some(OutRecord {
@@ -182,6 +182,7 @@ fn restore(message: &impl Message) -> Option<OutRecord> {
         key: message.key().map(<[u8]>::to_vec),
         headers,
         value: message.payload().unwrap_or_default().to_vec(),
+        tombstone: message.payload().is_none(),
     })
 }
 
@@ -379,4 +380,32 @@ pub async fn replay_one(
     sink.send_all(&[record]).await?;
     sink.flush(Duration::from_secs(5));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_keeps_binary_headers_and_tombstones_exactly() {
+        let record = Record {
+            topic: "t".into(),
+            key: Some(b"k".to_vec()),
+            headers: vec![Header::from_bytes("trace", Some(&[0xff, 0xfe, 0]))],
+            value: None,
+            ..Record::default()
+        };
+        let letter = DeadLetter {
+            plugin: None,
+            version: None,
+            attempts: 1,
+            class: "decode",
+            message: "no value",
+        }
+        .wrap(&record, 1_000_000);
+        assert_eq!(letter.topic, "t.dlq");
+        assert!(letter.tombstone, "a tombstone stays a tombstone");
+        assert_eq!(letter.headers[0].bytes(), &[0xff, 0xfe, 0]);
+        assert_eq!(letter.header("switchyard-dlq-error-class"), Some("decode"));
+    }
 }

@@ -165,12 +165,13 @@ impl Sink {
             for h in &record.headers {
                 headers = headers.insert(rdkafka::message::Header {
                     key: &h.key,
-                    value: Some(h.value.as_bytes()),
+                    value: Some(h.bytes()),
                 });
             }
-            let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic)
-                .payload(&record.value)
-                .headers(headers);
+            let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+            if !record.tombstone {
+                future = future.payload(&record.value);
+            }
             if let Some(key) = &record.key {
                 future = future.key(key);
             }

@@ -228,9 +228,7 @@ impl Source {
                 .headers()
                 .map(|hs| {
                     hs.iter()
-                        .map(|h| {
-                            Header::new(h.key, String::from_utf8_lossy(h.value.unwrap_or_default()))
-                        })
+                        .map(|h| Header::from_bytes(h.key, h.value))
                         .collect()
                 })
                 .unwrap_or_default(),
