@@ -458,3 +458,135 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     assert!(log.contains("dead letters"), "summary line: {log}");
     assert!(out.status.success(), "{log}");
 }
+
+/// The kinds of bad input the catalogs' producers send, on a topic a plugin
+/// consumes: each is dead-lettered with its reason, a tombstone stays a
+/// tombstone in the dead-letter topic, and the good event after them is
+/// routed.
+#[test]
+fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
+    let broker = Broker::mock();
+    for t in ["bad.in", "bad.in.dlq", "echo.bad.fixed"] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.topics = ["bad.in"]
+emits = ["echo.*"]
+"#,
+            support::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let kcat = Kcat(broker.bootstrap());
+    let ce = |attrs: &[(&str, &str)]| Rec {
+        headers: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..rec("bad.in", Some(0), r#"{"a":1}"#)
+    };
+    kcat.produce(&[
+        rec("bad.in", Some(0), "not json {"),
+        rec("bad.in", Some(0), r#"{"event_id":"x","data":{}}"#),
+        rec("bad.in", Some(0), "[1, 2, 3]"),
+        ce(&[
+            ("ce_specversion", "1.0"),
+            ("ce_id", "c-1"),
+            ("ce_source", "s"),
+        ]),
+    ]);
+    // A tombstone: kcat -Z sends an empty value as no value at all.
+    let mut tombstone = Command::new("kcat")
+        .args([
+            "-P",
+            "-Z",
+            "-K",
+            ":",
+            "-b",
+            &broker.bootstrap(),
+            "-t",
+            "bad.in",
+        ])
+        .args(["-p", "0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        tombstone
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"gone:\n")
+            .unwrap();
+    }
+    assert!(tombstone.wait().unwrap().success());
+    kcat.produce(&[rec(
+        "bad.in",
+        Some(0),
+        r#"{"event_id":"good-1","event_type":"bad.fixed","data":{"ok":true}}"#,
+    )]);
+    router.wait(
+        "the good event after the bad ones",
+        Duration::from_secs(60),
+        |r| r.handled("bad.in", "bad.fixed") >= 1,
+    );
+    router.stop();
+
+    let dead = kcat.consume("bad.in.dlq");
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            r.header("switchyard-dlq-error")
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(dead.len(), 5, "{reasons:?}");
+    assert!(
+        dead.iter()
+            .all(|r| r.header("switchyard-dlq-error-class") == Some("decode")),
+        "{reasons:?}"
+    );
+    for (i, expected) in [
+        "not JSON",
+        "no event type",
+        "not an object",
+        "ce_type",
+        "value",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(reasons[i].contains(expected), "{i}: {reasons:?}");
+        assert!(!reasons[i].is_empty(), "{i}: {reasons:?}");
+    }
+    // The tombstone's dead letter has no value at all, not an empty one.
+    let raw = Command::new("kcat")
+        .args(["-C", "-b", &broker.bootstrap(), "-t", "bad.in.dlq"])
+        .args(["-o", "4", "-c", "1", "-e", "-J", "-q"])
+        .output()
+        .unwrap();
+    let letter: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(letter["payload"], Value::Null, "{letter}");
+    assert_eq!(letter["key"], "gone");
+    assert_eq!(
+        kcat.consume("echo.bad.fixed").len(),
+        1,
+        "the good event was routed"
+    );
+}
