@@ -279,8 +279,7 @@ fn run_fixture(
     file: &Path,
 ) -> Result<Vec<Vec<u8>>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
-    let fixture: Fixture =
-        serde_json::from_str(&text).map_err(|e| format!("not a valid fixture: {e}"))?;
+    let fixture = parse_fixture(&text)?;
     if let Some(name) = &fixture.plugin
         && *name != owner.spec.name
     {
@@ -295,6 +294,16 @@ fn run_fixture(
         return Err("not deterministic: a replay on fresh state produced different bytes".into());
     }
     Ok(first)
+}
+
+/// Parses a fixture file's text and checks that every step makes a record.
+pub fn parse_fixture(text: &str) -> Result<Fixture, String> {
+    let fixture: Fixture =
+        serde_json::from_str(text).map_err(|e| format!("not a valid fixture: {e}"))?;
+    for (i, step) in fixture.steps.iter().enumerate() {
+        step_record(step, i)?;
+    }
+    Ok(fixture)
 }
 
 /// One run of a fixture on fresh state; returns every produced record's bytes.
