@@ -137,7 +137,19 @@ impl Reloader {
         for plugin in self.registry.plugins() {
             let name = &plugin.spec.name;
             match stored.get(name) {
-                Some(row) if row.origin != "file" => self.apply(plugin, row)?,
+                Some(row) if row.origin != "file" => {
+                    // A stored version that no longer loads (say, after the
+                    // contract changed) must not stop the router: the file
+                    // serves, and the store keeps the row for the others.
+                    if let Err(e) = self.apply(plugin, row) {
+                        tracing::warn!(
+                            plugin = %name,
+                            "the stored {} version {} cannot be used, the file serves: {e:#}",
+                            row.origin,
+                            &row.hash[..row.hash.len().min(12)]
+                        );
+                    }
+                }
                 row => {
                     let paused = row.is_some_and(|r| r.paused);
                     let current = plugin.current();
