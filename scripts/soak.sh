@@ -13,19 +13,25 @@ scripts/build-plugins.sh --test
 cargo build --quiet --bin switchyard --tests
 export CRASH_EVENTS="${CRASH_EVENTS:-100000}" CRASH_KILLS="${CRASH_KILLS:-20}"
 export CRASH_TIMEOUT_SECS="${CRASH_TIMEOUT_SECS:-1800}"
+failed=0
 run() {
   echo "== crash loop: $*"
-  env "$@" cargo test --quiet --test crash_loop -- --nocapture 2>&1 \
-    | grep -E '^\||test result|panicked|FAILED' || true
+  local log
+  log=$(mktemp)
+  if ! env "$@" cargo test --quiet --test crash_loop -- --nocapture >"$log" 2>&1; then
+    failed=1
+  fi
+  grep -E '^\||test result|panicked|FAILED' "$log" || tail -40 "$log"
 }
 case "${1:-all}" in
-  mock) run CRASH_BROKER=mock ;;
-  tansu) run CRASH_BROKER=tansu ;;
+  mock) run CRASH_BROKER=mock CRASH_INSTANCES=1 ;;
+  tansu) run CRASH_BROKER=tansu CRASH_INSTANCES=1 ;;
   pg) run CRASH_BROKER=mock CRASH_INSTANCES=2 ;;
   all)
-    run CRASH_BROKER=mock
-    run CRASH_BROKER=tansu
+    run CRASH_BROKER=mock CRASH_INSTANCES=1
+    run CRASH_BROKER=tansu CRASH_INSTANCES=1
     run CRASH_BROKER=mock CRASH_INSTANCES=2
     ;;
   *) echo "usage: scripts/soak.sh [mock|tansu|pg]" >&2; exit 2 ;;
 esac
+exit $failed

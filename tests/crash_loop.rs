@@ -11,8 +11,10 @@
 //! The test suite runs a short loop on the embedded broker. The soak runs
 //! are behind `scripts/soak.sh` (see RELIABILITY.md), set by environment:
 //! `CRASH_EVENTS` (default 3000), `CRASH_KILLS` (3), `CRASH_BROKER` (`mock`
-//! or `tansu`, the latter with durable storage), `CRASH_INSTANCES` (1; more
-//! share a PostgreSQL store the test starts), `CRASH_SEED`.
+//! or `tansu`, the latter with durable storage), `CRASH_INSTANCES` (2,
+//! sharing a PostgreSQL store the test starts; 1 keeps redb), `CRASH_SEED`.
+//! With two instances, every kill also moves partitions between them, some
+//! of them paused for back-pressure at the time.
 
 mod support;
 
@@ -71,7 +73,7 @@ fn a_crash_loop_of_kill_9s_loses_nothing_and_applies_everything_once() {
     let events = env("CRASH_EVENTS", 3000) as usize;
     let payments = (events / 10).max(10);
     let kills = env("CRASH_KILLS", 3) as usize;
-    let instances = env("CRASH_INSTANCES", 1).max(1) as usize;
+    let instances = env("CRASH_INSTANCES", 2).max(1) as usize;
     let seed = env("CRASH_SEED", 0x5eed_1234_abcd).max(1);
     let tansu = std::env::var("CRASH_BROKER").is_ok_and(|b| b == "tansu");
     let mut rng = Rng(seed);
@@ -106,6 +108,9 @@ fn a_crash_loop_of_kill_9s_loses_nothing_and_applies_everything_once() {
         dir.path(),
         r#"[kafka]
 batch_records = 200
+# Small queues: partitions are paused for back-pressure all the time, and
+# revoked and reassigned while paused.
+queue_records = 100
 
 [kafka.client]
 "session.timeout.ms" = "6000"
@@ -152,7 +157,7 @@ batch_records = 200
     }
 
     let client = broker.client();
-    let deadline = Instant::now() + Duration::from_secs(env("CRASH_TIMEOUT_SECS", 600));
+    let deadline = Instant::now() + Duration::from_secs(env("CRASH_TIMEOUT_SECS", 300));
     loop {
         let (counted, receipts) = (
             workload::outputs(&*client, "counted", "event").len(),

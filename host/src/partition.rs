@@ -26,7 +26,7 @@ use crate::pool::WorkerPool;
 use crate::router::{RecordOutcome, Router};
 use crate::state::StateStore;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -101,9 +101,15 @@ impl Shared {
 pub struct PartitionQueue {
     records: mpsc::UnboundedSender<Record>,
     queued: Arc<AtomicUsize>,
-    paused: Arc<AtomicBool>,
+    paused: Paused,
     lease: Lease,
 }
+
+/// Whether a partition is paused in the consumer. The flag and the call to
+/// the consumer change together under one lock: were they apart, a resume
+/// could overtake the pause it answers, and leave the partition paused with
+/// nothing queued to resume it.
+type Paused = Arc<std::sync::Mutex<bool>>;
 
 impl PartitionQueue {
     /// Starts a worker for `partition` under `lease`.
@@ -116,7 +122,7 @@ impl PartitionQueue {
         let queue = PartitionQueue {
             records: tx,
             queued: Arc::default(),
-            paused: Arc::default(),
+            paused: Paused::default(),
             lease: lease.clone(),
         };
         let worker = Worker {
@@ -143,8 +149,12 @@ impl PartitionQueue {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        if queued >= limit && !self.paused.swap(true, Ordering::AcqRel) {
-            source.pause(&partition);
+        if queued >= limit {
+            let mut paused = self.paused.lock().expect("pause lock");
+            if !*paused {
+                source.pause(&partition);
+                *paused = true;
+            }
         }
     }
 }
@@ -162,7 +172,7 @@ struct Worker {
     partition: Partition,
     lease: Lease,
     queued: Arc<AtomicUsize>,
-    paused: Arc<AtomicBool>,
+    paused: Paused,
 }
 
 impl Worker {
@@ -200,8 +210,12 @@ impl Worker {
                 batch.push(record);
             }
             let left = self.queued.fetch_sub(batch.len(), Ordering::AcqRel) - batch.len();
-            if left <= kafka.queue_records / 2 && self.paused.swap(false, Ordering::AcqRel) {
-                shared.source.resume(&self.partition);
+            if left <= kafka.queue_records / 2 {
+                let mut paused = self.paused.lock().expect("pause lock");
+                if *paused {
+                    shared.source.resume(&self.partition);
+                    *paused = false;
+                }
             }
             if !self.handle(batch, &acks).await {
                 break;

@@ -12,7 +12,8 @@
 //!   dropped, to be redelivered to the new owner.
 //! - [`Source::pause`] and [`Source::resume`] stop and restart fetching one
 //!   partition, for back-pressure: a full partition queue pauses only that
-//!   partition, never the consumer.
+//!   partition, never the consumer. Every assigned partition is resumed, so
+//!   a pause never outlives the assignment it was made under.
 //! - The client's error callback tracks whether the brokers are reachable,
 //!   for `/readyz`.
 //! - When the broker deleted records before they were read (retention; the
@@ -138,8 +139,14 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            // A partition paused for back-pressure and revoked stays paused
+            // in librdkafka if it comes back; its new worker starts with an
+            // empty queue and would never see a record. Fetch it.
+            if let Err(e) = consumer.resume(list) {
+                tracing::warn!("resuming assigned partitions: {e}");
+            }
             if let Some(metrics) = &self.metrics {
                 for e in list.elements() {
                     metrics.owned(e.topic(), e.partition(), true);
