@@ -87,11 +87,21 @@ pub enum DecodeError {
     /// CloudEvents `data_base64` is not supported: payloads must be JSON.
     #[error("CloudEvents data_base64 is not supported; payloads must be JSON")]
     BinaryData,
+    /// A CloudEvents attribute header (`ce_*`) is not UTF-8 text.
+    #[error("header `{0}` is not UTF-8; CloudEvents attributes are text")]
+    BinaryAttribute(String),
 }
 
 /// Decodes one record, in whichever envelope style it uses.
 pub fn decode(record: &Record) -> Result<Event, DecodeError> {
     let value = record.value.as_deref().ok_or(DecodeError::Empty)?;
+    if let Some(h) = record
+        .headers
+        .iter()
+        .find(|h| h.raw.is_some() && h.key.to_ascii_lowercase().starts_with("ce_"))
+    {
+        return Err(DecodeError::BinaryAttribute(h.key.clone()));
+    }
     let hops = record
         .header(HOP_HEADER)
         .and_then(|h| h.trim().parse().ok())
@@ -504,6 +514,21 @@ mod tests {
         );
         r.value = None;
         assert_eq!(decode(&r), Err(DecodeError::Empty));
+    }
+    #[test]
+    fn a_cloudevents_attribute_that_is_not_text_is_refused() {
+        let mut r = record(json!({"a": 1}));
+        r.headers = vec![
+            Header::new("ce_type", "t"),
+            Header::from_bytes("ce_id", Some(&[0xff, 0xfe])),
+        ];
+        assert_eq!(
+            decode(&r).unwrap_err(),
+            DecodeError::BinaryAttribute("ce_id".into())
+        );
+        // Any other header may carry bytes; the event decodes.
+        r.headers[1] = Header::from_bytes("trace", Some(&[0xff]));
+        assert_eq!(decode(&r).unwrap().ty, "t");
     }
 
     #[test]
