@@ -590,3 +590,66 @@ emits = ["echo.*"]
         "the good event was routed"
     );
 }
+
+/// An input record as large as the broker takes, and not an event: its dead
+/// letter (the record plus the dead-letter headers) would be over the
+/// limit, so its value is cut to fit and `switchyard-dlq-truncated` gives
+/// the original length; the partition moves on.
+#[test]
+fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
+    let broker = Broker::mock();
+    for t in ["big.in", "big.in.dlq", "echo.big.ok"] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.topics = ["big.in"]
+emits = ["echo.*"]
+"#,
+            support::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let kcat = Kcat(broker.bootstrap());
+    let big = "x".repeat(999_700);
+    kcat.produce(&[
+        rec("big.in", Some(0), big.clone()),
+        rec(
+            "big.in",
+            Some(0),
+            r#"{"event_id":"ok-1","event_type":"big.ok","data":{}}"#,
+        ),
+    ]);
+    router.wait(
+        "the event after the big one",
+        Duration::from_secs(60),
+        |r| r.handled("big.in", "big.ok") >= 1,
+    );
+    router.stop();
+    let dead = kcat.consume("big.in.dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header("switchyard-dlq-error-class"), Some("decode"));
+    assert_eq!(
+        dead[0].header("switchyard-dlq-truncated"),
+        Some("999700"),
+        "the original length"
+    );
+    assert!(
+        dead[0].value.len() < big.len()
+            && big.starts_with(std::str::from_utf8(&dead[0].value).unwrap())
+    );
+    assert_eq!(kcat.consume("echo.big.ok").len(), 1);
+}
