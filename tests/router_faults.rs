@@ -470,21 +470,7 @@ fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
         broker.create_topic(t, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.topics = ["bad.in"]
-emits = ["echo.*"]
-"#,
-            support::guest("echo").display()
-        ),
-    )
-    .unwrap();
+    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["bad.in"]"#);
     let mut router = Router::start(
         &config,
         &broker,
@@ -602,21 +588,7 @@ fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
         broker.create_topic(t, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.topics = ["big.in"]
-emits = ["echo.*"]
-"#,
-            support::guest("echo").display()
-        ),
-    )
-    .unwrap();
+    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["big.in"]"#);
     let mut router = Router::start(
         &config,
         &broker,

@@ -40,22 +40,11 @@ fn a_topic_created_after_startup_is_routed_on_tansu() {
     use support::kafka::{Rec, Router};
     let broker = Broker::tansu();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["late.*"]
-emits = ["echo.*"]
-topics = {{ "echo.late.topic" = "echo.late" }}
-"#,
-            support::guest("echo").display()
-        ),
-    )
-    .unwrap();
+    let config = support::echo_config(
+        dir.path(),
+        r#"subscribe.types = ["late.*"]
+topics = { "echo.late.topic" = "echo.late" }"#,
+    );
     broker.create_topic("echo.late", 1);
     let mut router = Router::start(
         &config,

@@ -93,3 +93,19 @@ pub fn chromium(url: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 pub mod outage;
+
+/// Writes `dir/router.toml` with the one `echo` guest, subscribed as
+/// `subscribe` says (TOML lines, such as `subscribe.types = ["o.*"]`),
+/// emitting `echo.*`; returns its path.
+pub fn echo_config(dir: &Path, subscribe: &str) -> PathBuf {
+    let config = dir.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[plugin]]\nname = \"echo\"\nwasm = \"{}\"\n{subscribe}\nemits = [\"echo.*\"]\n",
+            guest("echo").display()
+        ),
+    )
+    .unwrap();
+    config
+}

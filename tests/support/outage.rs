@@ -19,21 +19,7 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
         broker.create_topic(t, 2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[plugin]]
-name = "echo"
-wasm = "{}"
-subscribe.types = ["o.*"]
-emits = ["echo.*"]
-"#,
-            super::guest("echo").display()
-        ),
-    )
-    .unwrap();
+    let config = super::echo_config(dir.path(), r#"subscribe.types = ["o.*"]"#);
     let mut router = Router::start(
         &config,
         broker,
