@@ -459,24 +459,26 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     assert!(out.status.success(), "{log}");
 }
 
+/// A mock cluster with `topic` (and its dead-letter topic) and `output`, and
+/// a router running the echo guest on `topic`.
+fn echo_on(dir: &Path, topic: &str, output: &str) -> (Broker, Router) {
+    let broker = Broker::mock();
+    for t in [topic, &format!("{topic}.dlq"), output] {
+        broker.create_topic(t, 1);
+    }
+    let config = support::echo_config(dir, &format!(r#"subscribe.topics = ["{topic}"]"#));
+    let router = Router::start(&config, &broker, &dir.join("state"), &dir.join("cache"));
+    (broker, router)
+}
+
 /// The kinds of bad input the catalogs' producers send, on a topic a plugin
 /// consumes: each is dead-lettered with its reason, a tombstone stays a
 /// tombstone in the dead-letter topic, and the good event after them is
 /// routed.
 #[test]
 fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
-    let broker = Broker::mock();
-    for t in ["bad.in", "bad.in.dlq", "echo.bad.fixed"] {
-        broker.create_topic(t, 1);
-    }
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["bad.in"]"#);
-    let mut router = Router::start(
-        &config,
-        &broker,
-        &dir.path().join("state"),
-        &dir.path().join("cache"),
-    );
+    let (broker, mut router) = echo_on(dir.path(), "bad.in", "echo.bad.fixed");
     let kcat = Kcat(broker.bootstrap());
     let ce = |attrs: &[(&str, &str)]| Rec {
         headers: attrs
@@ -583,18 +585,8 @@ fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
 /// the original length; the partition moves on.
 #[test]
 fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
-    let broker = Broker::mock();
-    for t in ["big.in", "big.in.dlq", "echo.big.ok"] {
-        broker.create_topic(t, 1);
-    }
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["big.in"]"#);
-    let mut router = Router::start(
-        &config,
-        &broker,
-        &dir.path().join("state"),
-        &dir.path().join("cache"),
-    );
+    let (broker, mut router) = echo_on(dir.path(), "big.in", "echo.big.ok");
     let kcat = Kcat(broker.bootstrap());
     let big = "x".repeat(999_700);
     kcat.produce(&[
