@@ -1,48 +1,103 @@
 //! Catalog 004: the payment escrow saga, kept in plugin state per booking.
 //!
-//! - `payment.escrow_created` records the escrow (payment id, owner, amount).
-//! - `booking.delivery_confirmed` releases it: `payment.escrow_released` with
+//! ```text
+//! escrow_created -> Stripe hold -> escrow_held
+//!   delivery_confirmed -> escrow_released
+//!   booking.cancelled  -> escrow_refunded
+//!   a release that cannot happen -> payment.failed
+//! ```
+//!
+//! Each event adds what it knows to the booking's record, then the record is
+//! settled if it can be:
+//!
+//! - `payment.escrow_created` gives the payment id, the owner, the amount and
+//!   the currency. Nothing is held yet.
+//! - `payment.escrow_held` says the funds are held, with the held amount and
+//!   the payment id (not the owner, which the catalog's "Known Gaps" table
+//!   notes).
+//! - `booking.delivery_confirmed` asks for a release (and names the owner).
+//! - `booking.cancelled` asks for a refund.
+//!
+//! Only held funds are released or refunded. Events on different topics
+//! arrive in any order, so a confirmation or a cancellation that arrives
+//! before the hold is remembered, emits nothing then, and is settled when the
+//! hold arrives: no retry, no dead letter. A cancellation before the hold
+//! refunds nothing at that moment (nothing is held); the hold, when it comes,
+//! is refunded at once.
+//!
+//! - Release: `payment.escrow_released` with
 //!   `platform_fee_cents = round(amount_cents * platform_fee_bps / 10000)`
 //!   (half up) and `runner_payout_cents = amount_cents - platform_fee_cents`.
-//!   With no escrow recorded yet, the handler asks to retry: the escrow event
-//!   travels on another topic and may simply not have arrived.
-//! - `booking.cancelled` refunds a held escrow with `payment.escrow_refunded`;
-//!   with none recorded there is nothing to refund and nothing is emitted.
-//! - A released or refunded escrow is settled: later confirmations or
-//!   cancellations of that booking emit nothing.
+//! - Refund: `payment.escrow_refunded` with the held amount.
+//! - A settled escrow stays settled: later confirmations, cancellations and
+//!   holds emit nothing, except that a confirmation of a booking that was
+//!   cancelled (refunded, or waiting to be) cannot release anything and
+//!   emits `payment.failed`, once.
+//! - A cancellation after a confirmation (delivered, released or waiting for
+//!   the hold) is ignored: the delivery happened.
 //!
 //! Every emit carries `owner_id`, which the catalog's "Known Gaps" table says
-//! its payment events lacked.
+//! its payment events lacked. A settlement whose owner is not known yet (the
+//! hold came first, and no `escrow_created` or confirmation has named the
+//! owner) waits for the event that names it.
 
 use crate::Config;
 use serde::{Deserialize, Serialize};
 use switchyard_sdk::{Ctx, Emit, Event, HandlerError, json};
 
+/// A settlement asked for before it could happen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Request {
+    /// The delivery was confirmed: release to the runner.
+    Release {
+        runner_id: Option<String>,
+        occurred_at: String,
+    },
+    /// The booking was cancelled: refund the owner.
+    Refund {
+        reason: Option<String>,
+        occurred_at: String,
+    },
+}
+
+/// How an escrow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Settled {
+    Released,
+    Refunded,
+}
+
+/// What is known of one booking's escrow.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct Escrow {
-    payment_id: String,
-    owner_id: String,
-    amount_cents: u64,
-    currency: String,
-    settled: bool,
+    payment_id: Option<String>,
+    owner_id: Option<String>,
+    amount_cents: Option<u64>,
+    currency: Option<String>,
+    held: bool,
+    request: Option<Request>,
+    settled: Option<Settled>,
+    failure_sent: bool,
 }
 
 fn key(booking_id: &str) -> String {
     format!("escrow:{booking_id}")
 }
 
+/// The fields the saga reads from any of its four events.
 #[derive(Deserialize)]
-struct Created {
-    payment_id: String,
+struct Fields {
     booking_id: String,
-    owner_id: String,
-    amount_cents: u64,
-    currency: String,
-}
-
-#[derive(Deserialize)]
-struct Booking {
-    booking_id: String,
+    #[serde(default)]
+    payment_id: Option<String>,
+    #[serde(default)]
+    owner_id: Option<String>,
+    #[serde(default)]
+    amount_cents: Option<u64>,
+    #[serde(default)]
+    currency: Option<String>,
     #[serde(default)]
     runner_id: Option<String>,
     #[serde(default)]
@@ -51,93 +106,200 @@ struct Booking {
     occurred_at: Option<String>,
 }
 
-/// `payment.escrow_created`: remember the escrow; emits nothing.
-pub fn remember(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
-    let c: Created = event.data()?;
-    let escrow = Escrow {
-        payment_id: c.payment_id,
-        owner_id: c.owner_id,
-        amount_cents: c.amount_cents,
-        currency: c.currency,
-        settled: false,
-    };
-    ctx.state.set(&key(&c.booking_id), &escrow)?;
-    Ok(Vec::new())
-}
-
 /// The platform fee and the runner's payout for an amount.
 pub fn split(amount_cents: u64, fee_bps: u64) -> (u64, u64) {
     let fee = (amount_cents * fee_bps + 5_000) / 10_000;
     (fee, amount_cents - fee.min(amount_cents))
 }
 
-/// `booking.delivery_confirmed` -> `payment.escrow_released`.
-pub fn release(
+/// Handles any of the saga's four event types.
+pub fn handle(
     ctx: &mut Ctx<'_>,
     config: &Config,
     event: &Event,
 ) -> Result<Vec<Emit>, HandlerError> {
-    let b: Booking = event.data()?;
-    let Some(mut escrow) = ctx.state.get::<Escrow>(&key(&b.booking_id))? else {
-        return Err(HandlerError::Retry(format!(
-            "no escrow recorded yet for booking {}",
-            b.booking_id
-        )));
-    };
-    if escrow.settled {
-        return Ok(Vec::new());
+    let f: Fields = event.data()?;
+    let mut escrow: Escrow = ctx.state.get(&key(&f.booking_id))?.unwrap_or_default();
+    let occurred_at = f.occurred_at.clone().unwrap_or_else(|| event.time.clone());
+    let mut out = Vec::new();
+    if escrow.owner_id.is_none() {
+        escrow.owner_id = f.owner_id.clone();
     }
-    escrow.settled = true;
-    ctx.state.set(&key(&b.booking_id), &escrow)?;
-    let (fee, payout) = split(escrow.amount_cents, config.platform_fee_bps);
-    Ok(vec![Emit::new(
-        "payment.escrow_released",
-        &json!({
-            "payment_id": escrow.payment_id,
-            "booking_id": b.booking_id,
-            "runner_id": b.runner_id,
-            "owner_id": escrow.owner_id,
-            "runner_payout_cents": payout,
-            "platform_fee_cents": fee,
-            "currency": escrow.currency,
-            "occurred_at": b.occurred_at.as_deref().unwrap_or(&event.time),
-        }),
-    )?])
+    match event.ty.as_str() {
+        "payment.escrow_created" => {
+            escrow.payment_id = escrow.payment_id.or(f.payment_id);
+            escrow.amount_cents = escrow.amount_cents.or(f.amount_cents);
+            escrow.currency = escrow.currency.or(f.currency);
+        }
+        "payment.escrow_held" => {
+            // The hold's own figures are what is actually held.
+            escrow.payment_id = f.payment_id.or(escrow.payment_id);
+            escrow.amount_cents = f.amount_cents.or(escrow.amount_cents);
+            escrow.currency = f.currency.or(escrow.currency);
+            escrow.held = true;
+        }
+        "booking.delivery_confirmed" => {
+            let cancelled = escrow.settled == Some(Settled::Refunded)
+                || matches!(escrow.request, Some(Request::Refund { .. }));
+            if cancelled {
+                if !escrow.failure_sent {
+                    escrow.failure_sent = true;
+                    out.push(failed(&escrow, &f.booking_id, &occurred_at)?);
+                }
+            } else if escrow.request.is_none() && escrow.settled.is_none() {
+                escrow.request = Some(Request::Release {
+                    runner_id: f.runner_id,
+                    occurred_at,
+                });
+            }
+        }
+        "booking.cancelled" => {
+            if escrow.request.is_none() && escrow.settled.is_none() {
+                escrow.request = Some(Request::Refund {
+                    reason: f.reason,
+                    occurred_at,
+                });
+            }
+        }
+        other => {
+            return Err(HandlerError::Reject(format!(
+                "the escrow saga does not handle `{other}`"
+            )));
+        }
+    }
+    out.extend(settle(&mut escrow, config, &f.booking_id)?);
+    ctx.state.set(&key(&f.booking_id), &escrow)?;
+    Ok(out)
 }
 
-/// `booking.cancelled` -> `payment.escrow_refunded` when an escrow is held.
-pub fn refund(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
-    let b: Booking = event.data()?;
-    let Some(mut escrow) = ctx.state.get::<Escrow>(&key(&b.booking_id))? else {
-        return Ok(Vec::new());
-    };
-    if escrow.settled {
-        return Ok(Vec::new());
+/// Releases or refunds the escrow when it is held, a settlement is asked
+/// for, and the owner is known.
+fn settle(
+    escrow: &mut Escrow,
+    config: &Config,
+    booking_id: &str,
+) -> Result<Option<Emit>, HandlerError> {
+    if !escrow.held || escrow.settled.is_some() || escrow.owner_id.is_none() {
+        return Ok(None);
     }
-    escrow.settled = true;
-    ctx.state.set(&key(&b.booking_id), &escrow)?;
-    Ok(vec![Emit::new(
-        "payment.escrow_refunded",
+    let Some(request) = escrow.request.take() else {
+        return Ok(None);
+    };
+    let amount = escrow.amount_cents.unwrap_or(0);
+    let emit = match request {
+        Request::Release {
+            runner_id,
+            occurred_at,
+        } => {
+            escrow.settled = Some(Settled::Released);
+            let (fee, payout) = split(amount, config.platform_fee_bps);
+            Emit::new(
+                "payment.escrow_released",
+                &json!({
+                    "payment_id": escrow.payment_id,
+                    "booking_id": booking_id,
+                    "runner_id": runner_id,
+                    "owner_id": escrow.owner_id,
+                    "runner_payout_cents": payout,
+                    "platform_fee_cents": fee,
+                    "currency": escrow.currency,
+                    "occurred_at": occurred_at,
+                }),
+            )?
+        }
+        Request::Refund {
+            reason,
+            occurred_at,
+        } => {
+            escrow.settled = Some(Settled::Refunded);
+            Emit::new(
+                "payment.escrow_refunded",
+                &json!({
+                    "payment_id": escrow.payment_id,
+                    "booking_id": booking_id,
+                    "owner_id": escrow.owner_id,
+                    "amount_cents": amount,
+                    "currency": escrow.currency,
+                    "refund_reason": reason,
+                    "occurred_at": occurred_at,
+                }),
+            )?
+        }
+    };
+    Ok(Some(emit))
+}
+
+/// `payment.failed`: a confirmed delivery whose escrow cannot be released.
+fn failed(escrow: &Escrow, booking_id: &str, occurred_at: &str) -> Result<Emit, HandlerError> {
+    let reason = if escrow.settled == Some(Settled::Refunded) {
+        "the escrow was refunded after a cancellation; there is nothing to release"
+    } else {
+        "the booking was cancelled before its funds were held; there is nothing to release"
+    };
+    Emit::new(
+        "payment.failed",
         &json!({
             "payment_id": escrow.payment_id,
-            "booking_id": b.booking_id,
+            "booking_id": booking_id,
             "owner_id": escrow.owner_id,
-            "amount_cents": escrow.amount_cents,
-            "currency": escrow.currency,
-            "refund_reason": b.reason,
-            "occurred_at": b.occurred_at.as_deref().unwrap_or(&event.time),
+            "reason": reason,
+            "occurred_at": occurred_at,
         }),
-    )?])
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Payment;
+    use switchyard_sdk::Value;
     use switchyard_sdk::testing::{MemoryState, event, run};
 
-    fn config() -> serde_json::Value {
+    fn config() -> Value {
         json!({ "vocabulary": "escrow", "platform_fee_bps": 1500 })
+    }
+
+    fn created() -> Event {
+        event(
+            "payment.escrow_created",
+            json!({"payment_id": "p1", "booking_id": "b1", "owner_id": "o1", "amount_cents": 2000, "currency": "IDR"}),
+        )
+    }
+
+    fn held() -> Event {
+        event(
+            "payment.escrow_held",
+            json!({"payment_id": "p1", "booking_id": "b1", "stripe_payment_id": "pi_1", "amount_cents": 2000, "currency": "IDR"}),
+        )
+    }
+
+    fn confirmed() -> Event {
+        event(
+            "booking.delivery_confirmed",
+            json!({"booking_id": "b1", "runner_id": "r1", "owner_id": "o1"}),
+        )
+    }
+
+    fn cancelled() -> Event {
+        event(
+            "booking.cancelled",
+            json!({"booking_id": "b1", "reason": "changed mind"}),
+        )
+    }
+
+    /// Runs `events` in order; returns the types each one emitted.
+    fn saga(events: &[Event]) -> Vec<Vec<String>> {
+        let mut state = MemoryState::default();
+        events
+            .iter()
+            .map(|e| {
+                let out = run::<Payment>(&mut state, config(), e).unwrap();
+                for emit in &out {
+                    assert_eq!(emit.data_value()["owner_id"], "o1", "{emit:?}");
+                }
+                out.into_iter().map(|emit| emit.ty).collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -148,43 +310,59 @@ mod tests {
     }
 
     #[test]
-    fn the_saga_releases_once_and_never_refunds_after() {
-        let mut state = MemoryState::default();
-        let created = event(
-            "payment.escrow_created",
-            json!({"payment_id": "p1", "booking_id": "b1", "owner_id": "o1", "amount_cents": 2000, "currency": "IDR"}),
-        );
-        assert!(
-            run::<Payment>(&mut state, config(), &created)
-                .unwrap()
-                .is_empty()
-        );
-        let confirmed = event(
-            "booking.delivery_confirmed",
-            json!({"booking_id": "b1", "runner_id": "r1"}),
-        );
-        let out = run::<Payment>(&mut state, config(), &confirmed).unwrap();
-        assert_eq!(out[0].data_value()["runner_payout_cents"], 1700);
-        assert_eq!(out[0].data_value()["owner_id"], "o1");
-        assert!(
-            run::<Payment>(&mut state, config(), &confirmed)
-                .unwrap()
-                .is_empty()
-        );
-        let cancelled = event("booking.cancelled", json!({"booking_id": "b1"}));
-        assert!(
-            run::<Payment>(&mut state, config(), &cancelled)
-                .unwrap()
-                .is_empty()
+    fn held_then_confirmed_releases_once() {
+        let got = saga(&[created(), held(), confirmed(), confirmed(), cancelled()]);
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            got,
+            [
+                none.clone(),
+                none.clone(),
+                vec!["payment.escrow_released".to_string()],
+                none.clone(),
+                none
+            ]
         );
     }
 
     #[test]
-    fn release_without_escrow_retries_and_stages_nothing() {
+    fn only_held_funds_are_released_and_an_early_confirmation_waits_for_the_hold() {
+        let got = saga(&[confirmed(), created(), held(), held(), confirmed()]);
+        let released = got.iter().flatten().collect::<Vec<_>>();
+        assert_eq!(released, ["payment.escrow_released"]);
+        assert_eq!(got[2], ["payment.escrow_released"]);
+    }
+
+    #[test]
+    fn a_cancellation_before_the_hold_refunds_the_hold_once() {
+        let got = saga(&[
+            created(),
+            cancelled(),
+            cancelled(),
+            held(),
+            held(),
+            cancelled(),
+        ]);
+        let emitted = got.iter().flatten().collect::<Vec<_>>();
+        assert_eq!(emitted, ["payment.escrow_refunded"]);
+        assert_eq!(got[3], ["payment.escrow_refunded"]);
+    }
+
+    #[test]
+    fn a_confirmation_after_a_refund_fails_once_with_the_owner() {
+        let got = saga(&[created(), held(), cancelled(), confirmed(), confirmed()]);
+        let emitted = got.iter().flatten().collect::<Vec<_>>();
+        assert_eq!(emitted, ["payment.escrow_refunded", "payment.failed"]);
+    }
+
+    #[test]
+    fn a_hold_with_no_owner_known_waits_for_the_event_naming_it() {
         let mut state = MemoryState::default();
-        let confirmed = event("booking.delivery_confirmed", json!({"booking_id": "b9"}));
-        let err = run::<Payment>(&mut state, config(), &confirmed).unwrap_err();
-        assert!(matches!(err, HandlerError::Retry(_)));
-        assert_eq!(state, MemoryState::default());
+        let cancel = run::<Payment>(&mut state, config(), &cancelled()).unwrap();
+        let hold = run::<Payment>(&mut state, config(), &held()).unwrap();
+        assert!(cancel.is_empty() && hold.is_empty());
+        let out = run::<Payment>(&mut state, config(), &created()).unwrap();
+        assert_eq!(out[0].ty, "payment.escrow_refunded");
+        assert_eq!(out[0].data_value()["amount_cents"], 2000);
     }
 }

@@ -7,8 +7,10 @@
 //!   `payment.payment.refunded`.
 //! - `travel` (catalog 003): `booking.created` yields `booking.confirmed` or
 //!   `booking.failed`.
-//! - `escrow` (catalog 004): remembers `payment.escrow_created`, releases the
-//!   escrow on `booking.delivery_confirmed` and refunds it on `booking.cancelled`.
+//! - `escrow` (catalog 004): learns the escrow from `payment.escrow_created`
+//!   and `payment.escrow_held`, releases held funds on
+//!   `booking.delivery_confirmed`, refunds them on `booking.cancelled`, and
+//!   emits `payment.failed` when a release cannot happen.
 
 mod booking;
 mod escrow;
@@ -81,11 +83,13 @@ impl Handler for Payment {
             (Vocabulary::Booking, "booking.booking.created") => booking::charge(&config, event),
             (Vocabulary::Booking, "booking.booking.cancelled") => booking::refund(&config, event),
             (Vocabulary::Travel, "booking.created") => travel::charge(&config, event),
-            (Vocabulary::Escrow, "payment.escrow_created") => escrow::remember(ctx, event),
-            (Vocabulary::Escrow, "booking.delivery_confirmed") => {
-                escrow::release(ctx, &config, event)
-            }
-            (Vocabulary::Escrow, "booking.cancelled") => escrow::refund(ctx, event),
+            (
+                Vocabulary::Escrow,
+                "payment.escrow_created"
+                | "payment.escrow_held"
+                | "booking.delivery_confirmed"
+                | "booking.cancelled",
+            ) => escrow::handle(ctx, &config, event),
             (vocabulary, ty) => Err(HandlerError::Reject(format!(
                 "payment ({vocabulary:?} vocabulary) does not handle `{ty}`; fix the plugin's subscription"
             ))),
