@@ -3,7 +3,8 @@
 # already present. Safe to run again and again.
 #   scripts/setup.sh          the wasm target and kcat
 #   scripts/setup.sh --test   also what the tests need: promtool, chromium,
-#                             PostgreSQL, confluent-kafka (PyPI) and the Tansu
+#                             PostgreSQL, confluent-kafka and componentize-py
+#                             (PyPI), componentize-js (npm) and the Tansu
 #                             broker with durable storage (a ~20 minute build,
 #                             once)
 set -euo pipefail
@@ -52,6 +53,22 @@ fi
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "setup: installing confluent-kafka"
   python3 -m pip install --quiet confluent-kafka
+fi
+
+# The Python and JavaScript plugin toolchains (pinned): componentize-py from
+# PyPI, componentize-js from npm.
+if ! have componentize-py; then
+  echo "setup: installing componentize-py"
+  python3 -m pip install --quiet componentize-py==0.25.1
+fi
+if ! have componentize-js; then
+  if ! have npm; then
+    echo "setup: installing npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  echo "setup: installing componentize-js"
+  as_root npm install --global --silent @bytecodealliance/componentize-js@0.23.0
 fi
 
 # Tansu: an independent Kafka-compatible broker for the end-to-end tests,

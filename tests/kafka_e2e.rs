@@ -30,3 +30,13 @@ fn travel_example_end_to_end() {
 fn pet_delivery_example_end_to_end() {
     assert!(run_example(Broker::mock, "pet-delivery") >= 3);
 }
+
+#[test]
+fn python_receipt_example_end_to_end() {
+    assert!(run_example(Broker::mock, "booking-python") >= 1);
+}
+
+#[test]
+fn js_receipt_example_end_to_end() {
+    assert!(run_example(Broker::mock, "booking-js") >= 1);
+}

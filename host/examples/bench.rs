@@ -158,6 +158,7 @@ async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) ->
         create_topics,
         admin: None,
         watch: false,
+        rebuild: false,
         workers: None,
         stats: Some(stats.clone()),
     };
@@ -517,7 +518,7 @@ vocabulary = "booking"
         config,
         Arc::new(Metrics::new("bench")),
     ));
-    let _watcher = reloader.watch().unwrap();
+    let _watcher = reloader.watch(false).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let plugin = registry.get("payment").unwrap().clone();
     let swap = |bytes: &[u8]| -> f64 {
@@ -1088,6 +1089,7 @@ async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Ar
             create_topics: false,
             admin: None,
             watch: false,
+            rebuild: false,
             workers: None,
             stats: Some(stats.clone()),
         };

@@ -10,12 +10,19 @@
 //!   printing `bootstrap: 127.0.0.1:<port>`, a live tail and a summary.
 //! - `switchyard dlq replay <topic.dlq>` sends dead letters back to their
 //!   original topics.
+//! - `switchyard new <name> [--lang rust|python|js] [--dir PATH]` writes a
+//!   plugin that builds and passes `switchyard test` at once.
+//!
+//! `test` and `dev` first build the plugins whose `.wasm` is older than
+//! their `sources`; `dev` also rebuilds and reloads them on every save (see
+//! [`crate::rebuild`]).
 
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::harness;
 use crate::kafka::{self, broker::EmbeddedBroker};
 use crate::service::{self, RunOptions};
+use crate::{rebuild, scaffold};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -99,6 +106,21 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
     },
+    /// Write a new plugin: a handler, a fixture, a schema and a router.toml.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::config::Lang,
+        /// The folder to create (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust only: the switchyard-sdk crate to depend on (default: the
+        /// checkout this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Dead-letter topics.
     Dlq {
         /// What to do with them.
@@ -161,6 +183,28 @@ fn engine(cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Engine>> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Test { paths, plugin } => test(engine(cli.cache_dir)?, &paths, plugin.as_deref()),
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = scaffold::create(&scaffold::NewPlugin {
+                name,
+                lang,
+                dir,
+                sdk,
+            })?;
+            let shown = dir.display();
+            println!("created {shown}/");
+            println!(
+                "  switchyard test {shown}                       # builds it, runs its fixture"
+            );
+            println!(
+                "  switchyard dev --config {shown}/router.toml   # runs it; rebuilds on every save"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { files } => validate(engine(cli.cache_dir)?, &files),
         Command::Run {
             config,
@@ -183,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 create_topics: !no_create_topics,
                 admin: (!no_admin).then_some(admin),
                 watch: true,
+                rebuild: false,
                 workers: None,
                 stats: None,
             };
@@ -196,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             let mut config = RouterConfig::load(&config)?;
+            rebuild::build_stale(&config)?;
             // The mock cluster holds a group's rebalance for the session
             // timeout after a member leaves or a topic appears; a short one
             // keeps restarts and new topics quick in dev.
@@ -244,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 create_topics: false,
                 admin: Some(admin),
                 watch: true,
+                rebuild: true,
                 workers: None,
                 stats: None,
             };
@@ -300,6 +347,7 @@ fn test(engine: Arc<Engine>, paths: &[PathBuf], plugin: Option<&str>) -> anyhow:
     for path in paths {
         use std::io::Write;
         let config = RouterConfig::load(&config_path(path))?;
+        rebuild::build_stale(&config)?;
         let report = harness::run_config(&engine, &config, plugin, &mut out)?;
         writeln!(
             out,

@@ -40,6 +40,9 @@
 //! # isolation = "per-event"             # default "reuse": one warm instance per worker
 //! # envelope = "snake"                   # default: the cause's style
 //! # lift = ["bookingId"]                 # camelCase: data fields put at top level
+//! # schemas = "schemas"                  # <type>.json JSON Schemas its emits must match
+//! # sources = "."                        # `switchyard dev` rebuilds on a save in here,
+//! # build = "cargo build --release --target wasm32-wasip2"  # with this (default per language)
 //! [plugin.topics]                        # type -> topic; default topic = type
 //! "payment.payment.succeeded" = "payment.payment.succeeded"
 //! [plugin.config]                        # handed to the plugin as JSON
@@ -50,6 +53,7 @@
 
 use crate::engine::Limits;
 use crate::envelope::EnvelopeKind;
+use crate::schemas::Schemas;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -132,6 +136,12 @@ struct RawPlugin {
     memory_mib: Option<u64>,
     #[serde(default)]
     isolation: Isolation,
+    #[serde(default)]
+    schemas: Option<PathBuf>,
+    #[serde(default)]
+    sources: Option<PathBuf>,
+    #[serde(default)]
+    build: Option<String>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -313,6 +323,63 @@ pub struct PluginSpec {
     pub isolation: Isolation,
     /// Its config, handed to the plugin as JSON.
     pub config: Arc<Map<String, Value>>,
+    /// The JSON Schemas its emits must match, by type (`schemas`).
+    pub schemas: Option<Arc<Schemas>>,
+    /// How `switchyard dev` rebuilds it on a save, if it can.
+    pub build: Option<Build>,
+}
+
+/// A plugin's source folder and the command that builds its `.wasm` there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// The folder `switchyard dev` watches (`sources`).
+    pub dir: PathBuf,
+    /// The shell command, run in `dir` (`build`, or the default for the
+    /// folder's language); `{wasm}` stands for the plugin's `.wasm` path.
+    pub command: String,
+}
+
+/// The languages a plugin can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust with the `switchyard-sdk` crate.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with componentize-js.
+    Js,
+}
+
+impl Build {
+    /// The language of the plugin whose sources are in `dir`: Rust when it
+    /// holds `Cargo.toml`, Python for `app.py`, JavaScript for `app.js`.
+    pub fn detect(dir: &Path) -> Option<Lang> {
+        [
+            ("Cargo.toml", Lang::Rust),
+            ("app.py", Lang::Python),
+            ("app.js", Lang::Js),
+        ]
+        .into_iter()
+        .find(|(file, _)| dir.join(file).is_file())
+        .map(|(_, lang)| lang)
+    }
+
+    /// The default build command for a language, run in the plugin's folder.
+    pub fn default_command_for(lang: Lang) -> &'static str {
+        match lang {
+            Lang::Rust => "cargo build --release --target wasm32-wasip2",
+            Lang::Python => "componentize-py -d wit -w handler componentize app -o {wasm}",
+            Lang::Js => {
+                "componentize-js --wit wit -n handler -d http -d fetch-event -o {wasm} app.js"
+            }
+        }
+    }
+
+    /// The command with `{wasm}` replaced by `wasm`, shell-quoted.
+    pub fn command_for(&self, wasm: &Path) -> String {
+        let quoted = format!("'{}'", wasm.display().to_string().replace('\'', "'\\''"));
+        self.command.replace("{wasm}", &quoted)
+    }
 }
 
 impl PluginSpec {
@@ -481,6 +548,29 @@ impl RouterConfig {
                 },
                 isolation: p.isolation,
                 config: Arc::new(config),
+                schemas: match &p.schemas {
+                    None => None,
+                    Some(dir) => Some(Arc::new(Schemas::load(&base.join(dir)).map_err(|m| bad(m))?)),
+                },
+                build: match (p.sources.as_ref().map(|d| base.join(d)), p.build.clone()) {
+                    (None, None) => None,
+                    (dir, Some(command)) => Some(Build {
+                        dir: dir.unwrap_or_else(|| base.to_path_buf()),
+                        command,
+                    }),
+                    (Some(dir), None) => match Build::detect(&dir).map(Build::default_command_for) {
+                        Some(command) => Some(Build {
+                            dir,
+                            command: command.into(),
+                        }),
+                        None => {
+                            return Err(bad(format!(
+                                "`sources = {:?}` holds no Cargo.toml, app.py or app.js, so there is no default build; set `build = \"...\"`",
+                                p.sources.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+                            )));
+                        }
+                    },
+                },
                 name: p.name,
             });
         }

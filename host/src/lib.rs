@@ -17,6 +17,7 @@
 //! - [`registry`]: the configured plugins and their live versions.
 //! - [`router`]: the per-record path (no I/O): decode, match subscribers,
 //!   run on a warm instance, check and wrap emits; batches and the retry policy.
+//! - [`schemas`]: the JSON Schemas a plugin's emits must match.
 //! - [`pool`]: the fixed plugin worker pool, one warm instance per worker.
 //! - [`state`]: per-plugin transactional key-value state (memory; redb on disk).
 //! - [`committer`]: group commit of every ready partition's batch.
@@ -29,6 +30,8 @@
 //! - [`flows`]: what flowed along each edge of the routing map, and charts.
 //! - [`status`]: the status page's data: map, charts, lag, dead letters.
 //! - [`harness`]: `switchyard test`, fixtures with diffs.
+//! - [`scaffold`]: `switchyard new`, a working plugin in Rust, Python or JS.
+//! - [`rebuild`]: builds a plugin from its sources when stale, and on every save in dev.
 //! - [`cli`]: the `switchyard` command line.
 //!
 //! # Example
@@ -64,9 +67,12 @@ pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod pool;
+pub mod rebuild;
 pub mod registry;
 pub mod reload;
 pub mod router;
+pub mod scaffold;
+pub mod schemas;
 pub mod service;
 pub mod state;
 pub mod status;

@@ -236,6 +236,17 @@ impl PluginRegistry {
                 }
             })?;
             tracing::info!(plugin = %spec.name, version = version.label(), origin = ?version.origin, "plugin loaded");
+            if let Some(schemas) = &spec.schemas {
+                let unchecked: Vec<&String> = spec
+                    .emits
+                    .patterns()
+                    .iter()
+                    .filter(|ty| !ty.contains('*') && !schemas.types().any(|s| s == ty.as_str()))
+                    .collect();
+                if !unchecked.is_empty() {
+                    tracing::warn!(plugin = %spec.name, "no schema for {unchecked:?}; those emits are not checked");
+                }
+            }
             plugins.push(Arc::new(Plugin::new(spec.clone(), Arc::new(version))));
         }
         Ok(PluginRegistry { plugins })

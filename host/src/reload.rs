@@ -346,9 +346,12 @@ impl Reloader {
         &self.registry
     }
 
-    /// Watches every plugin's file and reloads it when it changes. The
-    /// returned watcher must be kept alive.
-    pub fn watch(self: &Arc<Self>) -> anyhow::Result<notify::RecommendedWatcher> {
+    /// Watches every plugin's file and reloads it when it changes, except,
+    /// with `skip_built`, the plugins the host builds itself on a save (see
+    /// [`crate::rebuild`]): their file is reloaded once its build ends, not
+    /// while the build is still writing it. The returned watcher must be
+    /// kept alive.
+    pub fn watch(self: &Arc<Self>, skip_built: bool) -> anyhow::Result<notify::RecommendedWatcher> {
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -363,6 +366,9 @@ impl Reloader {
         let mut dirs = HashSet::new();
         let mut files: Vec<(String, PathBuf)> = Vec::new();
         for plugin in self.registry.plugins() {
+            if skip_built && plugin.spec.build.is_some() {
+                continue;
+            }
             let file = absolute(&plugin.spec.wasm);
             if let Some(dir) = file.parent()
                 && dirs.insert(dir.to_path_buf())

@@ -47,6 +47,9 @@ pub enum Failure {
     /// The plugin emitted something malformed, oversized or to a bad topic.
     #[error("invalid emit: {0}")]
     InvalidEmit(String),
+    /// An emit's data does not match the plugin's schema for its type.
+    #[error("schema: {0}")]
+    Schema(String),
     /// The event already went through too many routing hops.
     #[error("loop: the event has gone through {0} routing hops; refusing to route it again")]
     Loop(u32),
@@ -67,6 +70,7 @@ impl Failure {
             Failure::Fault(f) => f.class(),
             Failure::Forbidden(_) => "forbidden",
             Failure::InvalidEmit(_) => "invalid-emit",
+            Failure::Schema(_) => "schema",
             Failure::Loop(_) => "loop",
             Failure::State(_) => "host",
             Failure::Paused => "paused",
@@ -458,6 +462,9 @@ impl Router {
         }
         let data: Value = serde_json::from_str(&emit.data)
             .map_err(|e| Failure::InvalidEmit(format!("`{}` data is not JSON: {e}", emit.ty)))?;
+        if let Some(schemas) = &spec.schemas {
+            schemas.check(&emit.ty, &data).map_err(Failure::Schema)?;
+        }
         let key = emit.key.clone().or_else(|| {
             let field = spec.key_field.as_deref()?;
             match data.get(field)? {

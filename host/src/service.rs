@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub admin: Option<std::net::SocketAddr>,
     /// Whether to watch plugin files and hot-reload them.
     pub watch: bool,
+    /// Whether to also watch plugins' `sources`, rebuilding and reloading
+    /// them on every save (`switchyard dev`).
+    pub rebuild: bool,
     /// Plugin worker threads (`None`: one per core).
     pub workers: Option<usize>,
     /// Counters to share with the caller (benchmarks, embedding); `None`
@@ -111,7 +114,12 @@ pub async fn run(
     }
     reloader.follow()?;
     let _watcher = if options.watch {
-        Some(reloader.watch()?)
+        Some(reloader.watch(options.rebuild)?)
+    } else {
+        None
+    };
+    let _source_watcher = if options.rebuild {
+        crate::rebuild::watch(reloader.clone())?
     } else {
         None
     };

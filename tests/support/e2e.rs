@@ -207,9 +207,12 @@ pub fn run_fixture(
 /// router; returns how many ran.
 pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
     let dir = super::root().join("examples").join(example);
-    let cache = tempfile::tempdir().unwrap();
+    // Compiled plugins are shared between tests (entries are keyed by
+    // content): a Python or JavaScript plugin compiles once, not per fixture.
+    let cache = super::root().join("target/test-cache");
     super::build_wasm("plugins");
     let config = RouterConfig::load(&dir.join("router.toml")).unwrap();
+    switchyard::rebuild::build_stale(&config).unwrap();
     let mut ran = 0;
     for plugin in &config.plugins {
         for file in switchyard::harness::fixture_files(plugin).unwrap() {
@@ -219,7 +222,7 @@ pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
                 continue;
             }
             let broker = new_broker();
-            run_fixture(&broker, &dir, &plugin.name, &file, cache.path());
+            run_fixture(&broker, &dir, &plugin.name, &file, &cache);
             ran += 1;
         }
     }

@@ -504,6 +504,14 @@ impl Drop for Engine {
 
 fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
+    if let Some(functions) = options
+        .cache_dir
+        .as_ref()
+        .and_then(|dir| cache::FunctionCache::new(dir.join("functions")))
+    {
+        // Only fails when the compiler has no such cache; it has.
+        let _ = config.enable_incremental_compilation(Arc::new(functions));
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(512 << 10);

@@ -1,0 +1,17 @@
+/**
+ * A Switchyard plugin: answers `greeting.requested` with `greeting.sent`.
+ *
+ * Build: componentize-js --wit wit -n handler -d http -d fetch-event -o app.wasm app.js
+ */
+import { Reject, emit, handler, log, state } from './switchyard.js';
+
+export const handle = handler((event) => {
+  if (event.type !== 'greeting.requested') return [];
+  const name = event.data?.name;
+  if (typeof name !== 'string' || name === '') {
+    throw new Reject('`greeting.requested` data needs a `name`');
+  }
+  const count = state.nextInSequence('greetings');
+  log(`greeting #${count} for ${name}`);
+  return [emit('greeting.sent', { message: `Hello, ${name}!`, name, count })];
+});

@@ -1,0 +1,170 @@
+/**
+ * Write Switchyard event handler plugins in plain JavaScript.
+ *
+ * A plugin is one ES module (say `app.js`) that exports `handle`, wrapped by
+ * {@link handler}. The function takes an {@link Event} and returns a list of
+ * emits made by {@link emit}; it may use {@link state}, {@link config},
+ * {@link log} and {@link deriveId}, and fails by throwing {@link Retry} or
+ * {@link Reject} (any other exception rejects the event with its message).
+ *
+ *     import { handler, emit, state } from './switchyard.js';
+ *     export const handle = handler((event) => {
+ *       const seen = state.nextInSequence('seen');
+ *       return [emit('echo', { of: event.type, seen })];
+ *     });
+ *
+ * Build it (from the folder holding `app.js`, this module and `wit/`):
+ *
+ *     componentize-js --wit wit -n handler -d http -d fetch-event -o app.wasm app.js
+ *
+ * State values and emitted data are JSON text, as the Rust SDK writes them.
+ * JavaScript has one number type, so `45.0` reads as `45` and would be written
+ * back as `45`; wrap numbers that must stay floats in {@link float}.
+ * @module switchyard
+ */
+import * as hostState from 'switchyard:plugin/state@0.1.0';
+import * as hostConfig from 'switchyard:plugin/config@0.1.0';
+import * as hostLog from 'switchyard:plugin/log@0.1.0';
+
+/** A transient failure: the host retries with backoff, then dead-letters. */
+export class Retry extends Error {}
+
+/** A permanent failure: the host dead-letters the event now. */
+export class Reject extends Error {}
+
+/**
+ * One event, decoded by the host.
+ * @typedef {object} Event
+ * @property {string} id @property {string} type @property {string} source
+ * @property {string} time RFC 3339.
+ * @property {string|undefined} correlationId @property {string|undefined} subject
+ * @property {any} data The payload parsed from JSON (`null` if it is not JSON).
+ * @property {string} dataText The payload as received.
+ * @property {string} topic @property {number} partition @property {number} offset
+ * @property {string|undefined} key
+ * @property {Array<[string, string]>} headers
+ * @property {(name: string) => string|undefined} header The first header called `name`.
+ */
+
+/**
+ * An event to emit; the host fills in its id, time, correlation and source.
+ * @param {string} type The event type; the plugin's config must allow it.
+ * @param {any} data The payload, anything JSON-serializable.
+ * @param {{key?: string, topic?: string, headers?: Object<string, string>}} [options]
+ *   The Kafka key, an explicit topic and extra headers.
+ */
+export function emit(type, data, { key, topic, headers = {} } = {}) {
+  return { type, data, key, topic, headers };
+}
+
+/** `x` written as a JSON float (`45` as `45.0`), as a Rust `f64` is. */
+export function float(x) {
+  return JSON.rawJSON(Number.isInteger(x) ? x.toFixed(1) : String(x));
+}
+
+/** The plugin's private key-value state, JSON-encoded. Writes are staged and
+ * applied only when the handler succeeds. */
+export const state = {
+  /** The JSON value under `key`, or `fallback` when absent. */
+  get(key, fallback = undefined) {
+    const raw = hostState.get(key);
+    if (raw === undefined || raw === null) return fallback;
+    try {
+      return JSON.parse(new TextDecoder().decode(raw));
+    } catch (e) {
+      throw new Reject(`state \`${key}\` is corrupt: ${e.message}`);
+    }
+  },
+  /** Stages `value` as JSON under `key`. */
+  set(key, value) {
+    hostState.set(key, new TextEncoder().encode(JSON.stringify(value)));
+  },
+  /** Stages the removal of `key`. */
+  delete(key) {
+    hostState.delete(key);
+  },
+  /** Increments the counter under `key` and returns its new value (1 the first
+   * time); the increment commits only if the handler succeeds. */
+  nextInSequence(key) {
+    const current = this.get(key, 0);
+    if (!Number.isSafeInteger(current) || current < 0) {
+      throw new Reject(`state \`${key}\` is corrupt: ${JSON.stringify(current)} is not a counter`);
+    }
+    this.set(key, current + 1);
+    return current + 1;
+  },
+};
+
+/** The plugin's whole config (the router's `[plugin.config]`), parsed. */
+export function config() {
+  return JSON.parse(hostConfig.all());
+}
+
+/** Writes a log line through the host; `level` is trace, debug, info, warn or error. */
+export function log(message, level = 'info') {
+  hostLog.log(level, message);
+}
+
+/** The SHA-1 digest of `bytes` (a Uint8Array), for {@link deriveId}. */
+function sha1(bytes) {
+  const n = ((bytes.length + 8) >> 6) + 1, w = new Uint32Array(n * 16);
+  bytes.forEach((b, i) => { w[i >> 2] |= b << (24 - (i % 4) * 8); });
+  w[bytes.length >> 2] |= 0x80 << (24 - (bytes.length % 4) * 8);
+  w[n * 16 - 1] = bytes.length * 8;
+  const h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  for (let c = 0; c < w.length; c += 16) {
+    const x = new Array(80);
+    for (let t = 0; t < 80; t++) x[t] = t < 16 ? w[c + t] : rotl(x[t - 3] ^ x[t - 8] ^ x[t - 14] ^ x[t - 16], 1);
+    let [a, b, cc, d, e] = h;
+    for (let t = 0; t < 80; t++) {
+      const f = t < 20 ? (b & cc) | (~b & d) : t < 40 || t >= 60 ? b ^ cc ^ d : (b & cc) | (b & d) | (cc & d);
+      const k = [0x5a827999, 0x6ed9eba1, 0x8f1bbcdc, 0xca62c1d6][(t / 20) | 0];
+      const tmp = (rotl(a, 5) + f + e + k + x[t]) | 0;
+      [e, d, cc, b, a] = [d, cc, rotl(b, 30), a, tmp];
+    }
+    [a, b, cc, d, e].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+  }
+  return new Uint8Array(h.flatMap((v) => [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255]));
+}
+
+/** The name-based (v5) UUID of `name` in the namespace UUID `ns` (bytes). */
+function uuid5(ns, name) {
+  const text = new TextEncoder().encode(name), input = new Uint8Array(16 + text.length);
+  input.set(ns);
+  input.set(text, 16);
+  const b = sha1(input).slice(0, 16);
+  b[6] = (b[6] & 0x0f) | 0x50;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  return b;
+}
+
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const NAMESPACE_URL = Uint8Array.from('6ba7b8119dad11d180b400c04fd430c8'.match(/../g), (x) => parseInt(x, 16));
+
+/** A deterministic id, as the Rust SDK's `derive_id`: the UUIDv5 of `name` in
+ * the namespace uuid5(NAMESPACE_URL, "switchyard:" + namespace). */
+export function deriveId(namespace, name) {
+  const h = hex(uuid5(uuid5(NAMESPACE_URL, `switchyard:${namespace}`), name));
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Wraps `fn(event) -> emits` as the plugin's `handle` export:
+ * `export const handle = handler(fn)`. */
+export function handler(fn) {
+  return (e) => {
+    let data = null;
+    try { data = JSON.parse(e.data); } catch { /* not JSON: null */ }
+    const headers = e.headers.map((h) => [h.key, h.value]);
+    const event = { ...e, offset: Number(e.offset), data, dataText: e.data, headers,
+      header: (name) => headers.find(([k]) => k === name)?.[1] };
+    try {
+      return fn(event).map((m) => ({ type: m.type, data: JSON.stringify(m.data ?? null), key: m.key, topic: m.topic,
+        headers: Object.entries(m.headers ?? {}).map(([key, value]) => ({ key, value })) }));
+    } catch (err) {
+      if (err instanceof Retry) throw { tag: 'retry', val: err.message };
+      if (err instanceof Reject) throw { tag: 'reject', val: err.message };
+      throw { tag: 'reject', val: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+    }
+  };
+}
