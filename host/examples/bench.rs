@@ -18,6 +18,10 @@
 //!   sharing a PostgreSQL state store, against 1 instance on redb; with the
 //!   mean commit wait, re-runs after conflicts and aborted transactions.
 //! - P7: latency of one hop at light load, against the passthrough.
+//! - P8: the receipt plugin in Rust, Python and JavaScript: compile (cold,
+//!   and a rebuilt component with the function cache warm), cache load,
+//!   and per-event cost on a reused and a fresh instance, against the Rust
+//!   handler compiled natively.
 //!
 //! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
@@ -457,6 +461,145 @@ fn p2() -> P2 {
         fresh_us,
         native_us,
     }
+}
+
+/// One language's row of P8.
+struct P8 {
+    lang: &'static str,
+    size_mb: f64,
+    cold_s: f64,
+    rebuilt_s: f64,
+    cached_ms: f64,
+    reused_us: f64,
+    fresh_us: f64,
+}
+
+/// `payment.payment.succeeded` number `i`, in catalog 000's envelope.
+fn payment_succeeded(i: usize) -> switchyard::event::Event {
+    let value = json!({
+        "event_id": format!("e8-{i}"),
+        "event_type": "payment.payment.succeeded",
+        "timestamp": "2025-11-24T10:35:00Z",
+        "data": {
+            "payment_id": format!("pay-{i}"), "booking_id": format!("bk-{i}"),
+            "user_id": "u1", "amount": 99.99, "currency": "USD",
+            "succeeded_at": "2025-11-24T10:35:00Z"
+        }
+    });
+    envelope::decode(&Record {
+        topic: "payment.payment.succeeded".into(),
+        value: Some(value.to_string().into_bytes()),
+        ..Record::default()
+    })
+    .unwrap()
+}
+
+fn p8() -> (Vec<P8>, f64) {
+    let config: serde_json::Map<String, Value> =
+        serde_json::from_value(json!({"receipt_base_url": "https://r/"})).unwrap();
+    let config = Arc::new(config);
+    let state: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let input = || CallInput {
+        state: &state,
+        config: &config,
+        limits: Limits::default(),
+    };
+    let events: Vec<_> = (0..300).map(payment_succeeded).collect();
+    let per_call = |f: &mut dyn FnMut(&switchyard::event::Event)| {
+        let started = Instant::now();
+        for e in &events {
+            f(e);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / events.len() as f64
+    };
+    let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(f64::MAX, f64::min);
+    let mut rows = Vec::new();
+    for (lang, file) in [
+        ("Rust", "receipt.wasm"),
+        ("Python", "receipt-py.wasm"),
+        ("JavaScript", "receipt-js.wasm"),
+    ] {
+        let path = root()
+            .join("plugins/target/wasm32-wasip2/release")
+            .join(file);
+        let Ok(wasm) = std::fs::read(&path) else {
+            eprintln!(
+                "P8: {} missing; scripts/build-plugins.sh --test builds it",
+                path.display()
+            );
+            continue;
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let engine = || {
+            Engine::new(EngineOptions {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..EngineOptions::default()
+            })
+            .unwrap()
+        };
+        let timed = |engine: &Engine, wasm: &[u8]| {
+            let started = Instant::now();
+            let version = engine.load("receipt", wasm).unwrap();
+            (started.elapsed().as_secs_f64(), version)
+        };
+        let (cold_s, _) = timed(&engine(), &wasm);
+        // A rebuilt component: the same code, another hash, so the component
+        // cache misses and the function cache hits.
+        let (rebuilt_s, _) = timed(&engine(), &variant(&wasm, 1));
+        let engine = engine();
+        let (cached_s, version) = timed(&engine, &wasm);
+        let mut instance = engine.instantiate(&version).unwrap();
+        let mut reused = |e: &switchyard::event::Event| {
+            assert!(instance.call(e, input()).unwrap().result.is_ok());
+        };
+        per_call(&mut reused);
+        let reused_us = best(&mut || per_call(&mut reused));
+        let mut fresh = |e: &switchyard::event::Event| {
+            assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
+        };
+        per_call(&mut fresh);
+        let fresh_us = best(&mut || per_call(&mut fresh));
+        eprintln!(
+            "P8 {lang}: cold {cold_s:.1} s rebuilt {rebuilt_s:.1} s cached {:.0} ms reused {reused_us:.0} us fresh {fresh_us:.0} us",
+            cached_s * 1e3
+        );
+        rows.push(P8 {
+            lang,
+            size_mb: wasm.len() as f64 / 1e6,
+            cold_s,
+            rebuilt_s,
+            cached_ms: cached_s * 1e3,
+            reused_us,
+            fresh_us,
+        });
+    }
+    let sdk_events: Vec<switchyard_sdk::Event> = events
+        .iter()
+        .map(|e| switchyard_sdk::Event {
+            id: e.id.clone(),
+            ty: e.ty.clone(),
+            source: e.source.clone(),
+            time: e.time.clone(),
+            data: e.data.clone(),
+            topic: e.topic.clone(),
+            ..switchyard_sdk::Event::default()
+        })
+        .collect();
+    let native = best(&mut || {
+        let started = Instant::now();
+        for e in &sdk_events {
+            let mut state = switchyard_sdk::testing::MemoryState::default();
+            let out = switchyard_sdk::testing::run::<receipt::Receipt>(
+                &mut state,
+                json!({"receipt_base_url": "https://r/"}),
+                e,
+            )
+            .unwrap();
+            std::hint::black_box(out.iter().map(|e| e.data.len()).sum::<usize>());
+        }
+        started.elapsed().as_secs_f64() * 1e6 / sdk_events.len() as f64
+    });
+    (rows, native)
 }
 
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
@@ -1008,6 +1151,34 @@ fn main() {
             "| measure | value |\n|---|---|\n| VmHWM of `switchyard run` | {mb:.0} MB |\n"
         )
         .unwrap();
+    }
+    if wants("p8") {
+        let (rows, native) = p8();
+        writeln!(
+            out,
+            "## P8: plugins in Rust, Python and JavaScript (the receipt plugin, the same fixtures)\n"
+        )
+        .unwrap();
+        writeln!(out, "Compile: a cold compile cache; a rebuilt component (another hash, the same code) with the function cache warm; a cached component. Per event: a `payment.payment.succeeded` through the plugin on a reused (the router's default) and a fresh instance, against the Rust handler compiled natively into this program ({native:.2} us/event).\n").unwrap();
+        writeln!(out, "| language | size MB | compile cold s | rebuilt s | cache load ms | reused us/event | vs native | fresh us/event | vs native |").unwrap();
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|").unwrap();
+        for r in rows {
+            writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0}x | {:.0} | {:.0}x |",
+                r.lang,
+                r.size_mb,
+                r.cold_s,
+                r.rebuilt_s,
+                r.cached_ms,
+                r.reused_us,
+                r.reused_us / native,
+                r.fresh_us,
+                r.fresh_us / native
+            )
+            .unwrap();
+        }
+        writeln!(out).unwrap();
     }
     if wants("p6") {
         let rows = p6(&runtime);

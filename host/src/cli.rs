@@ -241,7 +241,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             let mut config = RouterConfig::load(&config)?;
-            rebuild::build_stale(&config)?;
+            if let Err(e) = rebuild::build_stale(&config, None) {
+                // The version on disk, if any, serves until a save builds.
+                if config.plugins.iter().any(|p| !p.wasm.is_file()) {
+                    return Err(e);
+                }
+                eprintln!("{e}\nserving the .wasm files already built; fix the sources and save");
+            }
             // The mock cluster holds a group's rebalance for the session
             // timeout after a member leaves or a topic appears; a short one
             // keeps restarts and new topics quick in dev.
@@ -347,7 +353,7 @@ fn test(engine: Arc<Engine>, paths: &[PathBuf], plugin: Option<&str>) -> anyhow:
     for path in paths {
         use std::io::Write;
         let config = RouterConfig::load(&config_path(path))?;
-        rebuild::build_stale(&config)?;
+        rebuild::build_stale(&config, plugin)?;
         let report = harness::run_config(&engine, &config, plugin, &mut out)?;
         writeln!(
             out,

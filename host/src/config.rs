@@ -335,7 +335,9 @@ pub struct Build {
     /// The folder `switchyard dev` watches (`sources`).
     pub dir: PathBuf,
     /// The shell command, run in `dir` (`build`, or the default for the
-    /// folder's language); `{wasm}` stands for the plugin's `.wasm` path.
+    /// folder's language); `{wasm}` stands for the plugin's `.wasm` path,
+    /// inserted already quoted for the shell (do not quote it again; the
+    /// path is also in `$SWITCHYARD_WASM`).
     pub command: String,
 }
 
@@ -478,7 +480,10 @@ impl RouterConfig {
                 ),
             )
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let line_of = |name: &str| {
             let needle = format!("\"{name}\"");
             text.lines()
@@ -550,9 +555,15 @@ impl RouterConfig {
                 config: Arc::new(config),
                 schemas: match &p.schemas {
                     None => None,
-                    Some(dir) => Some(Arc::new(Schemas::load(&base.join(dir)).map_err(|m| bad(m))?)),
+                    Some(dir) => Some(Arc::new(Schemas::load(&base.join(dir)).map_err(&bad)?)),
                 },
                 build: match (p.sources.as_ref().map(|d| base.join(d)), p.build.clone()) {
+                    (Some(dir), _) if !dir.is_dir() => {
+                        return Err(bad(format!(
+                            "`sources`: {} is not a folder; point it at the plugin's source folder",
+                            dir.display()
+                        )));
+                    }
                     (None, None) => None,
                     (dir, Some(command)) => Some(Build {
                         dir: dir.unwrap_or_else(|| base.to_path_buf()),

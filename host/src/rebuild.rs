@@ -7,7 +7,14 @@
 //! in `SWITCHYARD_WASM`).
 //!
 //! - `switchyard test` and `switchyard dev` first build a plugin whose
-//!   `.wasm` is missing or older than a file in its sources.
+//!   `.wasm` is missing or older than a file in its sources (links are
+//!   followed). A failed startup build stops `test`; `dev` prints it and
+//!   serves the `.wasm` already there, if there is one.
+//! - Only the sources folder counts: a build that also reads files outside
+//!   it (a shared SDK, say) is not rebuilt when those change.
+//! - Schemas, fixtures and `router.toml` are read when `dev` starts: a
+//!   rebuilt version is checked against the fixtures as they are on disk,
+//!   but a changed schema or config takes a restart.
 //! - `switchyard dev` then watches the sources. A save, once quiet for
 //!   [`QUIET`], rebuilds; the result goes live through the same reload path
 //!   as a new `.wasm` file (checked against the world and the plugin's
@@ -63,7 +70,8 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
             if ignored(path.strip_prefix(&dir).unwrap_or(&path)) {
                 continue;
             }
-            match entry.metadata() {
+            // Through links: a linked helper's own time is what counts.
+            match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => stack.push(path),
                 Ok(m) => newest = newest.max(m.modified().ok()),
                 Err(_) => {}
@@ -71,6 +79,24 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
         }
     }
     newest
+}
+
+/// `dir` and every folder below it that is not ignored.
+fn source_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut folders = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < folders.len() {
+        let here = folders[i].clone();
+        for entry in std::fs::read_dir(&here).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let inside = path.strip_prefix(dir).unwrap_or(&path);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !ignored(inside) {
+                folders.push(path);
+            }
+        }
+        i += 1;
+    }
+    folders
 }
 
 /// Whether a plugin's `.wasm` is missing or older than one of its sources.
@@ -124,7 +150,13 @@ pub fn build(spec: &PluginSpec) -> Result<Duration, String> {
                 .join("\n")
         ));
     }
-    if !wasm.is_file() {
+    // A build tool with nothing to do (cargo after a fixture edit) leaves the
+    // file as it was; marking it built keeps it from counting as stale.
+    let touched = std::fs::File::options()
+        .append(true)
+        .open(&wasm)
+        .and_then(|f| f.set_modified(SystemTime::now()));
+    if touched.is_err() {
         return Err(format!(
             "build of `{}` succeeded but wrote no {}; make `build` write there or fix `wasm`",
             spec.name,
@@ -134,9 +166,11 @@ pub fn build(spec: &PluginSpec) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-/// Builds every plugin of `config` that is stale, saying so on stderr.
-pub fn build_stale(config: &RouterConfig) -> anyhow::Result<()> {
-    for spec in config.plugins.iter().filter(|s| is_stale(s)) {
+/// Builds every plugin of `config` (or just `only`) that is stale, saying
+/// so on stderr.
+pub fn build_stale(config: &RouterConfig, only: Option<&str>) -> anyhow::Result<()> {
+    let wanted = |s: &&PluginSpec| only.is_none_or(|name| s.name == name);
+    for spec in config.plugins.iter().filter(wanted).filter(|s| is_stale(s)) {
         let wasm = std::path::absolute(&spec.wasm).unwrap_or_else(|_| spec.wasm.clone());
         let command = spec.build.as_ref().map(|b| b.command_for(&wasm));
         eprintln!("building `{}`: {}", spec.name, command.unwrap_or_default());
@@ -155,25 +189,45 @@ pub fn watch(reloader: Arc<Reloader>) -> anyhow::Result<Option<notify::Recommend
         .plugins()
         .iter()
         .filter_map(|p| {
-            let dir = p.spec.build.as_ref()?.dir.canonicalize().ok()?;
-            Some((p.spec.name.clone(), dir))
+            let dir = &p.spec.build.as_ref()?.dir;
+            match dir.canonicalize() {
+                Ok(dir) => Some((p.spec.name.clone(), dir)),
+                Err(e) => {
+                    tracing::warn!(plugin = %p.spec.name, "not rebuilt on save: sources {}: {e}", dir.display());
+                    None
+                }
+            }
         })
         .collect();
     if plugins.is_empty() {
         return Ok(None);
     }
     let (tx, rx) = mpsc::channel::<PathBuf>();
+    let roots: Vec<PathBuf> = plugins.iter().map(|(_, dir)| dir.clone()).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
         {
+            // Build products never reach the debounce, so a build writing
+            // to `target/` cannot hold back a rebuild.
             for path in event.paths {
-                let _ = tx.send(path);
+                let source = roots
+                    .iter()
+                    .any(|root| path.strip_prefix(root).is_ok_and(|inside| !ignored(inside)));
+                if source {
+                    let _ = tx.send(path);
+                }
             }
         }
     })?;
+    // Each source folder is watched on its own, skipping `target/`,
+    // `node_modules/` and the like, which can hold thousands of folders (and
+    // exhaust inotify's watches). A folder created later is not watched
+    // until `dev` restarts.
     for (_, dir) in &plugins {
-        watcher.watch(dir, RecursiveMode::Recursive)?;
+        for folder in source_folders(dir) {
+            watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+        }
     }
     let affected = move |path: &Path| -> Vec<String> {
         plugins

@@ -71,13 +71,13 @@ pub fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             "Python",
             "app.py",
             format!("{name}.wasm"),
-            "\npython3 -m pip install componentize-py   # once",
+            "\npython3 -m pip install componentize-py==0.25.1   # once",
         ),
         Lang::Js => (
             "JavaScript",
             "app.js",
             format!("{name}.wasm"),
-            "\nnpm install -g @bytecodealliance/componentize-js   # once",
+            "\nnpm install -g @bytecodealliance/componentize-js@0.23.0   # once",
         ),
     };
     let mut files: Vec<(&str, String)> = vec![
@@ -132,7 +132,8 @@ pub fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             .replace("@HANDLER@", handler)
             .replace("@SETUP@", setup)
             .replace("@WASM@", &wasm)
-            .replace("@BUILD@", build);
+            .replace("@BUILD@", build)
+            .replace("@BUILD_HERE@", &build.replace("{wasm}", &wasm));
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;

@@ -12,8 +12,8 @@
 //!   and the event is dead-lettered with the validation errors in
 //!   `switchyard-dlq-error` (the log and `switchyard test`'s output say the
 //!   same).
-//! - A type with no file in the folder is not checked. `switchyard validate`
-//!   and the startup log name the emitted types that have none.
+//! - A type with no file in the folder is not checked. The router's startup
+//!   log names the emitted types that have none.
 //! - The folder is read once, when the config is loaded; a file that is not
 //!   JSON or not a valid schema stops the load with a line naming it.
 
@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 /// At most this many validation errors are reported per emit.
 const MAX_ERRORS: usize = 5;
+
+/// Each validation error's message is cut to this many bytes.
+const MAX_MESSAGE: usize = 200;
 
 /// The compiled schemas of one plugin, by emitted type.
 pub struct Schemas {
@@ -93,8 +96,21 @@ impl Schemas {
             .take(MAX_ERRORS + 1)
             .map(|e| {
                 let at = e.instance_path().to_string();
-                let at = if at.is_empty() { "/".to_string() } else { at };
-                format!("{at}: {e}")
+                let at = if at.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    at
+                };
+                // Some messages quote the whole value; keep each one short.
+                let mut message = e.to_string();
+                if message.len() > MAX_MESSAGE {
+                    let cut = (0..=MAX_MESSAGE)
+                        .rev()
+                        .find(|&i| message.is_char_boundary(i));
+                    message.truncate(cut.unwrap_or(0));
+                    message.push('…');
+                }
+                format!("{at}: {message}")
             })
             .collect();
         if errors.is_empty() {

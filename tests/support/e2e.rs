@@ -212,7 +212,7 @@ pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
     let cache = super::root().join("target/test-cache");
     super::build_wasm("plugins");
     let config = RouterConfig::load(&dir.join("router.toml")).unwrap();
-    switchyard::rebuild::build_stale(&config).unwrap();
+    switchyard::rebuild::build_stale(&config, None).unwrap();
     let mut ran = 0;
     for plugin in &config.plugins {
         for file in switchyard::harness::fixture_files(plugin).unwrap() {

@@ -1,7 +1,7 @@
 /**
  * A Switchyard plugin: answers `greeting.requested` with `greeting.sent`.
  *
- * Build: componentize-js --wit wit -n handler -d http -d fetch-event -o app.wasm app.js
+ * Build: see README.md; `switchyard test` and `switchyard dev` build it.
  */
 import { Reject, emit, handler, log, state } from './switchyard.js';
 

@@ -1,6 +1,6 @@
 """A Switchyard plugin: answers `greeting.requested` with `greeting.sent`.
 
-Build: componentize-py -d wit -w handler componentize app -o app.wasm
+Build: see README.md; `switchyard test` and `switchyard dev` build it.
 """
 
 import switchyard

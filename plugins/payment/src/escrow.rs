@@ -71,6 +71,7 @@ enum Settled {
 
 /// What is known of one booking's escrow.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Escrow {
     payment_id: Option<String>,
     owner_id: Option<String>,
@@ -84,6 +85,27 @@ struct Escrow {
 
 fn key(booking_id: &str) -> String {
     format!("escrow:{booking_id}")
+}
+
+/// The booking's escrow as stored, read from what this version writes or
+/// what the version before the hold was modelled wrote: `{payment_id,
+/// owner_id, amount_cents, currency, settled: bool}`, where an escrow was
+/// released as soon as it was created. Such a record counts as held, and
+/// `settled: true` as released, so an upgrade mid-saga settles it once.
+fn load(ctx: &Ctx<'_>, booking_id: &str) -> Result<Escrow, HandlerError> {
+    let Some(mut raw) = ctx.state.get::<serde_json::Value>(&key(booking_id))? else {
+        return Ok(Escrow::default());
+    };
+    if let Some(settled) = raw.get("settled").and_then(serde_json::Value::as_bool) {
+        raw["held"] = json!(true);
+        raw["settled"] = if settled {
+            json!("released")
+        } else {
+            json!(null)
+        };
+    }
+    serde_json::from_value(raw)
+        .map_err(|e| HandlerError::Reject(format!("state `{}` is corrupt: {e}", key(booking_id))))
 }
 
 /// The fields the saga reads from any of its four events.
@@ -119,7 +141,7 @@ pub fn handle(
     event: &Event,
 ) -> Result<Vec<Emit>, HandlerError> {
     let f: Fields = event.data()?;
-    let mut escrow: Escrow = ctx.state.get(&key(&f.booking_id))?.unwrap_or_default();
+    let mut escrow = load(ctx, &f.booking_id)?;
     let occurred_at = f.occurred_at.clone().unwrap_or_else(|| event.time.clone());
     let mut out = Vec::new();
     if escrow.owner_id.is_none() {
@@ -234,7 +256,7 @@ fn failed(escrow: &Escrow, booking_id: &str, occurred_at: &str) -> Result<Emit, 
     let reason = if escrow.settled == Some(Settled::Refunded) {
         "the escrow was refunded after a cancellation; there is nothing to release"
     } else {
-        "the booking was cancelled before its funds were held; there is nothing to release"
+        "the booking was cancelled first; its funds are to be refunded, not released"
     };
     Emit::new(
         "payment.failed",
@@ -252,8 +274,8 @@ fn failed(escrow: &Escrow, booking_id: &str, occurred_at: &str) -> Result<Emit, 
 mod tests {
     use super::*;
     use crate::Payment;
-    use switchyard_sdk::Value;
     use switchyard_sdk::testing::{MemoryState, event, run};
+    use switchyard_sdk::{State, Value};
 
     fn config() -> Value {
         json!({ "vocabulary": "escrow", "platform_fee_bps": 1500 })
@@ -353,6 +375,32 @@ mod tests {
         let got = saga(&[created(), held(), cancelled(), confirmed(), confirmed()]);
         let emitted = got.iter().flatten().collect::<Vec<_>>();
         assert_eq!(emitted, ["payment.escrow_refunded", "payment.failed"]);
+    }
+
+    #[test]
+    fn an_escrow_stored_by_the_version_before_holds_settles_once() {
+        let mut state = MemoryState::default();
+        state.set_raw(
+            "escrow:b1",
+            serde_json::to_vec(&json!({"payment_id": "p1", "owner_id": "o1", "amount_cents": 2000, "currency": "IDR", "settled": false})).unwrap(),
+        );
+        let out = run::<Payment>(&mut state, config(), &confirmed()).unwrap();
+        assert_eq!(out[0].ty, "payment.escrow_released");
+        assert!(
+            run::<Payment>(&mut state, config(), &confirmed())
+                .unwrap()
+                .is_empty()
+        );
+        let mut settled = MemoryState::default();
+        settled.set_raw(
+            "escrow:b1",
+            serde_json::to_vec(&json!({"payment_id": "p1", "owner_id": "o1", "amount_cents": 2000, "currency": "IDR", "settled": true})).unwrap(),
+        );
+        assert!(
+            run::<Payment>(&mut settled, config(), &confirmed())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
