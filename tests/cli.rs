@@ -56,7 +56,7 @@ fn the_fault_fixtures_pass_with_their_typed_errors() {
     support::guest("echo");
     let (ok, text) = output(support::switchyard(cache.path()).args(["test", "tests/faults"]));
     assert!(ok, "{text}");
-    assert!(text.contains("tests/faults: 6 passed, 0 failed"), "{text}");
+    assert!(text.contains("tests/faults: 7 passed, 0 failed"), "{text}");
 }
 
 /// Copies `tests/faults` to a temp folder with absolute wasm paths, so a

@@ -37,6 +37,7 @@
 //! subscribe.topics = []
 //! emits = ["payment.payment.*"]          # what it may emit; the rest is dead-lettered
 //! key_field = "payment_id"               # key for emits that name none
+//! # input_key_field = "booking_id"       # inputs keyed otherwise are dead-lettered (`key`)
 //! # isolation = "per-event"             # default "reuse": one warm instance per worker
 //! # envelope = "snake"                   # default: the cause's style
 //! # lift = ["bookingId"]                 # camelCase: data fields put at top level
@@ -124,6 +125,8 @@ struct RawPlugin {
     topics: BTreeMap<String, String>,
     #[serde(default)]
     key_field: Option<String>,
+    #[serde(default)]
+    input_key_field: Option<String>,
     #[serde(default)]
     envelope: Option<EnvelopeKind>,
     #[serde(default)]
@@ -310,6 +313,11 @@ pub struct PluginSpec {
     pub topic_map: BTreeMap<String, String>,
     /// The data field whose value keys emits that carry no key of their own.
     pub key_field: Option<String>,
+    /// The data field its input records are keyed by: a record whose key is
+    /// set and is not that field's value is dead-lettered for this plugin
+    /// with class `key`, since its partition would not keep that entity's
+    /// events in order. Unset: keys are not checked.
+    pub input_key_field: Option<String>,
     /// The envelope style for its emits; `None` means the cause's style.
     pub envelope: Option<EnvelopeKind>,
     /// camelCase emits: the data fields written at the envelope's top level
@@ -544,6 +552,7 @@ impl RouterConfig {
                 emits: matcher(&p.emits, "emits")?,
                 topic_map: p.topics,
                 key_field: p.key_field,
+                input_key_field: p.input_key_field,
                 envelope: p.envelope,
                 lift: p.lift,
                 source: p.source.unwrap_or_else(|| format!("switchyard/{}", p.name)),

@@ -122,7 +122,7 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub struct ExpectedError {
     /// The error class: `decode`, `retry`, `reject`, `trap`, `timeout`,
-    /// `memory`, `forbidden`, `invalid-emit`, `schema` or `loop`.
+    /// `memory`, `forbidden`, `invalid-emit`, `schema`, `key` or `loop`.
     pub class: String,
     /// A substring the message must contain.
     #[serde(default)]

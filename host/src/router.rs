@@ -50,6 +50,10 @@ pub enum Failure {
     /// An emit's data does not match the plugin's schema for its type.
     #[error("schema: {0}")]
     Schema(String),
+    /// The record's key is not the value of the data field the plugin's
+    /// inputs are keyed by (`input_key_field`).
+    #[error("key: {0}")]
+    Key(String),
     /// The event already went through too many routing hops.
     #[error("loop: the event has gone through {0} routing hops; refusing to route it again")]
     Loop(u32),
@@ -71,10 +75,37 @@ impl Failure {
             Failure::Forbidden(_) => "forbidden",
             Failure::InvalidEmit(_) => "invalid-emit",
             Failure::Schema(_) => "schema",
+            Failure::Key(_) => "key",
             Failure::Loop(_) => "loop",
             Failure::State(_) => "host",
             Failure::Paused => "paused",
         }
+    }
+}
+
+/// Whether a record's key, when it has one, is the value of its data's
+/// `field` (a string, or a number or boolean as JSON text). A key that
+/// names another entity would put this entity's events on a partition
+/// where their order is not kept, so such a record is refused rather than
+/// handled out of order. A record without a key passes.
+fn key_matches(event: &Event, field: &str) -> Result<(), String> {
+    let Some(key) = &event.key else {
+        return Ok(());
+    };
+    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+    let value = match data.get(field) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Some(v.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(value) if &value == key => Ok(()),
+        Some(value) => Err(format!(
+            "the record's key {key:?} does not match its data's `{field}` {value:?}; fix the producer's key"
+        )),
+        None => Err(format!(
+            "the record is keyed {key:?} but its data has no `{field}` to match; fix the producer or `input_key_field`"
+        )),
     }
 }
 
@@ -406,6 +437,12 @@ impl Router {
         }
         if event.hops >= self.max_hops {
             call.result = Err(Failure::Loop(event.hops));
+            return call;
+        }
+        if let Some(field) = &spec.input_key_field
+            && let Err(why) = key_matches(event, field)
+        {
+            call.result = Err(Failure::Key(why));
             return call;
         }
         let _span = tracing::debug_span!("handle", plugin = %spec.name, version = %call.version,

@@ -9,7 +9,7 @@
 //! | `switchyard-dlq-plugin` | the plugin that failed (empty for undecodable records) |
 //! | `switchyard-dlq-plugin-version` | its version (content-hash prefix) |
 //! | `switchyard-dlq-attempts` | how many times it was tried |
-//! | `switchyard-dlq-error-class` | `decode`, `retry`, `reject`, `trap`, `timeout`, `memory`, `forbidden`, `invalid-emit`, `schema`, `loop`, `produce` |
+//! | `switchyard-dlq-error-class` | `decode`, `retry`, `reject`, `trap`, `timeout`, `memory`, `forbidden`, `invalid-emit`, `schema`, `key`, `loop`, `produce` |
 //! | `switchyard-dlq-error` | the message, cut to 2 KiB |
 //! | `switchyard-dlq-truncated` | present only when the value had to be cut to fit the record limit: the original length |
 //!
