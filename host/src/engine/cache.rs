@@ -12,7 +12,10 @@
 //! user and writable by nobody else; a new folder is created that way
 //! (mode 0700). An untrusted folder is not used at all, with a warning naming
 //! it and the fix, and every plugin is compiled instead. Entries that are
-//! symbolic links or not regular files are ignored.
+//! symbolic links or not regular files are ignored. An entry is opened
+//! without following links and checked through its open handle before its
+//! bytes are read, so a file swapped in between a check and a load is never
+//! loaded.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -59,6 +62,40 @@ fn untrusted(dir: &Path) -> Option<String> {
     None
 }
 
+/// Reads a cache entry with no window between its check and its read: the
+/// file is opened without following a symbolic link, and what is checked
+/// (a regular file, owned by this user, writable by nobody else) is the
+/// open file itself, whose bytes are then read. `Ok(None)`: no entry.
+fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot open it ({e}); a symbolic link is never followed"
+            ));
+        }
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file".into());
+    }
+    // /proc/self belongs to this process's user.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.mode() & 0o022 != 0 || Some(meta.uid()) != me {
+        return Err("it is writable by others or not this user's".into());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(Some(bytes))
+}
+
 impl CompileCache {
     /// A cache in `dir` for components compiled by `engine`; see the module
     /// docs for when it refuses the folder.
@@ -98,16 +135,22 @@ impl CompileCache {
             return None;
         }
         let path = self.path(content_hash);
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        if !meta.file_type().is_file() {
-            tracing::warn!(path = %path.display(), "ignoring a compile cache entry that is not a regular file");
-            return None;
-        }
-        // SAFETY: the file is a regular file in a folder only this user can
-        // write (checked in `new`), written by `store` below from a component
-        // this engine compiled; the name carries the engine's compatibility
-        // hash, and wasmtime checks the header again and rejects a mismatch.
-        match unsafe { wasmtime::component::Component::deserialize_file(engine, &path) } {
+        let bytes = match read_entry(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(why) => {
+                tracing::warn!(path = %path.display(), "ignoring a compile cache entry: {why}");
+                return None;
+            }
+        };
+        // SAFETY: the bytes were read from the very file that was checked
+        // (opened without following links, then checked through its open
+        // handle: a regular file of this user that nobody else can write),
+        // in a folder only this user can write (checked in `new`), written
+        // by `store` below from a component this engine compiled; the name
+        // carries the engine's compatibility hash, and wasmtime checks the
+        // header again and rejects a mismatch.
+        match unsafe { wasmtime::component::Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring unusable compile cache entry: {e}");
@@ -180,12 +223,10 @@ impl FunctionCache {
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let path = self.path(key);
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        if !meta.file_type().is_file() {
-            return None;
-        }
-        std::fs::read(path).ok().map(std::borrow::Cow::Owned)
+        read_entry(&self.path(key))
+            .ok()
+            .flatten()
+            .map(std::borrow::Cow::Owned)
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
@@ -219,5 +260,38 @@ mod tests {
         let engine = wasmtime::Engine::default();
         let cache = CompileCache::new(dir.path().to_path_buf(), &engine);
         assert!(cache.disabled);
+    }
+
+    #[test]
+    fn an_entry_is_read_only_when_the_open_file_itself_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("entry");
+        assert_eq!(read_entry(&entry), Ok(None));
+        std::fs::write(&entry, b"compiled").unwrap();
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_entry(&entry), Ok(Some(b"compiled".to_vec())));
+        // A link planted under an entry's name is never followed.
+        let link = dir.path().join("planted");
+        std::os::unix::fs::symlink(&entry, &link).unwrap();
+        assert!(read_entry(&link).unwrap_err().contains("symbolic link"));
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(
+            read_entry(&entry)
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            read_entry(&fifo)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
     }
 }
