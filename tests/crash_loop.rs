@@ -156,20 +156,22 @@ queue_records = 100
         survived += 1;
     }
 
+    // Waits until every input has an output. (A read of Tansu's topics
+    // takes minutes at 100,000 events.)
     let client = broker.client();
     let deadline = Instant::now() + Duration::from_secs(env("CRASH_TIMEOUT_SECS", 300));
     loop {
-        let (counted, receipts) = (
-            workload::outputs(&*client, "counted", "event").len(),
-            workload::outputs(&*client, "receipt.receipt.generated", "payment_id").len(),
-        );
-        if counted >= events && receipts >= payments {
+        let counted = workload::outputs(&*client, "counted", "event");
+        let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
+        if counted.len() >= events && receipts.len() >= payments {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "outputs missing: {counted} of {events} counts, {receipts} of {payments} receipts \
+            "outputs missing: {} of {events} counts, {} of {payments} receipts \
              (seed {seed})\n{}",
+            counted.len(),
+            receipts.len(),
             routers
                 .iter()
                 .map(Router::log)
@@ -183,13 +185,14 @@ queue_records = 100
     }
     let took = started.elapsed();
 
-    // The verifier.
+    // The verifier, once the routers are stopped, so that it sees every
+    // redelivered copy.
+    let counted = workload::outputs(&*client, "counted", "event");
+    let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
     let dead: usize = topics
         .iter()
         .map(|t| client.consume(&format!("{t}.dlq")).len())
         .sum();
-    let counted = workload::outputs(&*client, "counted", "event");
-    let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
     let duplicates: usize = counted
         .values()
         .chain(receipts.values())

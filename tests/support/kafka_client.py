@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -38,16 +38,35 @@ def produce(bootstrap):
 
 
 def consume(bootstrap, topic, idle):
+    """Prints every record of `topic`: all those there when it starts (up to
+    each partition's high watermark, however long Tansu takes to serve them),
+    then any that arrive until `idle` seconds pass without one.
+
+    The partitions are assigned, not subscribed: no consumer group to join,
+    so a slow group coordinator cannot make a read come back short."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": "e2e-reader-" + uuid.uuid4().hex,
-        "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     })
-    consumer.subscribe([topic])
+    partitions = []
+    started = time.time()
+    while not partitions and time.time() - started < idle:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is not None and meta.error is None:
+            partitions = sorted(meta.partitions)
+        else:
+            time.sleep(0.2)
+    behind = {}
+    assigned = []
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        if high > low:
+            behind[p] = high
+        assigned.append(TopicPartition(topic, p, low))
+    consumer.assign(assigned)
     last = time.time()
-    deadline = time.time() + 60
-    while time.time() - last < idle and time.time() < deadline:
+    while behind or time.time() - last < idle:
         msg = consumer.poll(0.5)
         if msg is None:
             continue
@@ -56,6 +75,8 @@ def consume(bootstrap, topic, idle):
                 continue
             sys.exit("consume: %s" % msg.error())
         last = time.time()
+        if msg.offset() + 1 >= behind.get(msg.partition(), 0):
+            behind.pop(msg.partition(), None)
         print(json.dumps({
             "topic": msg.topic(),
             "partition": msg.partition(),
