@@ -28,29 +28,11 @@ fn receipt_numbers_stay_gapless_on_six_partitions_under_load() {
         broker.create_topic(&format!("{t}.dlq"), 6);
     }
     let dir = tempfile::tempdir().unwrap();
-    let receipt = support::build_wasm("plugins").join("receipt.wasm");
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-batch_records = 64
-
-[[plugin]]
-name = "receipt"
-wasm = "{}"
-subscribe.types = ["payment.payment.succeeded"]
-emits = ["receipt.receipt.generated"]
-key_field = "payment_id"
-
-[plugin.config]
-receipt_base_url = "https://receipts.example/"
-"#,
-            receipt.display()
-        ),
-    )
-    .unwrap();
+    let config = support::workload::write_config(
+        dir.path(),
+        "[kafka]\nbatch_records = 64",
+        &[support::workload::receipt_plugin()],
+    );
     let kcat = Kcat(broker.bootstrap());
     let mut router = start(&config, &broker, dir.path());
     // Six partitions, all busy at once: produce each partition's share in
@@ -111,25 +93,11 @@ fn a_kill_9_mid_batch_applies_every_event_exactly_once() {
         broker.create_topic(&format!("{t}.dlq"), 3);
     }
     let dir = tempfile::tempdir().unwrap();
-    let counter = support::guest("counter");
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-batch_records = 200
-
-[[plugin]]
-name = "counter"
-wasm = "{}"
-subscribe.types = ["count.*"]
-emits = ["counted"]
-"#,
-            counter.display()
-        ),
-    )
-    .unwrap();
+    let config = support::workload::write_config(
+        dir.path(),
+        "[kafka]\nbatch_records = 200",
+        &[support::workload::counter_plugin()],
+    );
     let kcat = Kcat(broker.bootstrap());
     let lines: Vec<(String, String)> = (0..N).map(support::workload::count_event).collect();
     kcat.produce_lines("count.in", None, &lines);

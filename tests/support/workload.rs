@@ -9,23 +9,25 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Writes `dir/router.toml` running `counter` on `count.*` and `receipt` on
-/// `payment.payment.succeeded`, with `head` (TOML tables) before the plugins.
-pub fn counter_and_receipt(dir: &Path, head: &str) -> PathBuf {
-    let counter = super::guest("counter");
-    let receipt = super::build_wasm("plugins").join("receipt.wasm");
-    let config = dir.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{head}
-
+/// The `[[plugin]]` table of the `counter` guest on `count.*`.
+pub fn counter_plugin() -> String {
+    format!(
+        r#"
 [[plugin]]
 name = "counter"
 wasm = "{}"
 subscribe.types = ["count.*"]
 emits = ["counted"]
+"#,
+        super::guest("counter").display()
+    )
+}
 
+/// The `[[plugin]]` table of the receipt plugin on
+/// `payment.payment.succeeded`, keyed by payment id.
+pub fn receipt_plugin() -> String {
+    format!(
+        r#"
 [[plugin]]
 name = "receipt"
 wasm = "{}"
@@ -36,12 +38,21 @@ key_field = "payment_id"
 [plugin.config]
 receipt_base_url = "https://receipts.example/"
 "#,
-            counter.display(),
-            receipt.display()
-        ),
+        super::build_wasm("plugins").join("receipt.wasm").display()
     )
-    .unwrap();
+}
+
+/// Writes `dir/router.toml`: `head` (TOML tables), then `plugins`.
+pub fn write_config(dir: &Path, head: &str, plugins: &[String]) -> PathBuf {
+    let config = dir.join("router.toml");
+    std::fs::write(&config, format!("{head}\n{}", plugins.concat())).unwrap();
     config
+}
+
+/// Writes `dir/router.toml` running `counter` on `count.*` and `receipt` on
+/// `payment.payment.succeeded`, with `head` (TOML tables) before the plugins.
+pub fn counter_and_receipt(dir: &Path, head: &str) -> PathBuf {
+    write_config(dir, head, &[counter_plugin(), receipt_plugin()])
 }
 
 /// Input `i` of the counter, as a (key, value) line.
