@@ -155,6 +155,7 @@ async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) ->
     let options = RunOptions {
         brokers: bootstrap.to_string(),
         group: "router".into(),
+        instance_id: None,
         state_dir: dir.join("state"),
         state_url: None,
         cache_dir: Some(dir.join("cache")),
@@ -1233,6 +1234,7 @@ async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Ar
         let options = RunOptions {
             brokers: broker.bootstrap(),
             group: "p6".into(),
+            instance_id: None,
             state_dir: dir.join("state"),
             state_url: url.clone(),
             cache_dir: Some(root().join("target/bench-cache")),

@@ -85,6 +85,12 @@ pub enum Command {
         /// The consumer group, overriding the config's.
         #[arg(long)]
         group: Option<String>,
+        /// A stable id for this instance in the group (static membership):
+        /// restarted with the same id, it takes its partitions back at once
+        /// instead of after the session timeout. Give each instance its own,
+        /// such as its pod name.
+        #[arg(long, env = "SWITCHYARD_INSTANCE_ID")]
+        instance_id: Option<String>,
         /// Do not create topics through the admin API: for brokers without
         /// CreateTopics (the librdkafka mock cluster), which auto-create on
         /// first produce.
@@ -213,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             state_url,
             group,
+            instance_id,
             no_create_topics,
             no_admin,
         } => {
@@ -220,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = RunOptions {
                 brokers: brokers.unwrap_or_else(|| config.kafka.bootstrap_servers.clone()),
                 group: group.unwrap_or_else(|| config.kafka.group_id.clone()),
+                instance_id,
                 state_dir,
                 state_url,
                 cache_dir: cli.cache_dir,
@@ -289,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = RunOptions {
                 brokers: broker.bootstrap(),
                 group: config.kafka.group_id.clone(),
+                instance_id: None,
                 state_dir,
                 state_url: None,
                 cache_dir: cli.cache_dir,

@@ -41,6 +41,14 @@ pub struct RunOptions {
     pub brokers: String,
     /// The consumer group.
     pub group: String,
+    /// This instance's static membership id in the group
+    /// (`group.instance.id`, KIP-345), or `None` for a dynamic member.
+    ///
+    /// A restarted instance that keeps its id takes its partitions back at
+    /// once, without waiting for the session timeout of the process it
+    /// replaces; the price is that a stopped one's partitions wait that
+    /// timeout before moving. Each live instance needs its own id.
+    pub instance_id: Option<String>,
     /// The folder of the state store.
     pub state_dir: PathBuf,
     /// A PostgreSQL URL to keep state in instead, shared by every instance
@@ -176,6 +184,7 @@ pub async fn run(
     let source = Arc::new(Source::new(
         client,
         &options.group,
+        options.instance_id.as_deref(),
         &config.kafka.client,
         Some(metrics.clone()),
     )?);

@@ -1,6 +1,9 @@
 //! Brokers, a running router and outside clients for the Kafka end-to-end
 //! tests. Each test starts its own broker on a free port, so topic names
 //! never collide between tests.
+//!
+//! `E2E_VERBOSE=1` echoes every router's log lines as they come, and
+//! `E2E_ROUTER_LOG` sets their filter (`RUST_LOG` syntax, default `info`).
 #![allow(dead_code)]
 
 use super::root;
@@ -426,7 +429,10 @@ impl Router {
             .arg("--state-dir")
             .arg(state_dir)
             .env("SWITCHYARD_CACHE_DIR", cache)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_ROUTER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -164,7 +164,8 @@ pub struct Source {
 }
 
 impl Source {
-    /// Joins `group` and subscribes to every topic; reports lag to `metrics`.
+    /// Joins `group` (as the static member `instance`, if given) and
+    /// subscribes to every topic; reports lag to `metrics`.
     ///
     /// Consumer settings: cooperative-sticky assignment (a rebalance moves
     /// only the partitions that change owner), fetches of up to 1 MiB per
@@ -174,6 +175,7 @@ impl Source {
     pub fn new(
         mut config: ClientConfig,
         group: &str,
+        instance: Option<&str>,
         extra: &std::collections::BTreeMap<String, String>,
         metrics: Option<Arc<Metrics>>,
     ) -> anyhow::Result<Self> {
@@ -189,6 +191,9 @@ impl Source {
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "1048576")
             .set("statistics.interval.ms", "1000");
+        if let Some(instance) = instance {
+            config.set("group.instance.id", instance);
+        }
         for (key, value) in extra {
             config.set(key, value);
         }
