@@ -18,19 +18,19 @@ run() {
   echo "== crash loop: $*"
   local log
   log=$(mktemp)
-  if ! env "$@" cargo test --quiet --test crash_loop -- --nocapture >"$log" 2>&1; then
+  if ! env "${@:2}" cargo test --quiet --test crash_loop -- "$1" --nocapture >"$log" 2>&1; then
     failed=1
   fi
   grep -E '^\||test result|panicked|FAILED' "$log" || tail -40 "$log"
 }
 case "${1:-all}" in
-  mock) run CRASH_BROKER=mock CRASH_INSTANCES=1 ;;
-  tansu) run CRASH_BROKER=tansu CRASH_INSTANCES=1 ;;
-  pg) run CRASH_BROKER=mock CRASH_INSTANCES=2 ;;
+  mock) run embedded CRASH_INSTANCES=1 ;;
+  tansu) run tansu CRASH_INSTANCES=1 ;;
+  pg) run embedded CRASH_INSTANCES=2 ;;
   all)
-    run CRASH_BROKER=mock CRASH_INSTANCES=1
-    run CRASH_BROKER=tansu CRASH_INSTANCES=1
-    run CRASH_BROKER=mock CRASH_INSTANCES=2
+    run embedded CRASH_INSTANCES=1
+    run tansu CRASH_INSTANCES=1
+    run embedded CRASH_INSTANCES=2
     ;;
   *) echo "usage: scripts/soak.sh [mock|tansu|pg]" >&2; exit 2 ;;
 esac

@@ -8,11 +8,12 @@
 //! applied twice would skip a number), and the receipt plugin, whose receipt
 //! numbers must be gapless.
 //!
-//! The test suite runs a short loop on the embedded broker. The soak runs
-//! are behind `scripts/soak.sh` (see RELIABILITY.md), set by environment:
-//! `CRASH_EVENTS` (default 3000), `CRASH_KILLS` (3), `CRASH_BROKER` (`mock`
-//! or `tansu`, the latter with durable storage), `CRASH_INSTANCES` (2,
-//! sharing a PostgreSQL store the test starts; 1 keeps redb), `CRASH_SEED`,
+//! The test suite runs a short loop on each broker: on the embedded one
+//! with two instances sharing PostgreSQL, and on Tansu (durable storage)
+//! with one instance, a static group member. The soak runs are behind `scripts/soak.sh` (see RELIABILITY.md), set by environment:
+//! `CRASH_EVENTS` (default 3000), `CRASH_KILLS` (3), `CRASH_INSTANCES` (2
+//! on the embedded broker, sharing a PostgreSQL store the test starts; 1
+//! keeps redb, the default on Tansu), `CRASH_SEED`,
 //! and `CRASH_CLIENT` (lines added to `[kafka.client]`, such as
 //! `"debug" = "cgrp"`; `E2E_VERBOSE=1 E2E_ROUTER_LOG=info,librdkafka=debug`
 //! then shows them).
@@ -72,13 +73,23 @@ fn feed(broker: &Broker, topic: &str, lines: Vec<(String, String)>) {
 }
 
 #[test]
-fn a_crash_loop_of_kill_9s_loses_nothing_and_applies_everything_once() {
+fn a_crash_loop_of_kill_9s_on_the_embedded_broker_loses_nothing_and_applies_everything_once() {
+    crash_loop(false, 2);
+}
+
+#[test]
+fn a_crash_loop_of_kill_9s_on_tansu_loses_nothing_and_applies_everything_once() {
+    crash_loop(true, 1);
+}
+
+/// Runs the crash loop on Tansu with durable storage or on the embedded
+/// broker, with `instances` routers unless `CRASH_INSTANCES` says otherwise.
+fn crash_loop(tansu: bool, instances: u64) {
     let events = env("CRASH_EVENTS", 3000) as usize;
     let payments = (events / 10).max(10);
     let kills = env("CRASH_KILLS", 3) as usize;
-    let instances = env("CRASH_INSTANCES", 2).max(1) as usize;
+    let instances = env("CRASH_INSTANCES", instances).max(1) as usize;
     let seed = env("CRASH_SEED", 0x5eed_1234_abcd).max(1);
-    let tansu = std::env::var("CRASH_BROKER").is_ok_and(|b| b == "tansu");
     let mut rng = Rng(seed);
 
     let broker = if tansu {
