@@ -147,6 +147,9 @@ impl Broker {
                     assert!(Instant::now() < deadline, "tansu did not listen on {port}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                if let Some(file) = storage.strip_prefix("sqlite://") {
+                    index_tansu_headers(&dir.path().join(file));
+                }
             }
         }
     }
@@ -191,6 +194,37 @@ impl Broker {
             Broker::Tansu { .. } => Box::new(PyClient(self.bootstrap())),
         }
     }
+}
+
+/// Adds the index Tansu 0.6's libsql schema lacks: its fetch looks up each
+/// record's headers by `(topition, offset_id)` in a `header` table with no
+/// index, a scan of every header in the broker per record served. With the
+/// router's outputs (each carries its headers) that made a 100,000-event
+/// crash loop quadratic: Tansu spent minutes at full CPU per fetch round
+/// and the run stalled (RELIABILITY.md, "What the Tansu runs found"). The
+/// index changes no data or answer, only the query plan; it is added again
+/// (if missing) each time the broker starts.
+fn index_tansu_headers(db: &Path) {
+    const SCRIPT: &str = r#"
+import sqlite3, sys, time
+deadline = time.time() + 30
+while True:
+    c = sqlite3.connect(sys.argv[1], timeout=30)
+    if c.execute("select 1 from sqlite_master where name = 'header'").fetchone():
+        c.execute("create index if not exists header_record on header (topition, offset_id)")
+        c.commit()
+        break
+    c.close()
+    if time.time() > deadline:
+        sys.exit("tansu made no header table")
+    time.sleep(0.1)
+"#;
+    let status = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(db)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "indexing {} failed", db.display());
 }
 
 impl Drop for Broker {
