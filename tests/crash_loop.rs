@@ -3,10 +3,13 @@
 //! `kill -9` at random moments and restarted each time, and a verifier reads
 //! every output and dead-letter topic back and counts.
 //!
-//! Two plugins run: the `counter` guest, which is not idempotent by itself
-//! (every event takes the next number from a counter in state, so an event
-//! applied twice would skip a number), and the receipt plugin, whose receipt
-//! numbers must be gapless.
+//! Three plugins run: the `counter` guest, which is not idempotent by
+//! itself (every event takes the next number from a counter in state, so an
+//! event applied twice would skip a number); the receipt plugin, whose
+//! receipt numbers must be gapless; and the waitlist plugin (catalog 001),
+//! whose queue after every promotion must equal what a fresh single run
+//! (one router, never killed, on a broker of its own) reports for the same
+//! events.
 //!
 //! The test suite runs a short loop on each broker: on the embedded one
 //! with two instances sharing PostgreSQL, and on Tansu (durable storage)
@@ -22,7 +25,8 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use support::kafka::{Broker, Kcat, Rec, Router};
 use support::postgres::Postgres;
@@ -87,6 +91,8 @@ fn a_crash_loop_of_kill_9s_on_tansu_loses_nothing_and_applies_everything_once() 
 fn crash_loop(tansu: bool, instances: u64) {
     let events = env("CRASH_EVENTS", 3000) as usize;
     let payments = (events / 10).max(10);
+    let rooms = (events / 600).max(5);
+    let cancellations = rooms * workload::WAITLIST_STEPS / 3;
     let kills = env("CRASH_KILLS", 3) as usize;
     let instances = env("CRASH_INSTANCES", instances).max(1) as usize;
     let seed = env("CRASH_SEED", 0x5eed_1234_abcd).max(1);
@@ -102,12 +108,15 @@ fn crash_loop(tansu: bool, instances: u64) {
         "counted",
         "payment.payment.succeeded",
         "receipt.receipt.generated",
+        "booking-events",
+        "waitlist-events",
     ];
     for t in topics {
         // The embedded broker keeps about 5 MB per partition: outputs, with
         // their headers and redelivered copies, are spread wider to stay
         // under it at 100,000 events.
-        let partitions = if t == "count.in" || t == "payment.payment.succeeded" {
+        let partitions = if ["count.in", "payment.payment.succeeded", "booking-events"].contains(&t)
+        {
             PARTITIONS
         } else {
             8 * PARTITIONS
@@ -131,7 +140,7 @@ fn crash_loop(tansu: bool, instances: u64) {
     };
     let patience = Duration::from_secs(if tansu { 180 } else { 30 });
     let client_extra = std::env::var("CRASH_CLIENT").unwrap_or_default();
-    let config = workload::counter_and_receipt(
+    let config = workload::write_config(
         dir.path(),
         &format!(
             r#"[kafka]
@@ -144,6 +153,11 @@ queue_records = 100
 {session}
 {client_extra}"#
         ),
+        &[
+            workload::counter_plugin(),
+            workload::receipt_plugin(),
+            workload::waitlist_plugin("waitlist-events"),
+        ],
     );
     let start = |n: usize| {
         let state = dir.path().join(format!("state-{n}"));
@@ -172,6 +186,7 @@ queue_records = 100
         "payment.payment.succeeded",
         (0..payments).map(|i| payment_event('3', i)).collect(),
     );
+    feed(&broker, "booking-events", workload::waitlist_events(rooms));
 
     // Instance `n` keeps its state folder across its restarts, as a machine
     // would; with PostgreSQL they all share the store.
@@ -203,15 +218,18 @@ queue_records = 100
         let reading = Instant::now();
         let counted = workload::outputs(&*client, "counted", "event");
         let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
-        if counted.len() >= events && receipts.len() >= payments {
+        let promoted = workload::promotions(&*client, "waitlist-events");
+        if counted.len() >= events && receipts.len() >= payments && promoted.len() >= cancellations
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "outputs missing: {} of {events} counts, {} of {payments} receipts \
-             (seed {seed})\n{}",
+            "outputs missing: {} of {events} counts, {} of {payments} receipts, \
+             {} of {cancellations} promotions (seed {seed})\n{}",
             counted.len(),
             receipts.len(),
+            promoted.len(),
             routers
                 .iter()
                 .map(Router::log)
@@ -231,6 +249,7 @@ queue_records = 100
     // redelivered copy.
     let counted = workload::outputs(&*client, "counted", "event");
     let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
+    let promoted = workload::promotions(&*client, "waitlist-events");
     let dead: usize = topics
         .iter()
         .map(|t| client.consume(&format!("{t}.dlq")).len())
@@ -238,10 +257,22 @@ queue_records = 100
     let duplicates: usize = counted
         .values()
         .chain(receipts.values())
+        .chain(promoted.values())
         .map(|copies| copies.len() - 1)
         .sum();
     let mut differing = workload::differing(&counted);
     differing.extend(workload::differing(&receipts));
+    differing.extend(workload::differing(&promoted));
+    let fresh = fresh_waitlist(rooms, cancellations, &dir.path().join("cache"));
+    let queues: BTreeMap<String, Value> = promoted
+        .iter()
+        .map(|(booking, copies)| (booking.clone(), workload::queue_after(&copies[0])))
+        .collect();
+    let queue_mismatches = fresh
+        .iter()
+        .filter(|(booking, queue)| queues.get(*booking) != Some(queue))
+        .count()
+        + queues.keys().filter(|b| !fresh.contains_key(*b)).count();
     let numbers: BTreeSet<u64> = workload::first_values(&counted, "n")
         .iter()
         .map(|n| n.as_u64().unwrap())
@@ -255,17 +286,19 @@ queue_records = 100
         == (1..=payments)
             .map(|n| format!("RCP-2025-{n:06}"))
             .collect::<BTreeSet<_>>();
-    let lost = events + payments - counted.len() - receipts.len();
+    let lost = (events + payments + cancellations)
+        .saturating_sub(counted.len() + receipts.len() + promoted.len());
     let table = format!(
         "| measure | value |\n|---|---|\n\
          | broker | {} |\n| state | {} |\n| seed | {seed:#x} |\n\
-         | inputs | {} ({events} counts, {payments} payments) |\n\
+         | inputs | {} ({events} counts, {payments} payments, {} waitlist events in {rooms} rooms) |\n\
          | kill -9s survived | {survived} ({mid_stream} after the victim had routed records) |\n\
-         | inputs routed | {} |\n| **inputs lost** | **{lost}** |\n\
+         | inputs routed | {} with their output found, and {} waitlist joins (they emit nothing; the queues account for them) |\n| **inputs lost** | **{lost}** |\n\
          | duplicate outputs (redelivered) | {duplicates}, {} differing from the first copy |\n\
          | dead letters | {dead} |\n\
          | counter numbers 1..N, no gap or repeat | {counter_exact} |\n\
          | receipt numbers gapless | {receipts_gapless} |\n\
+         | waitlist queue after each of {} promotions as in a fresh single run | {} |\n\
          | wall time | {:.0} s |\n",
         if tansu {
             "Tansu (libsql, durable)"
@@ -277,9 +310,17 @@ queue_records = 100
         } else {
             "redb, 1 instance".to_string()
         },
-        events + payments,
-        counted.len() + receipts.len(),
+        events + payments + rooms * workload::WAITLIST_STEPS,
+        rooms * workload::WAITLIST_STEPS,
+        counted.len() + receipts.len() + promoted.len(),
+        rooms * workload::WAITLIST_STEPS - cancellations,
         differing.len(),
+        fresh.len(),
+        if queue_mismatches == 0 {
+            "true".to_string()
+        } else {
+            format!("false: {queue_mismatches} differ")
+        },
         took.as_secs_f64(),
     );
     println!("{table}");
@@ -297,5 +338,63 @@ queue_records = 100
     assert_eq!(dead, 0, "dead letters\n{table}");
     assert!(counter_exact, "the counter skipped or repeated\n{table}");
     assert!(receipts_gapless, "receipt numbers have gaps\n{table}");
+    assert_eq!(
+        fresh.len(),
+        cancellations,
+        "the fresh run promoted\n{table}"
+    );
+    assert_eq!(queue_mismatches, 0, "waitlist queues differ\n{table}");
     assert_eq!(survived, kills);
+}
+
+/// The waitlist's queue after each promotion in a fresh single run: one
+/// router, never killed, on an embedded broker of its own, fed the same
+/// events (by cancelled booking).
+fn fresh_waitlist(
+    rooms: usize,
+    cancellations: usize,
+    cache: &std::path::Path,
+) -> BTreeMap<String, Value> {
+    let broker = Broker::mock();
+    for t in ["booking-events", "waitlist-events"] {
+        broker.create_topic(t, PARTITIONS);
+        broker.create_topic(&format!("{t}.dlq"), PARTITIONS);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = workload::write_config(
+        dir.path(),
+        "",
+        &[workload::waitlist_plugin("waitlist-events")],
+    );
+    feed(&broker, "booking-events", workload::waitlist_events(rooms));
+    let router = Router::start_plain(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        cache,
+        &["--no-create-topics"],
+    );
+    let client = broker.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let promoted = loop {
+        let promoted = workload::promotions(&*client, "waitlist-events");
+        if promoted.len() >= cancellations || Instant::now() > deadline {
+            break promoted;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    router.stop();
+    let queues: BTreeMap<String, Value> = promoted
+        .iter()
+        .map(|(booking, copies)| (booking.clone(), workload::queue_after(&copies[0])))
+        .collect();
+    // Each promotion lists who is still waiting; comparing records without
+    // it would prove nothing about the queue.
+    assert!(
+        queues.values().all(|q| q["eventData"]["remaining"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())),
+        "a promotion without the remaining queue: {queues:?}"
+    );
+    queues
 }

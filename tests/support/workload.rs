@@ -105,3 +105,98 @@ pub fn differing(outputs: &BTreeMap<String, Vec<Vec<u8>>>) -> Vec<String> {
         .map(|(id, _)| id.clone())
         .collect()
 }
+
+/// The `[[plugin]]` table of the waitlist plugin (catalog 001), its
+/// promotions mapped to `output`, keyed by room.
+pub fn waitlist_plugin(output: &str) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "waitlist"
+wasm = "{}"
+subscribe.types = ["waitlist.joined", "booking.cancelled"]
+emits = ["waitlist.promoted"]
+topics = {{ "waitlist.promoted" = "{output}" }}
+key_field = "resourceId"
+lift = ["waitlistId", "userId", "resourceId"]
+source = "booking-service"
+"#,
+        super::build_wasm("plugins").join("waitlist.wasm").display()
+    )
+}
+
+/// Steps per room in [`waitlist_events`]: 20 joins and 10 cancellations.
+pub const WAITLIST_STEPS: usize = 30;
+
+/// The waitlist workload for `rooms` rooms, in catalog 001's shapes, all on
+/// one topic and keyed by room so that each room's events keep their order.
+/// Per room, two joins (varied priorities and windows, join times in
+/// order) come before each cancellation, which frees a slot overlapping
+/// every window: each cancellation promotes exactly one entry, chosen by
+/// priority, then join time, and reports everyone still waiting. An event
+/// applied twice would show: a second cancellation promotes a second entry.
+pub fn waitlist_events(rooms: usize) -> Vec<(String, String)> {
+    let mut lines = vec![];
+    for r in 0..rooms {
+        let room = format!("room-{r:04}");
+        for s in 0..WAITLIST_STEPS {
+            let at = format!("2025-08-19T10:{:02}:{:02}Z", s / 60, s % 60);
+            let event = if s % 3 == 2 {
+                json!({
+                    "eventId": format!("evt-b-{r}-{s}"), "eventType": "booking.cancelled",
+                    "bookingId": format!("booking-{r}-{s}"), "userId": "user-900",
+                    "resourceId": room, "timestamp": at,
+                    "eventData": {"id": format!("booking-{r}-{s}"), "title": "Team Meeting",
+                                  "status": "cancelled", "startTime": "2025-08-19T08:00:00Z",
+                                  "endTime": "2025-08-19T20:00:00Z", "attendeesCount": 5},
+                    "metadata": {"service": "booking-service", "version": "1.0.0"}
+                })
+            } else {
+                let hour = 9 + s % 8;
+                json!({
+                    "eventId": format!("evt-w-{r}-{s}"), "eventType": "waitlist.joined",
+                    "waitlistId": format!("wl-{r}-{s}"), "userId": format!("user-{r}-{s}"),
+                    "resourceId": room, "timestamp": at,
+                    "eventData": {"priority": (s * 37 + r * 11) % 100, "position": 1,
+                                  "desiredStartTime": format!("2025-08-19T{hour:02}:00:00Z"),
+                                  "desiredEndTime": format!("2025-08-19T{:02}:00:00Z", hour + 1)},
+                    "metadata": {"service": "booking-service", "version": "1.0.0"}
+                })
+            };
+            lines.push((room.clone(), event.to_string()));
+        }
+    }
+    lines
+}
+
+/// Every `waitlist.promoted` on `topic`, grouped by the cancelled booking
+/// that freed its slot.
+pub fn promotions(client: &dyn Client, topic: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut by_booking: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for r in client.consume(topic) {
+        let v: Value = serde_json::from_slice(&r.value).unwrap();
+        if v["eventType"] == "waitlist.promoted" {
+            by_booking
+                .entry(
+                    v["eventData"]["freedBookingId"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+                .or_default()
+                .push(r.value);
+        }
+    }
+    by_booking
+}
+
+/// What a promotion says about the queue: who was promoted from where, and
+/// everyone still waiting with their positions (the record without its
+/// event id and time, which belong to the run that made it).
+pub fn queue_after(copy: &[u8]) -> Value {
+    let mut v: Value = serde_json::from_slice(copy).unwrap();
+    let fields = v.as_object_mut().unwrap();
+    fields.remove("eventId");
+    fields.remove("timestamp");
+    v
+}
