@@ -200,10 +200,10 @@ impl Broker {
 /// record's headers by `(topition, offset_id)` in a `header` table with no
 /// index, a scan of every header in the broker per record served. With the
 /// router's outputs (each carries its headers) that made a 100,000-event
-/// crash loop quadratic: Tansu spent minutes at full CPU per fetch round
-/// and the run stalled (RELIABILITY.md, "What the Tansu runs found"). The
-/// index changes no data or answer, only the query plan; it is added again
-/// (if missing) each time the broker starts.
+/// crash loop quadratic: Tansu sat at full CPU in SQLite, serving nothing
+/// for minutes, and the run stalled (RELIABILITY.md, "What the Tansu runs
+/// found"). The index changes no data or answer, only the query plan; it
+/// is added again (if missing) each time the broker starts.
 fn index_tansu_headers(db: &Path) {
     const SCRIPT: &str = r#"
 import sqlite3, sys, time
