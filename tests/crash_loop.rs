@@ -13,7 +13,8 @@
 //!
 //! The test suite runs a short loop on each broker: on the embedded one
 //! with two instances sharing PostgreSQL, and on Tansu (durable storage)
-//! with one instance, a static group member. The soak runs are behind `scripts/soak.sh` (see RELIABILITY.md), set by environment:
+//! with one instance, a static group member. The soak runs are behind
+//! `scripts/soak.sh` (see RELIABILITY.md), set by environment:
 //! `CRASH_EVENTS` (default 3000), `CRASH_KILLS` (3), `CRASH_INSTANCES` (2
 //! on the embedded broker, sharing a PostgreSQL store the test starts; 1
 //! keeps redb, the default on Tansu), `CRASH_SEED`,
@@ -129,10 +130,11 @@ fn crash_loop(tansu: bool, instances: u64) {
     let dir = tempfile::tempdir().unwrap();
     // The embedded broker answers its group coordinator at once, so a 6 s
     // session brings a killed instance's partitions back quickly. Tansu on
-    // libsql stalls its coordinator for over 20 s under this load (every
-    // heartbeat and offset commit is a database write queued behind the
-    // produces), which a 6 s session turns into endless rebalances; there
-    // the router keeps librdkafka's 45 s default, as a user's would.
+    // libsql answers slowly under load (every heartbeat and offset commit
+    // is a database write), and was seen silent for over 20 s before its
+    // header table was indexed; a 6 s session would turn such stalls into
+    // endless rebalances, so there the router keeps librdkafka's 45 s
+    // default, as a user's would.
     let session = if tansu {
         ""
     } else {
@@ -264,10 +266,7 @@ queue_records = 100
     differing.extend(workload::differing(&receipts));
     differing.extend(workload::differing(&promoted));
     let fresh = fresh_waitlist(rooms, cancellations, &dir.path().join("cache"));
-    let queues: BTreeMap<String, Value> = promoted
-        .iter()
-        .map(|(booking, copies)| (booking.clone(), workload::queue_after(&copies[0])))
-        .collect();
+    let queues = workload::queues(&promoted);
     let queue_mismatches = fresh
         .iter()
         .filter(|(booking, queue)| queues.get(*booking) != Some(queue))
@@ -384,10 +383,7 @@ fn fresh_waitlist(
         std::thread::sleep(Duration::from_millis(500));
     };
     router.stop();
-    let queues: BTreeMap<String, Value> = promoted
-        .iter()
-        .map(|(booking, copies)| (booking.clone(), workload::queue_after(&copies[0])))
-        .collect();
+    let queues = workload::queues(&promoted);
     // Each promotion lists who is still waiting; comparing records without
     // it would prove nothing about the queue.
     assert!(

@@ -200,3 +200,11 @@ pub fn queue_after(copy: &[u8]) -> Value {
     fields.remove("timestamp");
     v
 }
+
+/// [`queue_after`] of the first copy of each promotion, by cancelled booking.
+pub fn queues(promotions: &BTreeMap<String, Vec<Vec<u8>>>) -> BTreeMap<String, Value> {
+    promotions
+        .iter()
+        .map(|(booking, copies)| (booking.clone(), queue_after(&copies[0])))
+        .collect()
+}
