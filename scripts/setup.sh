@@ -4,10 +4,13 @@
 #   scripts/setup.sh          the wasm target and kcat
 #   scripts/setup.sh --test   also what the tests need: promtool, chromium,
 #                             PostgreSQL, confluent-kafka and componentize-py
-#                             (PyPI), componentize-js (npm) and the Tansu
-#                             broker with durable storage (a ~20 minute build,
-#                             once)
+#                             (PyPI), componentize-js (npm) and the Apache
+#                             Kafka broker (Maven Central, pinned in
+#                             scripts/kafka/pom.xml)
+#   scripts/setup.sh --tansu  the Tansu broker with durable storage, for
+#                             scripts/tansu.sh only (a ~20 minute build, once)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 have() { command -v "$1" >/dev/null 2>&1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,6 +31,22 @@ if ! have kcat; then
   echo "setup: installing kcat"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+
+# Tansu: an independent Kafka-compatible broker, kept for scripts/tansu.sh.
+# It is no longer in the default suite: Apache Kafka is the reference broker.
+if [ "${1:-}" = "--tansu" ]; then
+  # Tansu: an independent Kafka-compatible broker for the end-to-end tests,
+  # with libsql for durable storage (`sqlite://`), so that a test can restart
+  # it without losing its records. An older install without libsql is rebuilt.
+  tansu_has_libsql() {
+    grep -o '"tansu [^}]*}' "$HOME/.cargo/.crates2.json" 2>/dev/null | grep -q '"libsql"'
+  }
+  if ! tansu_has_libsql; then
+    echo "setup: installing tansu with durable storage (a long build, done once)"
+    cargo install tansu --locked --features dynostore,libsql --quiet
+  fi
+  exit 0
 fi
 
 [ "${1:-}" = "--test" ] || exit 0
@@ -71,15 +90,22 @@ if ! have componentize-js; then
   as_root npm install --global --silent @bytecodealliance/componentize-js@0.23.0
 fi
 
-# Tansu: an independent Kafka-compatible broker for the end-to-end tests,
-# with libsql for durable storage (`sqlite://`), so that a test can restart
-# it without losing its records. An older install without libsql is rebuilt.
-tansu_has_libsql() {
-  grep -o '"tansu [^}]*}' "$HOME/.cargo/.crates2.json" 2>/dev/null | grep -q '"libsql"'
-}
-if ! tansu_has_libsql; then
-  echo "setup: installing tansu with durable storage (a long build, done once)"
-  cargo install tansu --locked --features dynostore,libsql --quiet
+# Apache Kafka: the reference broker of the end-to-end tests, the crash
+# loops and the benchmarks. The jars come from Maven Central, pinned in
+# scripts/kafka/pom.xml, into ~/.cache/switchyard/kafka/<version> (or
+# $SWITCHYARD_KAFKA_JARS); the tests start it with `java` on free ports.
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+kafka_jars=${SWITCHYARD_KAFKA_JARS:-$HOME/.cache/switchyard/kafka/$kafka_version}
+if [ ! -f "$kafka_jars/.complete" ]; then
+  if ! have java || ! have mvn; then
+    echo "setup: installing Java 17 and Maven"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+  fi
+  echo "setup: fetching Apache Kafka $kafka_version into $kafka_jars"
+  rm -rf "$kafka_jars"
+  mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$kafka_jars"
+  touch "$kafka_jars/.complete"
 fi
 
 if ! have cargo-nextest; then

@@ -1,7 +1,12 @@
 //! The same end-to-end flows against Tansu, an independent Kafka-compatible
 //! broker, driven by confluent-kafka (PyPI) as the outside client: Debian's
 //! kcat links librdkafka 2.0, whose handshake Tansu 0.6 rejects.
-//! `scripts/setup.sh` installs both.
+//! `scripts/setup.sh --tansu` installs Tansu.
+//!
+//! Apache Kafka is the reference broker (`apache_kafka.rs`); these runs are
+//! kept as a second, independent implementation of the protocol, behind
+//! `scripts/tansu.sh` (`cargo test --test tansu_e2e -- --ignored`), out of
+//! the default suite, whose time they would double.
 
 mod support;
 
@@ -9,32 +14,38 @@ use support::e2e::run_example;
 use support::kafka::Broker;
 
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn booking_example_on_tansu() {
     assert!(run_example(Broker::tansu, "booking") >= 6);
 }
 
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn resource_booking_example_on_tansu() {
     assert!(run_example(Broker::tansu, "resource-booking") >= 4);
 }
 
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn autocheck_example_on_tansu() {
     assert!(run_example(Broker::tansu, "autocheck") >= 2);
 }
 
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn travel_example_on_tansu() {
     assert!(run_example(Broker::tansu, "travel") >= 2);
 }
 
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn pet_delivery_example_on_tansu() {
     assert!(run_example(Broker::tansu, "pet-delivery") >= 3);
 }
 
 /// A topic created on Tansu after the router started is routed within 10 s.
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_topic_created_after_startup_is_routed_on_tansu() {
     use std::time::{Duration, Instant};
     use support::kafka::{Rec, Router};
@@ -80,6 +91,7 @@ topics = { "echo.late.topic" = "echo.late" }"#,
 /// again: the router neither exits nor dead-letters, `/readyz` is false
 /// while the broker is gone, and every record is routed afterwards.
 #[test]
+#[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_tansu_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
     support::outage::broker_outage_loses_nothing(&Broker::tansu_durable());
 }

@@ -249,6 +249,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             let mut config = RouterConfig::load(&config)?;
+            if config.kafka.guarantee == crate::config::Guarantee::ExactlyOnce {
+                anyhow::bail!(
+                    "{}: `[kafka] guarantee = \"exactly-once\"` needs Kafka transactions, which the \
+                     embedded broker of `switchyard dev` does not have; set it to \"at-least-once\" \
+                     for dev, or use `switchyard run` against Apache Kafka",
+                    config.path.display()
+                );
+            }
             if let Err(e) = rebuild::build_stale(&config, None) {
                 // The version on disk, if any, serves until a save builds.
                 if config.plugins.iter().any(|p| !p.wasm.is_file()) {

@@ -16,6 +16,9 @@
 //! queue_records = 2000                   # queued per partition before it is paused
 //! max_record_bytes = 1000000             # larger emits are refused; dead letters are cut to fit
 //! drain_timeout_ms = 10000               # shutdown gives up on in-flight records after this
+//! guarantee = "at-least-once"            # or "exactly-once" (brokers with transactions)
+//! transaction_interval_ms = 100          # exactly-once: one Kafka transaction this often
+//! transaction_timeout_ms = 10000         # exactly-once: the broker aborts a transaction this old
 //!
 //! [admin]
 //! token = "..."                          # or SWITCHYARD_ADMIN_TOKEN
@@ -197,6 +200,36 @@ pub struct KafkaConfig {
     /// How long a shutdown waits for in-flight records before it gives up on
     /// them (they are redelivered after a restart).
     pub drain_timeout_ms: u64,
+    /// What a downstream consumer sees of the router's outputs
+    /// ([`Guarantee`]).
+    pub guarantee: Guarantee,
+    /// With exactly-once, how often the open Kafka transaction (the outputs
+    /// and input offsets of every batch committed since the last one) is
+    /// committed. Kafka Streams' default under exactly-once, 100 ms: a
+    /// read_committed consumer sees outputs about this much later.
+    pub transaction_interval_ms: u64,
+    /// With exactly-once, the producer's `transaction.timeout.ms`: the
+    /// broker aborts a transaction left open this long (a crashed or
+    /// stalled instance's), which releases read_committed consumers waiting
+    /// behind it. Kafka Streams' default under exactly-once, 10 s.
+    pub transaction_timeout_ms: u64,
+}
+
+/// What the router promises about its outputs. State effects (state
+/// writes, processed marks, the outbox) apply exactly once in both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Every output reaches Kafka at least once; after a crash, records
+    /// are redelivered and their outputs produced again, byte for byte
+    /// (consumers dedupe by event id). Works on every broker.
+    #[default]
+    AtLeastOnce,
+    /// Each group commit is also one Kafka transaction holding the outputs,
+    /// dead letters and input offsets (KIP-447), so a read_committed
+    /// consumer sees each output exactly once. Needs a broker with
+    /// transactions (Apache Kafka 2.5+); not the embedded one.
+    ExactlyOnce,
 }
 
 impl Default for KafkaConfig {
@@ -219,6 +252,9 @@ impl Default for KafkaConfig {
             queue_records: 2000,
             max_record_bytes: 1_000_000,
             drain_timeout_ms: 10_000,
+            guarantee: Guarantee::AtLeastOnce,
+            transaction_interval_ms: 100,
+            transaction_timeout_ms: 10_000,
         }
     }
 }
@@ -612,6 +648,19 @@ impl RouterConfig {
             Matcher::new(&excluded).map_err(|m| fail(None, format!("`kafka.exclude`: {m}")))?;
         if raw.kafka.partitions < 1 || raw.kafka.topic_partitions.values().any(|p| *p < 1) {
             return Err(fail(None, "`kafka.partitions` must be at least 1".into()));
+        }
+        let k = &raw.kafka;
+        if k.guarantee == Guarantee::ExactlyOnce
+            && (k.transaction_interval_ms == 0
+                || k.transaction_timeout_ms < 1000
+                || k.transaction_timeout_ms <= k.transaction_interval_ms)
+        {
+            return Err(fail(
+                None,
+                "`kafka.transaction_timeout_ms` must be at least 1000 and above \
+                 `kafka.transaction_interval_ms`, which must be above 0"
+                    .into(),
+            ));
         }
         Ok(RouterConfig {
             path: path.to_path_buf(),

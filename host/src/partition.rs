@@ -10,6 +10,9 @@
 //! - an offset is stored only after every output of its record (and of the
 //!   records before it) is acknowledged, and only while the partition is
 //!   still assigned to this worker ([`Lease`]);
+//! - with exactly-once, a record's outputs and its next offset go into the
+//!   open Kafka transaction together, under one [`Hold`], instead of the
+//!   offset being stored after the acknowledgements ([`crate::kafka::txn`]);
 //! - a record's outcome is routed, dead-lettered or waiting. A permanent
 //!   produce refusal dead-letters the input with the reason; a store or
 //!   broker outage waits and retries without limit; nothing here exits the
@@ -21,6 +24,7 @@ use crate::event::{OutRecord, Record};
 use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::sink::{Delivery, ProduceError, Sink};
 use crate::kafka::source::{Lease, Partition, Source};
+use crate::kafka::txn::{Hold, Transactions};
 use crate::metrics::Metrics;
 use crate::pool::WorkerPool;
 use crate::router::{RecordOutcome, Router};
@@ -68,6 +72,9 @@ pub struct Shared {
     pub sink: Arc<Sink>,
     /// The consumer, for pausing, resuming and storing offsets.
     pub source: Arc<Source>,
+    /// With exactly-once, the Kafka transactions outputs and offsets go
+    /// into; `None` for at-least-once.
+    pub txn: Option<Arc<Transactions>>,
     /// Batching, retries, limits.
     pub kafka: KafkaConfig,
     /// Counters.
@@ -257,6 +264,15 @@ impl Worker {
                 None => return false,
             };
             let took = started.elapsed();
+            let hold = match &shared.txn {
+                Some(txn) => Some(txn.hold().await),
+                None => None,
+            };
+            if hold.is_some() && !self.lease.live() {
+                // Revoked, or rewound after an abort: the records run again
+                // from the committed offset (their effects are kept).
+                return true;
+            }
             for (i, outcome) in run.done.iter().take(applied).enumerate() {
                 let record = &batch[start + i];
                 self.count(record, outcome, took / run.done.len().max(1) as u32);
@@ -265,12 +281,16 @@ impl Worker {
                     outputs: Vec::new(),
                     refused: Vec::new(),
                 };
-                self.emit(&mut pending, outcome, attempt_of(i, attempt))
+                self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
+                if let Some(hold) = &hold {
+                    hold.handled(&self.partition, &self.lease, record.offset + 1);
+                }
                 if acks.send(pending).await.is_err() {
                     return false;
                 }
             }
+            drop(hold);
             let conflicted = applied < run.done.len();
             if conflicted {
                 shared
@@ -374,7 +394,13 @@ impl Worker {
 
     /// Hands a record's outputs and dead letters to the producer, and logs
     /// the tail line.
-    async fn emit(&self, pending: &mut Pending, outcome: &RecordOutcome, attempts: u32) {
+    async fn emit(
+        &self,
+        pending: &mut Pending,
+        outcome: &RecordOutcome,
+        attempts: u32,
+        hold: Option<&Hold<'_>>,
+    ) {
         let shared = &self.shared;
         let record = &pending.record;
         let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
@@ -394,7 +420,7 @@ impl Worker {
                     class: "decode",
                     message: &e.to_string(),
                 };
-                out.extend(self.dead_letter(record, &letter).await);
+                out.extend(dead_letter(shared, record, &letter, hold).await);
                 tracing::info!(target: "switchyard::tail", "handled {at} type=- dead-lettered (decode: {e})");
             }
             RecordOutcome::Routed { ty, id, calls } => {
@@ -404,8 +430,12 @@ impl Worker {
                     match &call.result {
                         Ok(records) => {
                             for r in records {
-                                match self.enqueue(r).await {
+                                match self.enqueue(r, hold).await {
                                     Ok(d) => out.push((r.clone(), d)),
+                                    Err(why) if hold.is_some() => {
+                                        // The transaction aborts; the record runs again.
+                                        hold.expect("hold").doom(why);
+                                    }
                                     Err(why) => pending.refused.push(why),
                                 }
                             }
@@ -434,7 +464,7 @@ impl Worker {
                                 class: failure.class(),
                                 message: &message,
                             };
-                            out.extend(self.dead_letter(record, &letter).await);
+                            out.extend(dead_letter(shared, record, &letter, hold).await);
                             tracing::warn!(plugin = %name, "{at}: {}; dead-lettered after {attempts} attempt(s)",
                                 crate::engine::truncate_text(&message, 512));
                             summary.push(format!("{name} dead-lettered ({})", failure.class()));
@@ -452,11 +482,19 @@ impl Worker {
     }
 
     /// Hands one record to the producer, waiting out transient refusals;
-    /// says why when the producer refused it at once for good.
-    async fn enqueue(&self, record: &OutRecord) -> Result<Delivery, String> {
+    /// says why when the producer refused it at once for good. Inside a
+    /// transaction it never waits: the transaction aborts instead.
+    async fn enqueue(
+        &self,
+        record: &OutRecord,
+        hold: Option<&Hold<'_>>,
+    ) -> Result<Delivery, String> {
         loop {
             match self.shared.sink.enqueue(record).await {
                 Ok(delivery) => return Ok(delivery),
+                Err(ProduceError::Transient(e)) if hold.is_some() => {
+                    return Err(format!("output to {}: {e}", record.topic));
+                }
                 Err(ProduceError::Transient(e)) => {
                     tracing::warn!("produce to {}: {e}; retrying", record.topic);
                     if !self.shared.sleep(Duration::from_millis(200)).await {
@@ -469,25 +507,19 @@ impl Worker {
             }
         }
     }
-
-    async fn dead_letter(
-        &self,
-        record: &Record,
-        letter: &DeadLetter<'_>,
-    ) -> Option<(OutRecord, Delivery)> {
-        dead_letter(&self.shared, record, letter).await
-    }
 }
 
 fn attempt_of(index: usize, first: u32) -> u32 {
     if index == 0 { first } else { 1 }
 }
 
-/// Makes, counts and enqueues the dead letter for `record`.
+/// Makes, counts and enqueues the dead letter for `record`; inside a
+/// transaction (`hold`), a refusal dooms it instead of waiting.
 async fn dead_letter(
     shared: &Shared,
     record: &Record,
     letter: &DeadLetter<'_>,
+    hold: Option<&Hold<'_>>,
 ) -> Option<(OutRecord, Delivery)> {
     let out = letter.wrap(record, shared.kafka.max_record_bytes);
     let failed = shared
@@ -502,6 +534,11 @@ async fn dead_letter(
     loop {
         match shared.sink.enqueue(&out).await {
             Ok(delivery) => return Some((out, delivery)),
+            Err(e) if hold.is_some() => {
+                hold.expect("hold")
+                    .doom(format!("dead letter to {}: {e}", out.topic));
+                return None;
+            }
             Err(e) => {
                 tracing::error!("dead letter to {}: {e}; retrying", out.topic);
                 if !shared.sleep(Duration::from_secs(1)).await {
@@ -527,6 +564,17 @@ async fn ack_in_order(
         mut refused,
     }) = pending.recv().await
     {
+        if shared.txn.is_some() {
+            // The transaction commits the offset; a failed delivery makes
+            // its commit fail, and the records run again.
+            for (out, delivery) in outputs {
+                if let Err(e) = delivery.wait().await {
+                    tracing::debug!("produce to {} in a transaction: {e}", out.topic);
+                }
+            }
+            shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         for (out, delivery) in outputs {
             let mut result = delivery.wait().await;
             let mut attempt = 1;
@@ -569,7 +617,7 @@ async fn ack_in_order(
                 record.partition,
                 record.offset
             );
-            if let Some((_, delivery)) = dead_letter(&shared, &record, &letter).await {
+            if let Some((_, delivery)) = dead_letter(&shared, &record, &letter, None).await {
                 let _ = delivery.wait().await;
             }
         }

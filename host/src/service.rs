@@ -16,9 +16,10 @@
 
 use crate::admin::{self, AdminState};
 use crate::committer::Committer;
+use crate::config::Guarantee;
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
-use crate::kafka::{self, sink::Sink, source::Source};
+use crate::kafka::{self, sink::Sink, source::Source, txn::Transactions};
 use crate::metrics::Metrics;
 use crate::partition::{PartitionQueue, Shared, Stats};
 use crate::pool::WorkerPool;
@@ -169,7 +170,14 @@ pub async fn run(
         }
         None => None,
     };
-    let sink = Arc::new(Sink::new(&client, options.create_topics, &config.kafka)?);
+    let exactly_once = config.kafka.guarantee == Guarantee::ExactlyOnce;
+    let transactional_id = exactly_once.then(|| transactional_id(&options));
+    let sink = Arc::new(Sink::new(
+        &client,
+        options.create_topics,
+        &config.kafka,
+        transactional_id.as_deref(),
+    )?);
     let failed = sink
         .ensure_topics(&config.topics_to_create(), &config.kafka)
         .await;
@@ -187,8 +195,25 @@ pub async fn run(
         options.instance_id.as_deref(),
         &config.kafka.client,
         Some(metrics.clone()),
+        exactly_once,
     )?);
     let (stop_workers, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (txn, mut rewinds) = if exactly_once {
+        let (txn, rewinds) = Transactions::start(
+            sink.clone(),
+            source.clone(),
+            Duration::from_millis(config.kafka.transaction_interval_ms),
+            Duration::from_millis(config.kafka.transaction_timeout_ms),
+        )
+        .await?;
+        tracing::info!(target: "switchyard::service", id = transactional_id.as_deref().unwrap_or_default(),
+            "exactly-once: a Kafka transaction every {} ms", config.kafka.transaction_interval_ms);
+        (Some(txn), Some(rewinds))
+    } else {
+        (None, None)
+    };
+    let (stop_txn, txn_stopped) = tokio::sync::watch::channel(false);
+    let txn_task = txn.clone().map(|t| tokio::spawn(t.run(txn_stopped)));
     let pool = Arc::new(WorkerPool::new(engine, workers)?);
     let shared = Arc::new(Shared {
         router,
@@ -197,6 +222,7 @@ pub async fn run(
         committer: Arc::new(Committer::new(store, metrics.clone())?),
         sink: sink.clone(),
         source: source.clone(),
+        txn: txn.clone(),
         kafka: config.kafka.clone(),
         stats: stats.clone(),
         metrics,
@@ -222,6 +248,24 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            Some(rewound) = next_rewind(&mut rewinds) => {
+                for p in &rewound {
+                    partitions.remove(p);
+                }
+                let source = source.clone();
+                let parts = rewound.clone();
+                match tokio::task::spawn_blocking(move || source.rewind(&parts)).await {
+                    Ok(Ok(())) => tracing::info!("{} partition(s) rewound to their committed offsets", rewound.len()),
+                    Ok(Err(e)) => {
+                        tracing::warn!("rewinding after an aborted transaction: {e:#}; retrying");
+                        retry_rewind(txn.as_ref(), rewound);
+                    }
+                    Err(e) => {
+                        tracing::warn!("rewinding after an aborted transaction: {e}; retrying");
+                        retry_rewind(txn.as_ref(), rewound);
+                    }
+                }
+            }
             next = source.next() => {
                 let record = match next {
                     Ok(record) => record,
@@ -231,6 +275,11 @@ pub async fn run(
                     }
                 };
                 let key = (record.topic.clone(), record.partition);
+                if source.state().rewinding(&key) {
+                    // Fetched before the rewind: it comes again from the
+                    // committed offset.
+                    continue;
+                }
                 let queue = match partitions.get(&key) {
                     Some(queue) if queue.live() => queue,
                     _ => {
@@ -253,6 +302,20 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("drain timed out; unfinished records will be redelivered");
     }
+    let _ = stop_txn.send(true);
+    if let Some(task) = txn_task {
+        let _ = task.await;
+    }
+    if let Some(txn) = &txn
+        && tokio::time::timeout_at(deadline.into(), txn.commit())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "the last transaction did not commit in time; its records will be redelivered"
+        );
+    }
+    drop(txn);
     summary.abort();
     sampler.abort();
     health.abort();
@@ -283,6 +346,48 @@ pub async fn run(
     }
     tracing::info!("router stopped");
     Ok(())
+}
+
+/// The producer's `transactional.id`: stable for a static member
+/// (`--instance-id`), so that its restart fences and aborts what the
+/// previous process left open at once; otherwise unique per process (what
+/// a crashed process left open is aborted by the broker after
+/// `transaction_timeout_ms`). `[kafka.client] "transactional.id"` overrides
+/// it.
+fn transactional_id(options: &RunOptions) -> String {
+    match &options.instance_id {
+        Some(id) => format!("switchyard-{}-{id}", options.group),
+        None => format!(
+            "switchyard-{}-{}-{}",
+            options.group,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ),
+    }
+}
+
+/// The next partitions to rewind, or never without exactly-once.
+async fn next_rewind(
+    rewinds: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>>,
+) -> Option<Vec<(String, i32)>> {
+    match rewinds {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks for a failed rewind again in a second.
+fn retry_rewind(txn: Option<&Arc<Transactions>>, partitions: Vec<(String, i32)>) {
+    if let Some(txn) = txn {
+        let txn = txn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            txn.rewind_again(partitions);
+        });
+    }
 }
 
 /// Opens the state store the options and config name: PostgreSQL when a

@@ -6,6 +6,7 @@
 //! `E2E_ROUTER_LOG` sets their filter (`RUST_LOG` syntax, default `info`).
 #![allow(dead_code)]
 
+use super::apache::{ApacheKafka, Security};
 use super::root;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -57,6 +58,8 @@ pub enum Broker {
         /// Its storage folder.
         dir: tempfile::TempDir,
     },
+    /// Apache Kafka, the reference broker: a KRaft process on free ports.
+    Kafka(ApacheKafka),
 }
 
 /// A free loopback port.
@@ -74,7 +77,17 @@ impl Broker {
         Broker::Mock(EmbeddedBroker::start().expect("mock cluster starts"))
     }
 
-    /// A Tansu broker (installed by scripts/setup.sh), with in-memory storage.
+    /// Apache Kafka (fetched by scripts/setup.sh --test), single node.
+    pub fn kafka() -> Self {
+        Broker::Kafka(ApacheKafka::start(Security::Plain))
+    }
+
+    /// Apache Kafka with SASL/PLAIN and ACLs on its client listener.
+    pub fn kafka_secured() -> Self {
+        Broker::Kafka(ApacheKafka::start(Security::SaslAcl))
+    }
+
+    /// A Tansu broker (installed by scripts/setup.sh --tansu), with in-memory storage.
     pub fn tansu() -> Self {
         Self::tansu_on("memory://tansu/")
     }
@@ -104,6 +117,7 @@ impl Broker {
     pub fn set_down(&self, down: bool) {
         match self {
             Broker::Mock(b) => b.set_down(down).expect("mock broker toggles"),
+            Broker::Kafka(k) => k.set_down(down),
             Broker::Tansu {
                 child,
                 port,
@@ -159,12 +173,35 @@ impl Broker {
         match self {
             Broker::Mock(b) => b.bootstrap(),
             Broker::Tansu { port, .. } => format!("127.0.0.1:{port}"),
+            Broker::Kafka(k) => k.bootstrap(),
         }
     }
 
     /// Whether the router must create topics itself (brokers with CreateTopics).
     pub fn router_creates_topics(&self) -> bool {
-        matches!(self, Broker::Tansu { .. })
+        !matches!(self, Broker::Mock(_))
+    }
+
+    /// Whether the broker has transactions (the mock cluster has none).
+    pub fn transactional(&self) -> bool {
+        matches!(self, Broker::Kafka(_))
+    }
+
+    /// Client settings an outside admin client needs (SASL on a secured
+    /// Apache Kafka).
+    pub fn admin_settings(&self) -> Vec<(String, String)> {
+        match self {
+            Broker::Kafka(k) if k.security == Security::SaslAcl => [
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "admin"),
+                ("sasl.password", "admin-secret"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Creates a topic: through the mock's own API (it has no CreateTopics),
@@ -174,25 +211,35 @@ impl Broker {
             Broker::Mock(b) => {
                 let _ = b.create_topic(topic, partitions);
             }
-            Broker::Tansu { .. } => {
+            Broker::Tansu { .. } | Broker::Kafka(_) => {
                 let status = Command::new("python3")
                     .arg(PyClient::script())
                     .args(["create", &self.bootstrap(), topic, &partitions.to_string()])
+                    .env(
+                        "KAFKA_CLIENT_SETTINGS",
+                        settings_json(&self.admin_settings()),
+                    )
                     .status()
                     .expect("python3 runs");
-                assert!(status.success(), "creating {topic} on tansu failed");
+                assert!(status.success(), "creating {topic} failed");
             }
         }
     }
 
     /// The outside client to drive this broker with: kcat for the mock
     /// cluster; confluent-kafka for Tansu, whose handshake Debian's kcat
-    /// (librdkafka 2.0) fails.
+    /// (librdkafka 2.0) fails, and for Apache Kafka (a current librdkafka,
+    /// reading committed records only).
     pub fn client(&self) -> Box<dyn Client> {
         match self {
             Broker::Mock(_) => Box::new(Kcat(self.bootstrap())),
-            Broker::Tansu { .. } => Box::new(PyClient(self.bootstrap())),
+            Broker::Tansu { .. } | Broker::Kafka(_) => Box::new(self.py()),
         }
+    }
+
+    /// confluent-kafka on this broker, as its admin.
+    pub fn py(&self) -> PyClient {
+        PyClient::with(self.bootstrap(), self.admin_settings())
     }
 }
 
@@ -353,20 +400,72 @@ impl Client for Kcat {
     }
 }
 
-/// confluent-kafka from PyPI, through tests/support/kafka_client.py.
-pub struct PyClient(pub String);
+/// Client settings as the JSON object kafka_client.py reads from
+/// `KAFKA_CLIENT_SETTINGS`.
+fn settings_json(settings: &[(String, String)]) -> String {
+    Value::Object(
+        settings
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// confluent-kafka from PyPI, through tests/support/kafka_client.py: its
+/// bootstrap servers and extra client settings.
+pub struct PyClient(pub String, pub Vec<(String, String)>);
 
 impl PyClient {
+    /// A client of `bootstrap` with extra `settings` (such as SASL).
+    pub fn with(bootstrap: String, settings: Vec<(String, String)>) -> Self {
+        PyClient(bootstrap, settings)
+    }
+
     fn script() -> PathBuf {
         root().join("tests/support/kafka_client.py")
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new("python3");
+        cmd.arg(Self::script())
+            .args([verb, &self.0])
+            .env("KAFKA_CLIENT_SETTINGS", settings_json(&self.1));
+        cmd
+    }
+
+    /// Every partition of `topic` whose last stable offset is below its
+    /// high watermark (a transaction left open), as `(partition, lso, hw)`.
+    pub fn open_transactions(&self, topic: &str) -> Vec<(i32, i64, i64)> {
+        let out = self
+            .command("offsets")
+            .arg(topic)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "listing offsets of {topic} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|m| {
+                (
+                    m["partition"].as_i64().unwrap() as i32,
+                    m["lso"].as_i64().unwrap(),
+                    m["hw"].as_i64().unwrap(),
+                )
+            })
+            .filter(|(_, lso, hw)| lso != hw)
+            .collect()
     }
 }
 
 impl Client for PyClient {
     fn produce(&self, records: &[Rec]) {
-        let mut child = Command::new("python3")
-            .arg(Self::script())
-            .args(["produce", &self.0])
+        let mut child = self
+            .command("produce")
             .stdin(Stdio::piped())
             .spawn()
             .expect("python3 runs");
@@ -387,9 +486,9 @@ impl Client for PyClient {
     }
 
     fn consume(&self, topic: &str) -> Vec<Rec> {
-        let out = Command::new("python3")
-            .arg(Self::script())
-            .args(["consume", &self.0, topic, "3"])
+        let out = self
+            .command("consume")
+            .args([topic, "3"])
             .output()
             .expect("python3 runs");
         String::from_utf8_lossy(&out.stdout)

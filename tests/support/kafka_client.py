@@ -3,10 +3,14 @@
     kafka_client.py produce BOOTSTRAP   < records.jsonl
     kafka_client.py consume BOOTSTRAP TOPIC [IDLE_SECONDS]  > records.jsonl
     kafka_client.py create BOOTSTRAP TOPIC PARTITIONS
+    kafka_client.py offsets BOOTSTRAP TOPIC  > {"partition", "lso", "hw"} lines
 
 A record line is {"topic", "partition"?, "key"?, "headers": [[k, v], ...],
-"value_b64"}.
+"value_b64"}. Extra client settings (SASL, for one) come as a JSON object in
+$KAFKA_CLIENT_SETTINGS. Reads are read_committed: records of aborted or
+still open transactions are never printed.
 """
+import os
 import base64
 import json
 import sys
@@ -14,11 +18,19 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka import IsolationLevel
+
+
+def settings(bootstrap, **more):
+    config = {"bootstrap.servers": bootstrap}
+    config.update(json.loads(os.environ.get("KAFKA_CLIENT_SETTINGS") or "{}"))
+    config.update(more)
+    return config
 
 
 def produce(bootstrap):
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(settings(bootstrap, **{"enable.idempotence": True}))
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -44,11 +56,11 @@ def consume(bootstrap, topic, idle):
 
     The partitions are assigned, not subscribed: no consumer group to join,
     so a slow group coordinator cannot make a read come back short."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = Consumer(settings(bootstrap, **{
         "group.id": "e2e-reader-" + uuid.uuid4().hex,
         "enable.auto.commit": False,
-    })
+        "isolation.level": "read_committed",
+    }))
     partitions = []
     started = time.time()
     while not partitions and time.time() - started < idle:
@@ -68,6 +80,13 @@ def consume(bootstrap, topic, idle):
     last = time.time()
     while behind or time.time() - last < idle:
         msg = consumer.poll(0.5)
+        # Under read_committed the last offsets may be transaction markers or
+        # aborted records, never delivered: the position tells when a
+        # partition has been read up to where it was.
+        if behind and msg is None:
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(behind)]):
+                if tp.offset >= behind.get(tp.partition, 0):
+                    behind.pop(tp.partition, None)
         if msg is None:
             continue
         if msg.error():
@@ -88,7 +107,7 @@ def consume(bootstrap, topic, idle):
 
 
 def create(bootstrap, topic, partitions):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(settings(bootstrap))
     for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         try:
             future.result(30)
@@ -97,8 +116,24 @@ def create(bootstrap, topic, partitions):
                 raise
 
 
+def offsets(bootstrap, topic):
+    """Prints each partition's last stable offset and high watermark."""
+    admin = AdminClient(settings(bootstrap))
+    meta = admin.list_topics(topic, timeout=30).topics[topic]
+    def ask(level):
+        request = {TopicPartition(topic, p): OffsetSpec.latest() for p in meta.partitions}
+        futures = admin.list_offsets(request, isolation_level=level, request_timeout=30)
+        return {tp.partition: f.result().offset for tp, f in futures.items()}
+    lso = ask(IsolationLevel.READ_COMMITTED)
+    hw = ask(IsolationLevel.READ_UNCOMMITTED)
+    for p in sorted(meta.partitions):
+        print(json.dumps({"partition": p, "lso": lso[p], "hw": hw[p]}))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "create":
+    if sys.argv[1] == "offsets":
+        offsets(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "create":
         create(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "produce":
         produce(sys.argv[2])

@@ -59,6 +59,7 @@ pub fn switchyard(cache: &Path) -> Command {
     cmd
 }
 
+pub mod apache;
 pub mod e2e;
 pub mod http;
 pub mod kafka;

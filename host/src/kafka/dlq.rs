@@ -136,7 +136,7 @@ pub async fn replay(
         }
     }
     consumer.assign(&assignment)?;
-    let sink = Sink::new(config, false, &KafkaConfig::default())?;
+    let sink = Sink::new(config, false, &KafkaConfig::default(), None)?;
     let mut count = 0;
     while !remaining.is_empty() {
         let message = tokio::time::timeout(idle, consumer.recv())
@@ -376,7 +376,7 @@ pub async fn replay_one(
     .await??;
     let record = restore(&message)
         .ok_or_else(|| anyhow::anyhow!("{topic}[{partition}]@{offset}: no {PREFIX}topic header"))?;
-    let sink = Sink::new(config, false, &KafkaConfig::default())?;
+    let sink = Sink::new(config, false, &KafkaConfig::default(), None)?;
     sink.send_all(&[record]).await?;
     sink.flush(Duration::from_secs(5));
     Ok(())

@@ -1,12 +1,13 @@
 //! Kafka I/O: the consumer ([`source`]), the producer and topic admin
-//! ([`sink`]), dead letters ([`dlq`]) and the embedded dev broker
-//! ([`broker`]). These modules move [`Record`](crate::event::Record)s and
+//! ([`sink`]), exactly-once transactions ([`txn`]), dead letters ([`dlq`])
+//! and the embedded dev broker ([`broker`]). These modules move [`Record`](crate::event::Record)s and
 //! know nothing about wasm or plugins.
 
 pub mod broker;
 pub mod dlq;
 pub mod sink;
 pub mod source;
+pub mod txn;
 
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;

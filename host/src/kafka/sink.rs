@@ -72,7 +72,10 @@ impl Delivery {
 
 /// Produces records and creates topics.
 pub struct Sink {
-    producer: FutureProducer,
+    /// The producer; replaced whole when a transactional one is fenced or
+    /// fails fatally ([`Sink::recreate`]).
+    producer: std::sync::RwLock<FutureProducer>,
+    producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     known: std::sync::Mutex<std::collections::HashSet<String>>,
     create: bool,
@@ -88,7 +91,17 @@ impl Sink {
     /// `batch.num.messages=10000` so pipelined records share requests;
     /// `message.timeout.ms=0` so a transient outage never fails a record.
     /// Keys in `[kafka.client]` override them.
-    pub fn new(config: &ClientConfig, create: bool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
+    ///
+    /// With `transactional_id` (exactly-once) the producer is transactional:
+    /// `transaction.timeout.ms` from the config, and a record times out with
+    /// its transaction, which then aborts and runs again
+    /// ([`crate::kafka::txn`]).
+    pub fn new(
+        config: &ClientConfig,
+        create: bool,
+        kafka: &KafkaConfig,
+        transactional_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut producer_config = config.clone();
         producer_config
             .set("enable.idempotence", "true")
@@ -101,11 +114,19 @@ impl Sink {
                 (kafka.max_record_bytes + 1024).to_string(),
             )
             .set("message.timeout.ms", "0");
+        if let Some(id) = transactional_id {
+            let timeout = kafka.transaction_timeout_ms.to_string();
+            producer_config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", &timeout)
+                .set("message.timeout.ms", &timeout);
+        }
         for (key, value) in &kafka.client {
             producer_config.set(key, value);
         }
         Ok(Sink {
-            producer: producer_config.create()?,
+            producer: std::sync::RwLock::new(producer_config.create()?),
+            producer_config,
             admin: config.create()?,
             known: Default::default(),
             create,
@@ -175,7 +196,8 @@ impl Sink {
             if let Some(key) = &record.key {
                 future = future.key(key);
             }
-            match self.producer.send_result(future) {
+            let producer = self.producer();
+            match producer.send_result(future) {
                 Ok(delivery) => return Ok(Delivery(delivery)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -197,9 +219,25 @@ impl Sink {
         Ok(())
     }
 
+    /// The producer in use.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the producer with a new one of the same config (a fenced
+    /// or fatally failed transactional producer cannot be used again).
+    pub fn recreate(&self) -> anyhow::Result<FutureProducer> {
+        let fresh: FutureProducer = self.producer_config.create()?;
+        *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
     /// Waits up to `timeout` for everything queued to be delivered.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
+        if let Err(e) = self.producer().flush(timeout) {
             tracing::warn!("producer flush: {e}");
         }
     }

@@ -16,6 +16,15 @@
 //!   a pause never outlives the assignment it was made under.
 //! - The client's error callback tracks whether the brokers are reachable,
 //!   for `/readyz`.
+//! - With exactly-once ([`Source::new`]'s `transactional`), offsets are not
+//!   auto-committed: they travel in the producer's transactions
+//!   ([`crate::kafka::txn`]). A revoke then waits for a transaction commit
+//!   in progress ([`SourceState::commit_lock`]), so a transaction never
+//!   carries the offsets of a partition this instance no longer owns; and
+//!   after an aborted transaction, [`Source::rewind`] moves the partitions
+//!   back to their committed offsets, dropping what was fetched before.
+//! - Reads are read_committed: records of aborted transactions (the
+//!   router's own, after a crash) are never routed.
 //! - When the broker deleted records before they were read (retention; the
 //!   embedded broker keeps about 5 MB per partition), librdkafka resets the
 //!   position and logs where from; the next record shows where to. The gap
@@ -32,7 +41,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -58,9 +67,46 @@ pub struct SourceState {
     /// Partitions whose position was reset after an out-of-range fetch, with
     /// the offset the consumer wanted.
     resets: Mutex<HashMap<Partition, i64>>,
+    /// Held while a transaction commits; a revoke takes it before it ends
+    /// the revoked partitions' leases.
+    commit_lock: Mutex<()>,
+    /// Partitions being moved back to their committed offsets: their
+    /// records are dropped until [`Source::rewind`] has sought them.
+    rewinding: Mutex<HashSet<Partition>>,
+    any_rewinding: AtomicBool,
 }
 
 impl SourceState {
+    /// Taken while a transaction's offsets are sent and committed: no
+    /// lease ends meanwhile.
+    pub fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends every lease (their workers stop and drop what they queued) and
+    /// marks the partitions for [`Source::rewind`]; returns them.
+    pub fn end_all_leases(&self) -> Vec<Partition> {
+        let mut leases = self.leases.lock().expect("lease lock");
+        let mut rewinding = self.rewinding.lock().expect("rewind lock");
+        let ended: Vec<Partition> = leases.keys().cloned().collect();
+        for (partition, lease) in leases.drain() {
+            lease.0.store(false, Ordering::Release);
+            rewinding.insert(partition);
+        }
+        self.any_rewinding.store(true, Ordering::Release);
+        ended
+    }
+
+    /// Whether `partition`'s records are to be dropped until it is rewound.
+    pub fn rewinding(&self, partition: &Partition) -> bool {
+        self.any_rewinding.load(Ordering::Acquire)
+            && self
+                .rewinding
+                .lock()
+                .expect("rewind lock")
+                .contains(partition)
+    }
+
     /// Whether the client last reported every broker down.
     pub fn broker_down(&self) -> bool {
         self.broker_down.load(Ordering::Relaxed)
@@ -126,6 +172,7 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            let _committing = self.state.commit_lock();
             let mut leases = self.state.leases.lock().expect("lease lock");
             for e in list.elements() {
                 if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
@@ -141,6 +188,12 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            // A fresh assignment starts from the committed offsets anyway.
+            let mut rewinding = self.state.rewinding.lock().expect("rewind lock");
+            for e in list.elements() {
+                rewinding.remove(&(e.topic().to_string(), e.partition()));
+            }
+            drop(rewinding);
             // A partition paused for back-pressure and revoked stays paused
             // in librdkafka if it comes back; its new worker starts with an
             // empty queue and would never see a record. Fetch it.
@@ -172,17 +225,22 @@ impl Source {
     /// partition returned as soon as any data is there, offsets stored by
     /// hand and auto-committed every second. Keys in `[kafka.client]`
     /// override them.
+    ///
+    /// With `transactional` (exactly-once), nothing is auto-committed: the
+    /// offsets go into the producer's transactions.
     pub fn new(
         mut config: ClientConfig,
         group: &str,
         instance: Option<&str>,
         extra: &std::collections::BTreeMap<String, String>,
         metrics: Option<Arc<Metrics>>,
+        transactional: bool,
     ) -> anyhow::Result<Self> {
         let state = Arc::new(SourceState::default());
         config
             .set("group.id", group)
-            .set("enable.auto.commit", "true")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", (!transactional).to_string())
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -304,6 +362,61 @@ impl Source {
         {
             tracing::debug!(topic = %partition.0, partition = partition.1, "cannot store offset (revoked?): {e}");
         }
+    }
+
+    /// The consumer's group metadata, for a transaction's offsets
+    /// (KIP-447: the broker refuses them from a member fenced by a newer
+    /// generation).
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
+    /// Moves `partitions` back to their committed offsets (the beginning
+    /// where none is committed) and resumes them; records fetched before
+    /// are dropped by librdkafka (and by the consumer loop until this
+    /// returns, see [`SourceState::rewinding`]). Blocking: run it off the
+    /// runtime. A partition no longer assigned is skipped.
+    pub fn rewind(&self, partitions: &[Partition]) -> anyhow::Result<()> {
+        let assigned = self.consumer.assignment()?;
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            if assigned.find_partition(topic, *partition).is_some() {
+                list.add_partition(topic, *partition);
+            }
+        }
+        if list.count() > 0 {
+            let committed = self
+                .consumer
+                .committed_offsets(list.clone(), std::time::Duration::from_secs(10))?;
+            let mut seek = TopicPartitionList::new();
+            for e in committed.elements() {
+                let offset = match e.offset() {
+                    rdkafka::Offset::Offset(n) => rdkafka::Offset::Offset(n),
+                    _ => rdkafka::Offset::Beginning,
+                };
+                seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+            }
+            for e in self
+                .consumer
+                .seek_partitions(seek, std::time::Duration::from_secs(10))?
+                .elements()
+            {
+                if let Err(err) = e.error() {
+                    anyhow::bail!("seeking {}[{}]: {err}", e.topic(), e.partition());
+                }
+            }
+            if let Err(e) = self.consumer.resume(&list) {
+                tracing::debug!("resuming rewound partitions: {e}");
+            }
+        }
+        let mut rewinding = self.state.rewinding.lock().expect("rewind lock");
+        for p in partitions {
+            rewinding.remove(p);
+        }
+        if rewinding.is_empty() {
+            self.state.any_rewinding.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Commits every stored offset now.

@@ -1,0 +1,300 @@
+//! Exactly-once outputs: Kafka transactions over the group commits
+//! (`[kafka] guarantee = "exactly-once"`), as Kafka Streams' `exactly_once_v2`
+//! does it (KIP-447): one transactional producer per instance, and the
+//! consumer's group metadata sent with the offsets, so that the broker
+//! refuses a transaction from a member fenced by a newer generation.
+//!
+//! The flow, per partition worker: the batch runs, its effects (state,
+//! processed marks, outbox) commit to the state store, then under a
+//! [`Hold`] on the open transaction the worker hands its outputs and dead
+//! letters to the producer and records the next offset of each record.
+//! Every `transaction_interval_ms` [`Transactions::run`] takes the
+//! transaction whole (no hold is then open): it sends the recorded offsets
+//! with the group metadata and commits. A read_committed consumer sees the
+//! outputs then, and only then.
+//!
+//! Why nothing is lost or doubled:
+//! - The state store commits first. A crash between the two commits leaves
+//!   the state committed and the transaction aborted (by the broker, after
+//!   `transaction_timeout_ms`, or at once by the next `init_transactions`
+//!   of the same `transactional.id`). The records are redelivered from the
+//!   committed offsets; their processed marks hold, so the stored outputs
+//!   are produced again, byte for byte, inside a new transaction.
+//! - A revoke waits for a commit in progress, and a commit first checks that
+//!   every partition it carries is still leased ([`Source`]'s commit lock),
+//!   so a transaction never carries offsets for a partition another member
+//!   owns. A member that stalled past its session (a zombie) still holds
+//!   its old group metadata: the broker refuses its offsets, and its
+//!   transaction aborts.
+//!
+//! Errors, as librdkafka documents them: a retriable error repeats the call;
+//! an abortable one aborts, and every partition goes back to its committed
+//! offset ([`Source::rewind`], through the consumer loop) and runs again;
+//! a fatal one, or a fenced producer, replaces the producer
+//! ([`Sink::recreate`]), initialises it again, and rewinds the same way.
+//! A broker outage is retried without limit: nothing here exits.
+
+use crate::kafka::sink::Sink;
+use crate::kafka::source::{Lease, Partition, Source};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{RwLock, RwLockReadGuard, mpsc};
+
+/// The open transaction's bookkeeping.
+#[derive(Default)]
+struct Open {
+    /// The next offset to consume of every partition with records in it.
+    offsets: Mutex<HashMap<Partition, (Lease, i64)>>,
+    /// Why the transaction cannot commit (a record could not be handed to
+    /// the producer), if so.
+    doomed: Mutex<Option<String>>,
+}
+
+/// The router's Kafka transactions.
+pub struct Transactions {
+    sink: Arc<Sink>,
+    source: Arc<Source>,
+    open: RwLock<Open>,
+    interval: Duration,
+    timeout: Duration,
+    rewinds: mpsc::UnboundedSender<Vec<Partition>>,
+    /// Transactions committed.
+    pub committed: AtomicU64,
+    /// Transactions aborted (each one's records ran again).
+    pub aborted: AtomicU64,
+}
+
+/// A partition worker's hold on the open transaction: while any is held,
+/// the transaction does not commit.
+pub struct Hold<'a>(RwLockReadGuard<'a, Open>);
+
+impl Hold<'_> {
+    /// Records that `partition` was handled up to `offset` (exclusive)
+    /// under `lease`, its outputs already handed to the producer.
+    pub fn handled(&self, partition: &Partition, lease: &Lease, offset: i64) {
+        self.0
+            .offsets
+            .lock()
+            .expect("offsets lock")
+            .insert(partition.clone(), (lease.clone(), offset));
+    }
+
+    /// Marks the transaction as unable to commit: it aborts and its records
+    /// run again.
+    pub fn doom(&self, why: String) {
+        self.0.doomed.lock().expect("doom lock").get_or_insert(why);
+    }
+}
+
+/// How one attempt at a transaction call failed.
+enum Failure {
+    /// Abort, rewind, run again.
+    Abort(String),
+    /// Replace the producer, rewind, run again.
+    Fatal(String),
+}
+
+impl Transactions {
+    /// Initialises the sink's transactional producer (waiting out a broker
+    /// outage) and opens the first transaction. The receiver gets the
+    /// partitions to rewind after an abort; the consumer loop serves it.
+    pub async fn start(
+        sink: Arc<Sink>,
+        source: Arc<Source>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Vec<Partition>>)> {
+        let producer = sink.producer();
+        init(producer, timeout).await?;
+        let (rewinds, rx) = mpsc::unbounded_channel();
+        let txn = Arc::new(Transactions {
+            sink,
+            source,
+            open: RwLock::default(),
+            interval,
+            timeout,
+            rewinds,
+            committed: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+        });
+        Ok((txn, rx))
+    }
+
+    /// A hold on the open transaction, to add outputs and offsets to it.
+    pub async fn hold(&self) -> Hold<'_> {
+        Hold(self.open.read().await)
+    }
+
+    /// Commits the open transaction every interval until `shutdown` turns
+    /// true, then once more.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            self.commit().await;
+        }
+    }
+
+    /// Commits what the open transaction holds, if anything, and opens the
+    /// next; on failure aborts or replaces the producer, and rewinds.
+    pub async fn commit(&self) {
+        let open = self.open.write().await;
+        let offsets: HashMap<Partition, (Lease, i64)> =
+            std::mem::take(&mut *open.offsets.lock().expect("offsets lock"));
+        let doomed = open.doomed.lock().expect("doom lock").take();
+        if offsets.is_empty() && doomed.is_none() {
+            return;
+        }
+        let (source, producer, timeout) = (self.source.clone(), self.sink.producer(), self.timeout);
+        let result = tokio::task::spawn_blocking(move || {
+            commit_blocking(&source, &producer, offsets, doomed, timeout)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Failure::Fatal(format!("the commit task failed: {e}"))));
+        match result {
+            Ok(()) => {
+                self.committed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Failure::Abort(why)) => {
+                tracing::warn!("transaction aborted: {why}; its records run again");
+                self.aborted.fetch_add(1, Ordering::Relaxed);
+                let producer = self.sink.producer();
+                let timeout = self.timeout;
+                let aborted = tokio::task::spawn_blocking(move || {
+                    retrying("abort", || producer.abort_transaction(timeout))
+                })
+                .await
+                .unwrap_or_else(|e| Err(Failure::Fatal(e.to_string())));
+                if let Err(Failure::Fatal(why) | Failure::Abort(why)) = aborted {
+                    self.replace(&why).await;
+                }
+                self.rewind();
+            }
+            Err(Failure::Fatal(why)) => {
+                self.aborted.fetch_add(1, Ordering::Relaxed);
+                self.replace(&why).await;
+                self.rewind();
+            }
+        }
+        if let Err(e) = self.sink.producer().begin_transaction() {
+            // Only a fatal producer refuses to begin: replace it.
+            self.replace(&e.to_string()).await;
+        }
+        drop(open);
+    }
+
+    /// Replaces a producer that cannot go on, waiting until the new one is
+    /// initialised; its transaction is open.
+    async fn replace(&self, why: &str) {
+        tracing::error!("transactional producer: {why}; replacing it");
+        loop {
+            let made = self.sink.recreate();
+            match made {
+                Ok(producer) => match init(producer, self.timeout).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::error!("transactional producer: {e:#}; retrying"),
+                },
+                Err(e) => tracing::error!("transactional producer: {e:#}; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Asks the consumer loop again to rewind `partitions` (a seek failed).
+    pub fn rewind_again(&self, partitions: Vec<Partition>) {
+        let _ = self.rewinds.send(partitions);
+    }
+
+    /// Ends every lease and asks the consumer loop to move the partitions
+    /// back to their committed offsets.
+    fn rewind(&self) {
+        let partitions = self.source.state().end_all_leases();
+        let _ = self.rewinds.send(partitions);
+    }
+}
+
+/// Initialises `producer`'s transactions and begins one, retrying while
+/// the broker is unreachable; fails at once on a broker without
+/// transactions.
+async fn init(producer: FutureProducer, timeout: Duration) -> anyhow::Result<()> {
+    let mut warned = false;
+    loop {
+        let p = producer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            p.init_transactions(timeout)?;
+            p.begin_transaction()
+        })
+        .await?;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                if !warned {
+                    tracing::warn!("initialising transactions: {e}; waiting for the broker");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => anyhow::bail!(
+                "the broker refused transactions ({e}); exactly-once needs a broker with \
+                 transactions, such as Apache Kafka; set `[kafka] guarantee = \"at-least-once\"` \
+                 for this one"
+            ),
+        }
+    }
+}
+
+/// Sends the offsets with the group metadata and commits, under the commit
+/// lock so that no revoke ends a lease meanwhile.
+fn commit_blocking(
+    source: &Source,
+    producer: &FutureProducer,
+    offsets: HashMap<Partition, (Lease, i64)>,
+    doomed: Option<String>,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let _no_revoke = source.state().commit_lock();
+    if let Some(why) = doomed {
+        return Err(Failure::Abort(why));
+    }
+    if let Some(((topic, partition), _)) = offsets.iter().find(|(_, (lease, _))| !lease.live()) {
+        return Err(Failure::Abort(format!("{topic}[{partition}] was revoked")));
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), (_, offset)) in &offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(|e| Failure::Fatal(e.to_string()))?;
+    }
+    let metadata = source
+        .group_metadata()
+        .ok_or_else(|| Failure::Abort("the consumer has no group metadata".into()))?;
+    retrying("send offsets", || {
+        producer.send_offsets_to_transaction(&list, &metadata, timeout)
+    })?;
+    retrying("commit", || producer.commit_transaction(timeout))
+}
+
+/// Runs a transaction call, repeating it while its error is retriable.
+fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Failure> {
+    let mut attempt = 0u32;
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                attempt += 1;
+                tracing::warn!(attempt, "transaction {what}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))));
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                return Err(Failure::Abort(format!("{what}: {e}")));
+            }
+            Err(e) => return Err(Failure::Fatal(format!("{what}: {e}"))),
+        }
+    }
+}
