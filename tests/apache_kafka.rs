@@ -125,3 +125,111 @@ fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
 fn an_apache_kafka_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
     support::outage::broker_outage_loses_nothing(&Broker::kafka());
 }
+
+/// The router's Kafka client settings for the secured broker's `router`
+/// principal, with `password`.
+fn secured_config(dir: &std::path::Path, password: &str) -> std::path::PathBuf {
+    let config = dir.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[kafka.client]
+"security.protocol" = "SASL_PLAINTEXT"
+"sasl.mechanism" = "PLAIN"
+"sasl.username" = "router"
+"sasl.password" = "{password}"
+
+[[plugin]]
+name = "echo"
+wasm = "{}"
+subscribe.types = ["sec.*"]
+emits = ["echo.*"]
+topics = {{ "echo.sec.in" = "echo.sec.in" }}
+"#,
+            support::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// A broker with SASL/PLAIN and ACLs, where the router's principal may read
+/// and write every topic but create none: the router warns about the topics
+/// it cannot create and routes. A wrong password stops it with one line
+/// naming the settings to fix.
+#[test]
+fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_password() {
+    let broker = Broker::kafka_secured();
+    for t in ["sec.in", "echo.sec.in", "sec.in.dlq", "echo.sec.in.dlq"] {
+        broker.create_topic(t, 1);
+    }
+    broker.py().grant("User:router");
+    let dir = tempfile::tempdir().unwrap();
+    let config = secured_config(dir.path(), "router-secret");
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    assert!(
+        router.log().contains("cannot create topics"),
+        "no warning about the topics it may not create\n{}",
+        router.log()
+    );
+    let client = broker.client();
+    client.produce(&[Rec {
+        topic: "sec.in".into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: br#"{"event_id":"s-1","event_type":"sec.in","data":{}}"#.to_vec(),
+    }]);
+    router.wait(
+        "the record on the secured broker",
+        Duration::from_secs(60),
+        |r| r.handled("sec.in", "sec.in") >= 1,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.consume("echo.sec.in").is_empty() {
+        assert!(Instant::now() < deadline, "no output\n{}", router.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    router.stop();
+
+    std::fs::create_dir_all(dir.path().join("wrong")).unwrap();
+    let wrong = secured_config(&dir.path().join("wrong"), "not-the-password");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "--config"])
+        .arg(&wrong)
+        .args(["--brokers", &broker.bootstrap(), "--state-dir"])
+        .arg(dir.path().join("state-wrong"))
+        .env("SWITCHYARD_CACHE_DIR", dir.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the router did not stop on a wrong password");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("sasl.password"))
+        .collect();
+    assert_eq!(error.len(), 1, "one line names the setting:\n{stderr}");
+    assert!(error[0].contains("router.toml"), "{stderr}");
+}

@@ -148,6 +148,10 @@ pub enum DlqCommand {
         /// Give up after this many seconds without a record.
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
+        /// A `router.toml` whose `[kafka.client]` settings (SASL, TLS) the
+        /// replay uses, as the router does.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -327,9 +331,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     topic,
                     brokers,
                     idle_secs,
+                    config,
                 },
         } => {
-            let client = kafka::client_config(&brokers, &Default::default());
+            let extra = match config {
+                Some(path) => RouterConfig::load(&path)?.kafka.client,
+                None => Default::default(),
+            };
+            let client = kafka::client_config(&brokers, &extra);
             let n = runtime()?.block_on(kafka::dlq::replay(
                 &client,
                 &topic,

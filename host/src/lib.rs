@@ -21,7 +21,8 @@
 //! - [`pool`]: the fixed plugin worker pool, one warm instance per worker.
 //! - [`state`]: per-plugin transactional key-value state (memory; redb on disk).
 //! - [`committer`]: group commit of every ready partition's batch.
-//! - [`kafka`]: consumer, producer, dead letters, embedded broker (no wasm).
+//! - [`kafka`]: consumer, producer, exactly-once transactions, dead letters,
+//!   embedded broker (no wasm).
 //! - [`partition`]: a partition worker: batch, run, commit, produce, ack in order.
 //! - [`service`]: the router as a service: consumer loop, drain, shutdown.
 //! - [`reload`]: hot reload from files and uploads, checked before going live.

@@ -248,6 +248,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            why = source.state().authentication_failed() => {
+                anyhow::bail!(
+                    "{}: the Kafka brokers at {} refused the credentials ({why}); fix \
+                     `sasl.username` and `sasl.password` (and `sasl.mechanism`, \
+                     `security.protocol`) under `[kafka.client]`",
+                    config.path.display(),
+                    options.brokers
+                );
+            }
             Some(rewound) = next_rewind(&mut rewinds) => {
                 for p in &rewound {
                     partitions.remove(p);

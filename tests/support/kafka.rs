@@ -434,6 +434,17 @@ impl PyClient {
         cmd
     }
 
+    /// Lets `principal` read, write and describe every topic and group, and
+    /// nothing else (no CreateTopics).
+    pub fn grant(&self, principal: &str) {
+        let status = self
+            .command("grant")
+            .arg(principal)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "granting ACLs to {principal} failed");
+    }
+
     /// Every partition of `topic` whose last stable offset is below its
     /// high watermark (a transaction left open), as `(partition, lso, hw)`.
     pub fn open_transactions(&self, topic: &str) -> Vec<(i32, i64, i64)> {

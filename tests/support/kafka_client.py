@@ -4,6 +4,8 @@
     kafka_client.py consume BOOTSTRAP TOPIC [IDLE_SECONDS]  > records.jsonl
     kafka_client.py create BOOTSTRAP TOPIC PARTITIONS
     kafka_client.py offsets BOOTSTRAP TOPIC  > {"partition", "lso", "hw"} lines
+    kafka_client.py grant BOOTSTRAP PRINCIPAL   (read, write and describe
+        every topic and group; nothing else, so no CreateTopics)
 
 A record line is {"topic", "partition"?, "key"?, "headers": [[k, v], ...],
 "value_b64"}. Extra client settings (SASL, for one) come as a JSON object in
@@ -130,8 +132,23 @@ def offsets(bootstrap, topic):
         print(json.dumps({"partition": p, "lso": lso[p], "hw": hw[p]}))
 
 
+def grant(bootstrap, principal):
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    allow = lambda kind, op: AclBinding(kind, "*", ResourcePatternType.LITERAL, principal, "*",
+                                        op, AclPermissionType.ALLOW)
+    bindings = [allow(ResourceType.TOPIC, op) for op in
+                (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)]
+    bindings += [allow(ResourceType.GROUP, op) for op in (AclOperation.READ, AclOperation.DESCRIBE)]
+    admin = AdminClient(settings(bootstrap))
+    for future in admin.create_acls(bindings).values():
+        future.result(30)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "offsets":
+    if sys.argv[1] == "grant":
+        grant(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "offsets":
         offsets(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "create":
         create(sys.argv[2], sys.argv[3], int(sys.argv[4]))

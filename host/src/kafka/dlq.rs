@@ -106,6 +106,7 @@ pub async fn replay(
     let mut consumer_config = config.clone();
     consumer_config
         .set("group.id", "switchyard-dlq-replay")
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = consumer_config.create()?;
@@ -253,6 +254,7 @@ fn browser(config: &ClientConfig) -> anyhow::Result<BaseConsumer> {
     let mut config = config.clone();
     config
         .set("group.id", "switchyard-dlq-browse")
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     Ok(config.create()?)

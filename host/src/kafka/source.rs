@@ -70,6 +70,9 @@ pub struct SourceState {
     /// Held while a transaction commits; a revoke takes it before it ends
     /// the revoked partitions' leases.
     commit_lock: Mutex<()>,
+    /// Set when the brokers refused the client's credentials, with why.
+    auth_failed: Mutex<Option<String>>,
+    auth_notify: tokio::sync::Notify,
     /// Partitions being moved back to their committed offsets: their
     /// records are dropped until [`Source::rewind`] has sought them.
     rewinding: Mutex<HashSet<Partition>>,
@@ -77,6 +80,18 @@ pub struct SourceState {
 }
 
 impl SourceState {
+    /// Resolves with librdkafka's words once the brokers refuse this
+    /// client's credentials (SASL): a config error, not an outage.
+    pub async fn authentication_failed(&self) -> String {
+        loop {
+            let notified = self.auth_notify.notified();
+            if let Some(why) = self.auth_failed.lock().expect("auth lock").clone() {
+                return why;
+            }
+            notified.await;
+        }
+    }
+
     /// Taken while a transaction's offsets are sent and committed: no
     /// lease ends meanwhile.
     pub fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -162,8 +177,15 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.state.broker_down.store(true, Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.state.broker_down.store(true, Ordering::Relaxed);
+            }
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                *self.state.auth_failed.lock().expect("auth lock") = Some(reason.to_string());
+                self.state.auth_notify.notify_waiters();
+            }
+            _ => {}
         }
         tracing::warn!("kafka: {error}: {reason}");
     }
