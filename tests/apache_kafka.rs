@@ -78,44 +78,12 @@ fn kcat_drives_the_router_on_apache_kafka() {
 /// plugin subscribed to it within the 5 s metadata refresh, with margin.
 #[test]
 fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
-    let broker = Broker::kafka();
-    broker.create_topic("chain.start", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(
-        dir.path(),
-        r#"subscribe.types = ["chain.start", "echo.chain.start"]"#,
-    );
-    let mut router = Router::start_plain(
-        &config,
-        &broker,
-        &dir.path().join("state"),
-        &dir.path().join("cache"),
-        &["--no-create-topics"],
-    );
-    router.wait("startup", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
-    });
-    broker.client().produce(&[Rec {
-        topic: "chain.start".into(),
-        partition: Some(0),
-        key: Some("k".into()),
-        headers: vec![],
-        value: br#"{"event_id":"c-1","event_type":"chain.start","data":{}}"#.to_vec(),
-    }]);
-    router.wait("the first hop", Duration::from_secs(60), |r| {
-        r.handled("chain.start", "chain.start") >= 1
-    });
-    let produced = Instant::now();
-    router.wait("the auto-created topic", Duration::from_secs(60), |r| {
-        r.handled("echo.chain.start", "echo.chain.start") >= 1
-    });
-    let took = produced.elapsed();
+    let took = support::e2e::auto_created_topic_routed_after(&Broker::kafka(), "");
+    println!("routed {took:?} after its first record");
     assert!(
         took < Duration::from_secs(12),
-        "the auto-created topic was routed {took:?} after its first record\n{}",
-        router.log()
+        "routed {took:?} after its first record"
     );
-    router.stop();
 }
 
 /// Apache Kafka is killed for 20 s mid-stream and started again on its

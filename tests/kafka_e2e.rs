@@ -40,3 +40,23 @@ fn python_receipt_example_end_to_end() {
 fn js_receipt_example_end_to_end() {
     assert!(run_example(Broker::mock, "booking-js") >= 1);
 }
+
+/// A topic the router's own output creates on the embedded broker (it
+/// auto-creates on first produce) reaches its subscriber within seconds
+/// with `switchyard dev`'s 6 s session. The librdkafka mock cluster holds
+/// a rebalance that a member's rejoin starts for the session timeout less
+/// 1 s (`rd_kafka_mock_cgrp_classic_rebalance`): with librdkafka's 45 s
+/// default that was the 48 s a new user saw against a separate mock
+/// cluster, and why `dev` shortens the session.
+#[test]
+fn a_topic_auto_created_by_the_routers_output_is_routed_on_the_embedded_broker() {
+    let took = support::e2e::auto_created_topic_routed_after(
+        &Broker::mock(),
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    println!("routed {took:?} after its first record");
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "routed {took:?} after its first record"
+    );
+}

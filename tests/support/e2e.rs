@@ -228,3 +228,44 @@ pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
     }
     ran
 }
+
+/// How long after the first record on a topic that the router's own output
+/// auto-created (`--no-create-topics`) the plugin subscribed to it handles
+/// that record. `client` is added to the router's `[kafka.client]`.
+pub fn auto_created_topic_routed_after(broker: &Broker, client: &str) -> Duration {
+    broker.create_topic("chain.start", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = super::echo_config(
+        dir.path(),
+        r#"subscribe.types = ["chain.start", "echo.chain.start"]"#,
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[kafka.client]\n{client}\n")).unwrap();
+    let mut router = Router::start_plain(
+        &config,
+        broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+        &["--no-create-topics"],
+    );
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    broker.client().produce(&[Rec {
+        topic: "chain.start".into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: br#"{"event_id":"c-1","event_type":"chain.start","data":{}}"#.to_vec(),
+    }]);
+    router.wait("the first hop", Duration::from_secs(60), |r| {
+        r.handled("chain.start", "chain.start") >= 1
+    });
+    let produced = std::time::Instant::now();
+    router.wait("the auto-created topic", Duration::from_secs(90), |r| {
+        r.handled("echo.chain.start", "echo.chain.start") >= 1
+    });
+    let took = produced.elapsed();
+    router.stop();
+    took
+}
