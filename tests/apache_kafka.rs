@@ -201,3 +201,70 @@ fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_pa
     assert_eq!(error.len(), 1, "one line names the setting:\n{stderr}");
     assert!(error[0].contains("router.toml"), "{stderr}");
 }
+
+/// With exactly-once, an output the broker refuses at delivery (larger
+/// than its topic's `max.message.bytes`) aborts the transaction once; the
+/// record's run again dead-letters the input with class `produce`, inside
+/// the next transaction, and the partition moves on: the record after it
+/// comes out exactly once.
+#[test]
+fn with_exactly_once_an_output_the_broker_refuses_is_dead_lettered_and_the_partition_moves_on() {
+    let broker = Broker::kafka();
+    broker.create_topic("big.in", 1);
+    broker.create_topic("big.in.dlq", 1);
+    broker.create_topic_with("echo.big.in", 1, &[("max.message.bytes", "2000")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::echo_config(dir.path(), r#"subscribe.types = ["big.*"]"#);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("[kafka]\nguarantee = \"exactly-once\"\n\n{text}"),
+    )
+    .unwrap();
+    let router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let client = broker.client();
+    let record = |id: &str, pad: &str| Rec {
+        topic: "big.in".into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: format!(r#"{{"event_id":"{id}","event_type":"big.in","data":{{"pad":"{pad}"}}}}"#)
+            .into_bytes(),
+    };
+    // One at a time: outputs produced together share a request, which the
+    // broker refuses whole.
+    let until = |what: &str, topic: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let got = client.consume(topic);
+            if !got.is_empty() {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "no {what}\n{}", router.log());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    client.produce(&[record("b-1", &"x".repeat(4000))]);
+    let letters = until("dead letter", "big.in.dlq");
+    client.produce(&[record("b-2", "small")]);
+    let outputs = until("output", "echo.big.in");
+    let log = router.stop();
+    let outputs_after = client.consume("echo.big.in");
+    assert_eq!(letters.len(), 1, "{log}");
+    assert_eq!(
+        letters[0].header("switchyard-dlq-error-class"),
+        Some("produce"),
+        "{log}"
+    );
+    assert_eq!(outputs_after.len(), 1, "the small record once\n{log}");
+    assert!(
+        String::from_utf8_lossy(&outputs_after[0].value).contains("small"),
+        "{log}"
+    );
+    assert_eq!(outputs, outputs_after);
+}

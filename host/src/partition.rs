@@ -425,17 +425,22 @@ impl Worker {
             }
             RecordOutcome::Routed { ty, id, calls } => {
                 let mut summary = Vec::new();
+                // With exactly-once, an output the broker refused at
+                // delivery aborted the transaction; on this run the input
+                // is dead-lettered instead of its outputs produced again.
+                let refusal = match (&shared.txn, hold) {
+                    (Some(txn), Some(_)) => txn.take_refusal(&self.partition, record.offset),
+                    _ => None,
+                };
                 for call in calls {
                     let name = &call.plugin.spec.name;
                     match &call.result {
+                        Ok(_) if refusal.is_some() => {}
                         Ok(records) => {
                             for r in records {
                                 match self.enqueue(r, hold).await {
-                                    Ok(d) => out.push((r.clone(), d)),
-                                    Err(why) if hold.is_some() => {
-                                        // The transaction aborts; the record runs again.
-                                        hold.expect("hold").doom(why);
-                                    }
+                                    Ok(Some(d)) => out.push((r.clone(), d)),
+                                    Ok(None) => {}
                                     Err(why) => pending.refused.push(why),
                                 }
                             }
@@ -471,6 +476,21 @@ impl Worker {
                         }
                     }
                 }
+                pending.refused.extend(refusal);
+                if hold.is_some() && !pending.refused.is_empty() {
+                    // Inside the transaction, with the outputs that went.
+                    let message = std::mem::take(&mut pending.refused).join("; ");
+                    let letter = DeadLetter {
+                        plugin: None,
+                        version: None,
+                        attempts: 1,
+                        class: "produce",
+                        message: &message,
+                    };
+                    tracing::warn!("{at}: {message}; dead-lettered");
+                    out.extend(dead_letter(shared, record, &letter, hold).await);
+                    summary.push("dead-lettered (produce)".into());
+                }
                 if summary.is_empty() {
                     tracing::info!(target: "switchyard::tail", "handled {at} type={ty} no subscriber");
                 } else {
@@ -483,17 +503,19 @@ impl Worker {
 
     /// Hands one record to the producer, waiting out transient refusals;
     /// says why when the producer refused it at once for good. Inside a
-    /// transaction it never waits: the transaction aborts instead.
+    /// transaction it never waits: it dooms the transaction (which aborts,
+    /// and the record runs again) and returns `None`.
     async fn enqueue(
         &self,
         record: &OutRecord,
         hold: Option<&Hold<'_>>,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Option<Delivery>, String> {
         loop {
             match self.shared.sink.enqueue(record).await {
-                Ok(delivery) => return Ok(delivery),
-                Err(ProduceError::Transient(e)) if hold.is_some() => {
-                    return Err(format!("output to {}: {e}", record.topic));
+                Ok(delivery) => return Ok(Some(delivery)),
+                Err(ProduceError::Transient(e)) if let Some(hold) = hold => {
+                    hold.doom(format!("output to {}: {e}", record.topic));
+                    return Ok(None);
                 }
                 Err(ProduceError::Transient(e)) => {
                     tracing::warn!("produce to {}: {e}; retrying", record.topic);
@@ -564,12 +586,23 @@ async fn ack_in_order(
         mut refused,
     }) = pending.recv().await
     {
-        if shared.txn.is_some() {
+        if let Some(txn) = &shared.txn {
             // The transaction commits the offset; a failed delivery makes
-            // its commit fail, and the records run again.
+            // its commit fail, and the records run again. A refusal for good
+            // is remembered, so that the run again dead-letters the input.
             for (out, delivery) in outputs {
-                if let Err(e) = delivery.wait().await {
-                    tracing::debug!("produce to {} in a transaction: {e}", out.topic);
+                match delivery.wait().await {
+                    Ok(()) => {}
+                    Err(ProduceError::Permanent(e))
+                        if out.topic != dlq::topic_of(&record.topic) =>
+                    {
+                        txn.remember_refusal(
+                            &partition,
+                            record.offset,
+                            format!("output to {}: {e}", out.topic),
+                        );
+                    }
+                    Err(e) => tracing::debug!("produce to {} in a transaction: {e}", out.topic),
                 }
             }
             shared.stats.acked.fetch_add(1, Ordering::Relaxed);

@@ -226,6 +226,26 @@ impl Broker {
         }
     }
 
+    /// Creates a topic with topic-level settings (such as
+    /// `max.message.bytes`), through confluent-kafka's admin API.
+    pub fn create_topic_with(&self, topic: &str, partitions: i32, config: &[(&str, &str)]) {
+        let config: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let status = Command::new("python3")
+            .arg(PyClient::script())
+            .args(["create", &self.bootstrap(), topic, &partitions.to_string()])
+            .arg(settings_json(&config))
+            .env(
+                "KAFKA_CLIENT_SETTINGS",
+                settings_json(&self.admin_settings()),
+            )
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "creating {topic} failed");
+    }
+
     /// The outside client to drive this broker with: kcat for the mock
     /// cluster; confluent-kafka for Tansu, whose handshake Debian's kcat
     /// (librdkafka 2.0) fails, and for Apache Kafka (a current librdkafka,

@@ -2,7 +2,7 @@
 
     kafka_client.py produce BOOTSTRAP   < records.jsonl
     kafka_client.py consume BOOTSTRAP TOPIC [IDLE_SECONDS]  > records.jsonl
-    kafka_client.py create BOOTSTRAP TOPIC PARTITIONS
+    kafka_client.py create BOOTSTRAP TOPIC PARTITIONS [CONFIG_JSON]
     kafka_client.py offsets BOOTSTRAP TOPIC  > {"partition", "lso", "hw"} lines
     kafka_client.py grant BOOTSTRAP PRINCIPAL   (read, write and describe
         every topic and group; nothing else, so no CreateTopics)
@@ -108,9 +108,10 @@ def consume(bootstrap, topic, idle):
     consumer.close()
 
 
-def create(bootstrap, topic, partitions):
+def create(bootstrap, topic, partitions, config=None):
     admin = AdminClient(settings(bootstrap))
-    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})
+    for future in admin.create_topics([new]).values():
         try:
             future.result(30)
         except KafkaException as e:
@@ -151,7 +152,8 @@ if __name__ == "__main__":
     elif sys.argv[1] == "offsets":
         offsets(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "create":
-        create(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        create(sys.argv[2], sys.argv[3], int(sys.argv[4]),
+               json.loads(sys.argv[5]) if len(sys.argv) > 5 else None)
     elif sys.argv[1] == "produce":
         produce(sys.argv[2])
     else:

@@ -63,6 +63,10 @@ pub struct Transactions {
     interval: Duration,
     timeout: Duration,
     rewinds: mpsc::UnboundedSender<Vec<Partition>>,
+    /// Records an output of which the broker refused for good at delivery,
+    /// with why: the transaction aborted, and the record's run again
+    /// dead-letters it ([`Transactions::take_refusal`]).
+    refusals: Mutex<HashMap<(Partition, i64), String>>,
     /// Transactions committed.
     pub committed: AtomicU64,
     /// Transactions aborted (each one's records ran again).
@@ -119,6 +123,7 @@ impl Transactions {
             interval,
             timeout,
             rewinds,
+            refusals: Mutex::default(),
             committed: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
         });
@@ -205,6 +210,29 @@ impl Transactions {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Remembers that the broker refused an output of `partition`'s record
+    /// at `offset` for good.
+    pub fn remember_refusal(&self, partition: &Partition, offset: i64, why: String) {
+        tracing::warn!(
+            "{}[{}]@{offset}: {why}; the transaction aborts and the input is dead-lettered",
+            partition.0,
+            partition.1
+        );
+        self.refusals
+            .lock()
+            .expect("refusals lock")
+            .insert((partition.clone(), offset), why);
+    }
+
+    /// Why the broker refused an output of this record, if it did; once.
+    pub fn take_refusal(&self, partition: &Partition, offset: i64) -> Option<String> {
+        let mut refusals = self.refusals.lock().expect("refusals lock");
+        if refusals.is_empty() {
+            return None;
+        }
+        refusals.remove(&(partition.clone(), offset))
     }
 
     /// Asks the consumer loop again to rewind `partitions` (a seek failed).
