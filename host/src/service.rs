@@ -196,6 +196,7 @@ pub async fn run(
         &config.kafka.client,
         Some(metrics.clone()),
         exactly_once,
+        config.exclude.patterns(),
     )?);
     let (stop_workers, shutdown_rx) = tokio::sync::watch::channel(false);
     let (txn, mut rewinds) = if exactly_once {

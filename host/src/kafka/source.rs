@@ -250,6 +250,12 @@ impl Source {
     ///
     /// With `transactional` (exactly-once), nothing is auto-committed: the
     /// offsets go into the producer's transactions.
+    ///
+    /// Topics matching the `exclude` globs (the config's, which always hold
+    /// `*.dlq` and `__*`) are hidden from the consumer's metadata
+    /// (`topic.blacklist`), so they are never fetched: not the dead
+    /// letters, not Kafka's own `__consumer_offsets` and
+    /// `__transaction_state`, which every transaction writes to.
     pub fn new(
         mut config: ClientConfig,
         group: &str,
@@ -257,6 +263,7 @@ impl Source {
         extra: &std::collections::BTreeMap<String, String>,
         metrics: Option<Arc<Metrics>>,
         transactional: bool,
+        exclude: &[String],
     ) -> anyhow::Result<Self> {
         let state = Arc::new(SourceState::default());
         config
@@ -270,7 +277,15 @@ impl Source {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "1048576")
-            .set("statistics.interval.ms", "1000");
+            .set("statistics.interval.ms", "1000")
+            .set(
+                "topic.blacklist",
+                exclude
+                    .iter()
+                    .map(|g| glob_regex(g))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         if let Some(instance) = instance {
             config.set("group.instance.id", instance);
         }
@@ -452,6 +467,35 @@ impl Source {
     }
 }
 
+/// A topic glob (`*`, `?`, `[...]`) as an anchored POSIX regular
+/// expression, for librdkafka's pattern lists.
+fn glob_regex(glob: &str) -> String {
+    let mut re = String::from("^");
+    let mut class = false;
+    for c in glob.chars() {
+        match c {
+            '[' if !class => {
+                class = true;
+                re.push('[');
+            }
+            ']' if class => {
+                class = false;
+                re.push(']');
+            }
+            _ if class => re.push(c),
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            '.' | '+' | '(' | ')' | '{' | '}' | '^' | '$' | '|' | '\\' => {
+                re.push('\\');
+                re.push(c);
+            }
+            _ => re.push(c),
+        }
+    }
+    re.push('$');
+    re
+}
+
 /// Reads "topic [3]: offset reset (at offset 120 (leader epoch 0), broker 1) to ..."
 fn parse_reset(message: &str) -> Option<(Partition, i64)> {
     let (head, rest) = message.split_once(": offset reset (at offset ")?;
@@ -478,5 +522,12 @@ mod tests {
                     offset not available on the broker: Broker: Offset out of range";
         assert_eq!(parse_reset(line), Some((("orders".to_string(), 2), 120)));
         assert_eq!(parse_reset("something else"), None);
+    }
+
+    #[test]
+    fn topic_globs_become_anchored_patterns() {
+        assert_eq!(glob_regex("*.dlq"), "^.*\\.dlq$");
+        assert_eq!(glob_regex("__*"), "^__.*$");
+        assert_eq!(glob_regex("audit.[ab]?"), "^audit\\.[ab].$");
     }
 }
