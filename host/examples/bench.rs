@@ -6,7 +6,11 @@
 //!   `switchyard run` runs) with the payment plugin, against a Rust rdkafka
 //!   consume→produce passthrough with the same guarantees (idempotent,
 //!   `acks=all`, offsets stored only after acks), and a raw consume as the
-//!   ceiling; on the embedded broker with 1, 3 and 12 partitions.
+//!   ceiling; on the embedded broker with 1, 3 and 12 partitions, and on
+//!   Apache Kafka (a single-node KRaft broker, as the tests start it) with
+//!   3 and 12 partitions, at-least-once and exactly-once (against a
+//!   transactional passthrough committing every 100 ms, as the router and
+//!   Kafka Streams do).
 //! - P2: per-event plugin cost on a reused and on a fresh instance, against
 //!   the same handler compiled natively into this program.
 //! - P3: hot reload: file written → new version live, compile cache warm
@@ -25,7 +29,7 @@
 //!
 //! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
-//! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Tansu in P1.
+//! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -50,6 +54,10 @@ use switchyard::service::{self, RunOptions};
 use switchyard::state::{MemoryStore, StateRead};
 
 const INPUT: &str = "booking.booking.created";
+
+/// The tests' Apache Kafka broker, for P1.
+#[path = "../../tests/support/apache.rs"]
+mod apache;
 
 /// The tests' throwaway PostgreSQL server, for P6.
 #[path = "../../tests/support/postgres.rs"]
@@ -148,9 +156,19 @@ struct Run {
 
 /// Runs the router until it has acknowledged `n` records, then shuts it
 /// down (drain, commit, flush).
-async fn router_run(bootstrap: &str, n: u64, dir: &Path, create_topics: bool) -> Run {
+async fn router_run(
+    bootstrap: &str,
+    n: u64,
+    dir: &Path,
+    create_topics: bool,
+    exactly_once: bool,
+) -> Run {
     // BENCH_KAFKA adds `[kafka]` keys, for sweeping the batch settings.
-    let config = payment_config(dir, &std::env::var("BENCH_KAFKA").unwrap_or_default());
+    let mut extra = std::env::var("BENCH_KAFKA").unwrap_or_default();
+    if exactly_once {
+        extra.push_str("\nguarantee = \"exactly-once\"\n");
+    }
+    let config = payment_config(dir, &extra);
     let stats = Arc::new(Stats::default());
     let options = RunOptions {
         brokers: bootstrap.to_string(),
@@ -252,6 +270,78 @@ async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
     }
 }
 
+/// The passthrough with exactly-once: a transactional producer, the input
+/// offsets sent with the consumer's group metadata, one transaction every
+/// 100 ms (Kafka Streams' commit interval under exactly-once).
+async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
+    use rdkafka::producer::Producer;
+    let started = Instant::now();
+    let consumer: StreamConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[INPUT]).unwrap();
+    let producer: FutureProducer = client(bootstrap)
+        .set("transactional.id", format!("{group}-txn"))
+        .set("transaction.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(10);
+    tokio::task::block_in_place(|| {
+        producer.init_transactions(timeout).expect("init");
+        producer.begin_transaction().expect("begin");
+    });
+    let commit = |offsets: &std::collections::HashMap<i32, i64>| {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for (p, o) in offsets {
+            list.add_partition_offset(INPUT, *p, rdkafka::Offset::Offset(*o))
+                .unwrap();
+        }
+        let metadata = consumer.group_metadata().expect("group metadata");
+        tokio::task::block_in_place(|| {
+            producer
+                .send_offsets_to_transaction(&list, &metadata, timeout)
+                .expect("offsets");
+            producer.commit_transaction(timeout).expect("commit");
+            producer.begin_transaction().expect("begin");
+        });
+    };
+    let mut offsets = std::collections::HashMap::new();
+    let mut last = Instant::now();
+    let mut first = None;
+    for _ in 0..n {
+        let m = consumer.recv().await.expect("record");
+        first.get_or_insert_with(Instant::now);
+        loop {
+            let record = FutureRecord::to(out)
+                .payload(m.payload().unwrap_or_default())
+                .key(m.key().unwrap_or_default());
+            match producer.send_result(record) {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+        offsets.insert(m.partition(), m.offset() + 1);
+        if last.elapsed() >= Duration::from_millis(100) {
+            commit(&offsets);
+            offsets.clear();
+            last = Instant::now();
+        }
+    }
+    commit(&offsets);
+    let end = Instant::now();
+    Run {
+        total: end - started,
+        steady: end - first.unwrap_or(started),
+    }
+}
+
 async fn raw_consume(bootstrap: &str, n: usize) -> Run {
     let started = Instant::now();
     let mut first = None;
@@ -272,36 +362,26 @@ async fn raw_consume(bootstrap: &str, n: usize) -> Run {
     }
 }
 
-/// A broker for one measurement: the embedded mock cluster, or a Tansu
-/// process (memory storage) on a free port.
+/// A broker for one measurement: the embedded mock cluster, or Apache
+/// Kafka on free ports.
 enum Broker {
     Mock(EmbeddedBroker),
-    Tansu(std::process::Child, String),
+    Kafka(apache::ApacheKafka),
 }
 
 impl Broker {
-    async fn start(tansu: bool, partitions: i32, topics: &[&str]) -> Broker {
-        if !tansu {
+    async fn start(kafka: bool, partitions: i32, topics: &[&str]) -> Broker {
+        if !kafka {
             let broker = EmbeddedBroker::start().unwrap();
             for t in topics {
                 broker.create_topic(t, partitions).unwrap();
             }
             return Broker::Mock(broker);
         }
-        let addr = free_addr();
-        let child = std::process::Command::new(tansu_path().expect("tansu"))
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .arg(format!("--listener-url=tcp://{addr}"))
-            .arg(format!("--advertised-listener-url=tcp://{addr}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        while std::net::TcpStream::connect(&addr).is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let broker =
+            tokio::task::block_in_place(|| apache::ApacheKafka::start(apache::Security::Plain));
         let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            client(&addr).create().unwrap();
+            client(&broker.bootstrap()).create().unwrap();
         let new: Vec<_> = topics
             .iter()
             .map(|t| {
@@ -316,31 +396,20 @@ impl Broker {
             .create_topics(&new, &rdkafka::admin::AdminOptions::new())
             .await
             .expect("topics created");
-        Broker::Tansu(child, addr)
+        Broker::Kafka(broker)
     }
 
     fn bootstrap(&self) -> String {
         match self {
             Broker::Mock(b) => b.bootstrap(),
-            Broker::Tansu(_, addr) => addr.clone(),
+            Broker::Kafka(k) => k.bootstrap(),
         }
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Broker::Tansu(child, _) = self {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn tansu_path() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
+/// Whether Apache Kafka's jars are where `scripts/setup.sh --test` puts them.
+fn kafka_available() -> bool {
+    apache::jars().join(".complete").exists()
 }
 
 struct P1 {
@@ -352,18 +421,33 @@ struct P1 {
     raw: Run,
 }
 
-async fn p1(partitions: i32, tansu: bool) -> P1 {
+async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
     // The mock cluster keeps about 5 MB per partition; stay under it.
-    let n = 4500 * partitions.min(10) as usize;
+    let n = if kafka {
+        40_000
+    } else {
+        4500 * partitions.min(10) as usize
+    };
     let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
-    let broker_a = Broker::start(tansu, partitions, &topics).await;
-    let broker_b = Broker::start(tansu, partitions, &topics).await;
+    let broker_a = Broker::start(kafka, partitions, &topics).await;
+    let broker_b = Broker::start(kafka, partitions, &topics).await;
     let size = produce_inputs(&broker_a.bootstrap(), n).await;
     produce_inputs(&broker_b.bootstrap(), n).await;
     let raw = raw_consume(&broker_a.bootstrap(), n).await;
-    let passthrough = passthrough(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await;
+    let passthrough = if exactly_once {
+        passthrough_txn(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await
+    } else {
+        passthrough(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await
+    };
     let dir = tempfile::tempdir().unwrap();
-    let router = router_run(&broker_b.bootstrap(), n as u64, dir.path(), tansu).await;
+    let router = router_run(
+        &broker_b.bootstrap(),
+        n as u64,
+        dir.path(),
+        kafka,
+        exactly_once,
+    )
+    .await;
     P1 {
         partitions,
         n,
@@ -957,7 +1041,7 @@ async fn p7() -> P7 {
         let b = bootstrap.clone();
         let d = dir.path().to_path_buf();
         tokio::spawn(async move {
-            router_run(&b, u64::MAX, &d, false).await;
+            router_run(&b, u64::MAX, &d, false, false).await;
         })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1009,21 +1093,28 @@ fn main() {
     if wants("p1") {
         writeln!(out, "## P1: end-to-end throughput\n").unwrap();
         writeln!(out, "Steady state: first record consumed → last output acknowledged and its offset stored. With join: from client start, group join included.\n").unwrap();
-        writeln!(out, "| broker | partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
-        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
-        // BENCH_MOCK_ONLY=1 skips Tansu, for quick sweeps.
-        let brokers: &[bool] =
-            if tansu_path().is_some() && std::env::var_os("BENCH_MOCK_ONLY").is_none() {
-                &[false, true]
-            } else {
-                &[false]
-            };
-        for (tansu, partitions) in brokers.iter().flat_map(|t| [1, 3, 12].map(|p| (*t, p))) {
-            let r = runtime.block_on(p1(partitions, tansu));
-            let name = if tansu {
-                "Tansu (memory)"
+        writeln!(out, "| broker | guarantee | partitions | records | bytes/record | router rec/s | passthrough rec/s | raw consume rec/s | **router / passthrough** | router / raw | with join: router / passthrough |").unwrap();
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+        // BENCH_MOCK_ONLY=1 skips Apache Kafka, for quick sweeps.
+        let mut runs: Vec<(bool, bool, i32)> = [1, 3, 12].map(|p| (false, false, p)).to_vec();
+        if kafka_available() && std::env::var_os("BENCH_MOCK_ONLY").is_none() {
+            for p in [3, 12] {
+                runs.push((true, false, p));
+                runs.push((true, true, p));
+            }
+        }
+        let mut router_rates = std::collections::HashMap::new();
+        for (kafka, exactly_once, partitions) in runs {
+            let r = runtime.block_on(p1(partitions, kafka, exactly_once));
+            let name = if kafka {
+                "Apache Kafka 4.1"
             } else {
                 "embedded (mock)"
+            };
+            let guarantee = if exactly_once {
+                "exactly-once"
+            } else {
+                "at-least-once"
             };
             let rate = |d: Duration| r.n as f64 / d.as_secs_f64();
             let (router, pass, raw) = (
@@ -1031,12 +1122,13 @@ fn main() {
                 rate(r.passthrough.steady),
                 rate(r.raw.steady),
             );
+            router_rates.insert((kafka, exactly_once, partitions), router);
             eprintln!(
-                "P1 {name} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
+                "P1 {name} {guarantee} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
             );
             writeln!(
                 out,
-                "| {name} | {} | {} | {} | {router:.0} | {pass:.0} | {raw:.0} | **{:.2}x** | {:.2}x | {:.2}x ({:.2} s vs {:.2} s) |",
+                "| {name} | {guarantee} | {} | {} | {} | {router:.0} | {pass:.0} | {raw:.0} | **{:.2}x** | {:.2}x | {:.2}x ({:.2} s vs {:.2} s) |",
                 r.partitions, r.n, r.size, router / pass, router / raw,
                 r.passthrough.total.as_secs_f64() / r.router.total.as_secs_f64(),
                 r.router.total.as_secs_f64(), r.passthrough.total.as_secs_f64(),
@@ -1044,6 +1136,19 @@ fn main() {
             .unwrap();
         }
         writeln!(out).unwrap();
+        for p in [3, 12] {
+            if let (Some(eos), Some(alo)) = (
+                router_rates.get(&(true, true, p)),
+                router_rates.get(&(true, false, p)),
+            ) {
+                writeln!(
+                    out,
+                    "The cost of exactly-once on Apache Kafka at {p} partitions: the router with it runs at **{:.2}x** its at-least-once rate.\n",
+                    eos / alo
+                )
+                .unwrap();
+            }
+        }
     }
     if wants("p2") {
         let r = p2();

@@ -1,7 +1,8 @@
 //! Apache Kafka for the tests: a single-node KRaft broker (broker and
 //! controller in one JVM) on free loopback ports, in a temporary folder,
 //! from the jars `scripts/setup.sh --test` fetched from Maven Central
-//! (pinned in `scripts/kafka/pom.xml`).
+//! (pinned in `scripts/kafka/pom.xml`). The benchmark includes this file
+//! too; it needs only a `root()` beside it.
 //!
 //! The broker keeps its log in its folder, so [`ApacheKafka::set_down`] can
 //! kill it and start it again with every record, offset and transaction
@@ -70,8 +71,8 @@ impl ApacheKafka {
         );
         let kafka = ApacheKafka {
             child: Mutex::new(None),
-            port: super::kafka::free_port(),
-            controller: super::kafka::free_port(),
+            port: free_port(),
+            controller: free_port(),
             dir: tempfile::tempdir().unwrap(),
             security,
         };
@@ -230,6 +231,15 @@ impl ApacheKafka {
             .unwrap();
         }
     }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fixed cluster id: every test broker is its own one-node cluster.
