@@ -184,3 +184,37 @@ fn host_allocations_count_against_the_memory_cap() {
     }
     assert_eq!(run("fine").unwrap(), Ok(1), "the next call runs normally");
 }
+
+/// A plugin that prints a couple of hundred bytes to stdout and to stderr
+/// on every call keeps working for longer than a warm instance lives: a
+/// call's output is kept for that call only, never refused. (Kept for the
+/// life of the instance in a 1 MiB pipe, it turned into a trap some 5,000
+/// calls in.)
+#[test]
+fn a_plugin_that_prints_on_every_call_never_fails_for_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    let version = engine.load_file("rogue", &support::guest("rogue")).unwrap();
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let config = Arc::new(Map::new());
+    let mut instance = engine.instantiate(&version).unwrap();
+    let calls = switchyard::engine::RECYCLE_AFTER + 10;
+    for i in 0..calls {
+        let mut e = event();
+        e.id = format!("print-{i}");
+        e.data = json!({ "mode": "print" }).to_string();
+        let out = instance.call(
+            &e,
+            CallInput {
+                state: &store,
+                config: &config,
+                limits: Limits::default(),
+            },
+        );
+        assert!(
+            matches!(&out, Ok(o) if matches!(&o.result, Ok(emits) if emits.len() == 1)),
+            "call {i}: {:?}",
+            out.map(|o| o.result.map(|e| e.len()))
+        );
+    }
+}

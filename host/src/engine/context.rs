@@ -11,6 +11,7 @@
 //! so a plugin cannot block its worker thread; a call whose sleeps add up to
 //! more than its deadline fails with `timeout`, like one that spins.
 
+use super::output::CallOutput;
 use crate::bindings::switchyard::plugin::{config, log, state, types};
 use crate::state::{Reads, StateRead, Writes};
 use chrono::DateTime;
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -32,10 +32,14 @@ pub(crate) struct CallCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryCap,
-    /// What the guest wrote to stderr (a panic message, say), kept for errors.
-    pub(crate) stderr: MemoryOutputPipe,
-    /// How much of `stderr` was written before the current call.
-    pub(crate) stderr_mark: usize,
+    /// What the guest wrote to stderr during the current call (a panic
+    /// message, say), kept for errors and the log.
+    pub(crate) stderr: CallOutput,
+    /// What it wrote to stdout during the current call, for the log.
+    pub(crate) stdout: CallOutput,
+    /// When this instance's output last went to the log, and how many
+    /// calls' output was left out since (one line a second at most).
+    logged: Option<(std::time::Instant, u64)>,
     plugin: Arc<str>,
     event_id: String,
     state: Option<Arc<dyn StateRead>>,
@@ -187,9 +191,11 @@ impl CallCtx {
             pending: None,
             rng: rand::rngs::StdRng::from_seed([0; 32]),
         }));
-        let stderr = MemoryOutputPipe::new(1 << 20);
+        let stderr = CallOutput::default();
+        let stdout = CallOutput::default();
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
+            .stdout(stdout.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -204,7 +210,8 @@ impl CallCtx {
             table: ResourceTable::new(),
             limiter: MemoryCap::new(usize::MAX),
             stderr,
-            stderr_mark: 0,
+            stdout,
+            logged: None,
             plugin,
             event_id: String::new(),
             state: None,
@@ -255,7 +262,45 @@ impl CallCtx {
         self.timeout = limits.timeout;
         self.slept_past_deadline = false;
         self.host_bytes = 0;
-        self.stderr_mark = self.stderr.contents().len();
+        self.stderr.clear();
+        self.stdout.clear();
+    }
+
+    /// Passes what the guest printed during the call on to the log, at
+    /// most one call's output a second per instance (the rest is counted).
+    pub(crate) fn log_output(&mut self) {
+        let (out, out_dropped) = self.stdout.contents();
+        let (err, err_dropped) = self.stderr.contents();
+        if out.is_empty() && err.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if let Some((at, skipped)) = &mut self.logged
+            && now.duration_since(*at) < std::time::Duration::from_secs(1)
+        {
+            *skipped += 1;
+            return;
+        }
+        let skipped = self.logged.map_or(0, |(_, n)| n);
+        self.logged = Some((now, 0));
+        let shown = |bytes: &[u8], dropped: usize| {
+            let text = String::from_utf8_lossy(bytes);
+            let text = crate::engine::truncate_text(text.trim_end(), 512);
+            if dropped > 0 {
+                format!("{text} (+{dropped} bytes dropped)")
+            } else {
+                text.to_string()
+            }
+        };
+        tracing::info!(
+            target: "switchyard::plugin_output",
+            plugin = %self.plugin,
+            event = %self.event_id,
+            calls_not_shown = skipped,
+            "stdout: {:?} stderr: {:?}",
+            shown(&out, out_dropped),
+            shown(&err, err_dropped),
+        );
     }
 
     /// Counts `bytes` more held by the host for this call; past the memory
@@ -269,13 +314,10 @@ impl CallCtx {
         Ok(())
     }
 
-    /// What the guest wrote to stderr during the current call.
+    /// What the guest wrote to stderr during the current call (its first
+    /// 64 KiB).
     pub(crate) fn call_stderr(&self) -> Vec<u8> {
-        self.stderr
-            .contents()
-            .get(self.stderr_mark..)
-            .unwrap_or_default()
-            .to_vec()
+        self.stderr.contents().0
     }
 
     /// A virtual sleep of `nanos`: advances the monotonic clock, and fails

@@ -17,6 +17,7 @@
 
 mod cache;
 mod context;
+mod output;
 
 use crate::bindings::{Handler, HandlerPre};
 use crate::event::{Emit, Event, HandlerError};
@@ -279,6 +280,7 @@ impl Instance {
         let wit_event = event.into();
         let outcome = self.handler.call_handle(&mut self.store, &wit_event);
         let ctx = self.store.data_mut();
+        ctx.log_output();
         match outcome {
             Err(e) => Err(classify(
                 &e,

@@ -8,6 +8,8 @@
 //! - `hoard`: stages 1 MiB values in state, 200 times (200 MiB in the host);
 //! - `chatter`: logs 1 MiB lines, 200 times;
 //! - `flood`: stages 9 MiB of state, then emits 8 MiB (17 MiB in all);
+//! - `print`: prints about 200 bytes to stdout and to stderr, and emits
+//!   `rogue.ok`;
 //! - anything else: emits `rogue.ok`.
 use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, Level, json};
 
@@ -54,6 +56,11 @@ impl Handler for Rogue {
                 (0..4)
                     .map(|_| Emit::new("rogue.ok", &json!({ "blob": "e".repeat(2 << 20) })))
                     .collect()
+            }
+            "print" => {
+                println!("{} {}", event.id, "o".repeat(190));
+                eprintln!("{} {}", event.id, "e".repeat(190));
+                Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode }))?])
             }
             _ => Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode }))?]),
         }
