@@ -97,6 +97,11 @@ fn an_apache_kafka_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
 /// The router's Kafka client settings for the secured broker's `router`
 /// principal, with `password`.
 fn secured_config(dir: &std::path::Path, password: &str) -> std::path::PathBuf {
+    secured_config_for(dir, password, "sec")
+}
+
+/// [`secured_config`] for the echo plugin on `prefix.*`.
+fn secured_config_for(dir: &std::path::Path, password: &str, prefix: &str) -> std::path::PathBuf {
     let config = dir.join("router.toml");
     std::fs::write(
         &config,
@@ -110,9 +115,9 @@ fn secured_config(dir: &std::path::Path, password: &str) -> std::path::PathBuf {
 [[plugin]]
 name = "echo"
 wasm = "{}"
-subscribe.types = ["sec.*"]
+subscribe.types = ["{prefix}.*"]
 emits = ["echo.*"]
-topics = {{ "echo.sec.in" = "echo.sec.in" }}
+topics = {{ "echo.{prefix}.in" = "echo.{prefix}.in" }}
 "#,
             support::guest("echo").display()
         ),
@@ -267,4 +272,69 @@ fn with_exactly_once_an_output_the_broker_refuses_is_dead_lettered_and_the_parti
         "{log}"
     );
     assert_eq!(outputs, outputs_after);
+}
+
+/// A dead letter the broker will not take (the router may not write to
+/// the dead-letter topic, for now) is never dropped: the router retries it,
+/// says so, keeps the input's offset, and produces it once it may.
+#[test]
+fn a_dead_letter_the_broker_refuses_waits_and_is_produced_once_it_may() {
+    let broker = Broker::kafka_secured();
+    for t in ["bad.in", "echo.bad.in", "bad.in.dlq", "echo.bad.in.dlq"] {
+        broker.create_topic(t, 1);
+    }
+    let py = broker.py();
+    py.grant("User:router");
+    py.deny_write("User:router", "bad.in.dlq", true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = secured_config_for(dir.path(), "router-secret", "bad");
+    let mut router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    let client = broker.client();
+    // A good event first: an undecodable record is dead-lettered on a
+    // topic the router has routed (elsewhere it is skipped).
+    let rec = |value: &[u8]| Rec {
+        topic: "bad.in".into(),
+        partition: Some(0),
+        key: Some("k".into()),
+        headers: vec![],
+        value: value.to_vec(),
+    };
+    client.produce(&[rec(
+        br#"{"event_id":"g-1","event_type":"bad.in","data":{}}"#,
+    )]);
+    router.wait("the good event", Duration::from_secs(60), |r| {
+        r.handled("bad.in", "bad.in") >= 1
+    });
+    client.produce(&[rec(b"not json")]);
+    router.wait("the refused dead letter", Duration::from_secs(60), |r| {
+        r.log().contains("dead letter to bad.in.dlq")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(client.consume("bad.in.dlq").is_empty());
+    py.deny_write("User:router", "bad.in.dlq", false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.consume("bad.in.dlq").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead letter was dropped\n{}",
+            router.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = router.stop();
+    let letters = client.consume("bad.in.dlq");
+    assert_eq!(letters.len(), 1, "{log}");
+    assert_eq!(
+        letters[0].header("switchyard-dlq-error-class"),
+        Some("decode"),
+        "{log}"
+    );
 }

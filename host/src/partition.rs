@@ -609,30 +609,12 @@ async fn ack_in_order(
             continue;
         }
         for (out, delivery) in outputs {
-            let mut result = delivery.wait().await;
-            let mut attempt = 1;
-            while let Err(ProduceError::Transient(e)) = &result {
-                tracing::warn!(attempt, "produce to {}: {e}; retrying", out.topic);
-                if !shared.sleep(shared.kafka.backoff(attempt)).await {
-                    return;
-                }
-                attempt += 1;
-                result = match shared.sink.enqueue(&out).await {
-                    Ok(d) => d.wait().await,
-                    Err(e) => Err(e),
-                };
-            }
-            if let Err(ProduceError::Permanent(e)) = result {
-                if out.topic == dlq::topic_of(&record.topic) {
-                    tracing::error!(
-                        "{}[{}]@{}: its dead letter was refused: {e}",
-                        record.topic,
-                        record.partition,
-                        record.offset
-                    );
-                } else {
-                    refused.push(format!("output to {}: {e}", out.topic));
-                }
+            let letter = out.topic == dlq::topic_of(&record.topic);
+            match settle(&shared, &out, delivery, letter).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => refused.push(format!("output to {}: {e}", out.topic)),
+                // Shut down first: the offset is not stored.
+                None => return,
             }
         }
         if !refused.is_empty() {
@@ -650,11 +632,51 @@ async fn ack_in_order(
                 record.partition,
                 record.offset
             );
-            if let Some((_, delivery)) = dead_letter(&shared, &record, &letter, None).await {
-                let _ = delivery.wait().await;
+            let Some((out, delivery)) = dead_letter(&shared, &record, &letter, None).await else {
+                return;
+            };
+            if settle(&shared, &out, delivery, true).await.is_none() {
+                return;
             }
         }
         shared.source.store(&lease, &partition, record.offset);
         shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Awaits one output's delivery, producing it again while it fails for
+/// now. A refusal for good is returned, except for a dead letter
+/// (`must`): there is nowhere else for it to go, so it waits and is
+/// produced again, without limit and loudly, until the broker takes it
+/// (its input's offset is not stored meanwhile). `None` on shutdown.
+async fn settle(
+    shared: &Shared,
+    out: &OutRecord,
+    delivery: Delivery,
+    must: bool,
+) -> Option<Result<(), String>> {
+    let mut result = delivery.wait().await;
+    let mut attempt = 1;
+    loop {
+        match result {
+            Ok(()) => return Some(Ok(())),
+            Err(ProduceError::Permanent(e)) if !must => return Some(Err(e)),
+            Err(e) if must => {
+                tracing::error!(
+                    attempt,
+                    "dead letter to {}: {e}; waiting and retrying",
+                    out.topic
+                );
+            }
+            Err(e) => tracing::warn!(attempt, "produce to {}: {e}; retrying", out.topic),
+        }
+        if !shared.sleep(shared.kafka.backoff(attempt)).await {
+            return None;
+        }
+        attempt += 1;
+        result = match shared.sink.enqueue(out).await {
+            Ok(d) => d.wait().await,
+            Err(e) => Err(e),
+        };
     }
 }

@@ -465,6 +465,17 @@ impl PyClient {
         assert!(status.success(), "granting ACLs to {principal} failed");
     }
 
+    /// Denies (`deny` true) or stops denying `principal` the right to write
+    /// to `topic`.
+    pub fn deny_write(&self, principal: &str, topic: &str, deny: bool) {
+        let status = self
+            .command("deny-write")
+            .args([if deny { "add" } else { "remove" }, principal, topic])
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "changing the ACL on {topic} failed");
+    }
+
     /// Every partition of `topic` whose last stable offset is below its
     /// high watermark (a transaction left open), as `(partition, lso, hw)`.
     pub fn open_transactions(&self, topic: &str) -> Vec<(i32, i64, i64)> {

@@ -133,6 +133,21 @@ def offsets(bootstrap, topic):
         print(json.dumps({"partition": p, "lso": lso[p], "hw": hw[p]}))
 
 
+def deny_write(bootstrap, action, principal, topic):
+    """Adds (or removes) a DENY of WRITE on one topic for `principal`."""
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, ResourcePatternType, ResourceType)
+    admin = AdminClient(settings(bootstrap))
+    args = (ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*",
+            AclOperation.WRITE, AclPermissionType.DENY)
+    if action == "add":
+        futures = admin.create_acls([AclBinding(*args)])
+    else:
+        futures = admin.delete_acls([AclBindingFilter(*args)])
+    for future in futures.values():
+        future.result(30)
+
+
 def grant(bootstrap, principal):
     from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
                                        ResourcePatternType, ResourceType)
@@ -147,7 +162,9 @@ def grant(bootstrap, principal):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "grant":
+    if sys.argv[1] == "deny-write":
+        deny_write(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif sys.argv[1] == "grant":
         grant(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "offsets":
         offsets(sys.argv[2], sys.argv[3])
