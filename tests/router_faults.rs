@@ -617,3 +617,55 @@ fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
     );
     assert_eq!(kcat.consume("echo.big.ok").len(), 1);
 }
+
+/// A panic in the host while a batch runs on a plugin worker (injected
+/// through the test-only `SWITCHYARD_TEST_PANIC_ON`) skips nothing: the
+/// worker thread survives, the batch runs again, and every record comes
+/// out, the ones after it too. (Read as a shutdown, it used to end the
+/// partition's worker; the next one started under the same lease and
+/// stored offsets past the batch that never ran.)
+#[test]
+fn a_host_panic_mid_batch_runs_the_batch_again_and_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::mock();
+    for t in ["p.in", "p.in.dlq", "echo.p.in"] {
+        broker.create_topic(t, 1);
+    }
+    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["p.in"]"#);
+    let mut router = Router::start_with(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+        &["--no-create-topics"],
+        &[("SWITCHYARD_TEST_PANIC_ON", "panic-me")],
+    );
+    let kcat = Kcat(broker.bootstrap());
+    let line = |i: usize| {
+        let mark = if i == 5 { "panic-me" } else { "fine" };
+        (
+            format!("k{i}"),
+            format!(
+                r#"{{"event_id":"p-{i}","event_type":"p.in","data":{{"i":{i},"m":"{mark}"}}}}"#
+            ),
+        )
+    };
+    kcat.produce_lines("p.in", Some(0), &(0..20).map(line).collect::<Vec<_>>());
+    router.wait("the injected panic", Duration::from_secs(60), |r| {
+        r.log().contains("injected by SWITCHYARD_TEST_PANIC_ON")
+    });
+    kcat.produce_lines("p.in", Some(0), &(20..25).map(line).collect::<Vec<_>>());
+    router.wait("every record", Duration::from_secs(60), |r| {
+        r.handled("p.in", "p.in") >= 25
+    });
+    let log = router.stop();
+    let out: BTreeSet<String> = kcat
+        .consume("echo.p.in")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["i"].to_string()
+        })
+        .collect();
+    assert_eq!(out.len(), 25, "{out:?}\n{log}");
+    assert!(log.contains("running the batch again"), "{log}");
+}

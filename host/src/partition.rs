@@ -26,7 +26,7 @@ use crate::kafka::sink::{Delivery, ProduceError, Sink};
 use crate::kafka::source::{Lease, Partition, Source};
 use crate::kafka::txn::{Hold, Transactions};
 use crate::metrics::Metrics;
-use crate::pool::WorkerPool;
+use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
 use crate::state::StateStore;
 use std::sync::Arc;
@@ -238,6 +238,7 @@ impl Worker {
         let batch: Arc<[Record]> = batch.into();
         let mut start = 0;
         let mut attempt = 1;
+        let mut host_panics = 0;
         while start < batch.len() {
             if !self.lease.live() {
                 return true;
@@ -253,11 +254,31 @@ impl Worker {
                 shared
                     .pool
                     .run(move |instances| {
+                        injected_panic(&records[start..]);
                         router.run_batch(&records[start..], attempt, &store, instances, &kafka)
                     })
                     .await
             };
-            let Ok(run) = run else { return false };
+            let run = match run {
+                Ok(run) => run,
+                Err(PoolError::Stopped) => return false,
+                Err(PoolError::Panicked(why)) => {
+                    // A host bug. Nothing of the batch was committed: run it
+                    // again from the same record after a pause; the
+                    // partition waits, it never skips.
+                    host_panics += 1;
+                    tracing::error!(
+                        "{}[{}]@{}: {why} (a bug in the host); running the batch again",
+                        self.partition.0,
+                        self.partition.1,
+                        batch[start].offset
+                    );
+                    if !shared.sleep(shared.kafka.backoff(host_panics)).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
             let effects = Arc::new(run.done.iter().map(RecordOutcome::effects).collect());
             let applied = match self.commit(effects).await {
                 Some(n) => n,
@@ -528,6 +549,28 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// A test-only fault: with `SWITCHYARD_TEST_PANIC_ON` set, the first batch
+/// holding a record whose value contains that text panics on its plugin
+/// worker, once per process, as a bug in the host would.
+fn injected_panic(records: &[Record]) {
+    static NEEDLE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(needle) = NEEDLE
+        .get_or_init(|| std::env::var("SWITCHYARD_TEST_PANIC_ON").ok())
+        .as_deref()
+    else {
+        return;
+    };
+    let hit = records.iter().any(|r| {
+        r.value
+            .as_deref()
+            .is_some_and(|v| String::from_utf8_lossy(v).contains(needle))
+    });
+    if hit && !FIRED.swap(true, Ordering::SeqCst) {
+        panic!("injected by SWITCHYARD_TEST_PANIC_ON");
     }
 }
 

@@ -8,13 +8,30 @@
 //! waits in the queue (back-pressure, not a fault). Async callers submit a
 //! closure with [`WorkerPool::run`] and await its result; nothing blocking
 //! runs on the async runtime.
+//!
+//! A job that panics (a host bug: plugin faults are values, not panics)
+//! does not take its thread down: the panic is caught, the worker's warm
+//! instances are dropped (a call may have stopped half-way), and the caller
+//! gets [`PoolError::Panicked`] with the message, to run the job again.
 
 use crate::engine::Engine;
 use crate::router::Instances;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-type Job = Box<dyn FnOnce(&mut Instances) + Send>;
+/// A job; returns whether it panicked.
+type Job = Box<dyn FnOnce(&mut Instances) -> bool + Send>;
+
+/// Why a job did not run to its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The pool is stopped (shutdown).
+    #[error("the worker pool is stopped")]
+    Stopped,
+    /// The job panicked: a bug in the host, with the panic's message.
+    #[error("a plugin worker panicked: {0}")]
+    Panicked(String),
+}
 
 /// A fixed pool of plugin worker threads.
 pub struct WorkerPool {
@@ -34,14 +51,18 @@ impl WorkerPool {
             std::thread::Builder::new()
                 .name(format!("switchyard-worker-{i}"))
                 .spawn(move || {
-                    let mut instances = Instances::new(engine);
+                    let mut instances = Instances::new(engine.clone());
                     loop {
                         let job = match rx.lock() {
                             Ok(rx) => rx.recv(),
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(&mut instances),
+                            Ok(job) => {
+                                if job(&mut instances) {
+                                    instances = Instances::new(engine.clone());
+                                }
+                            }
                             Err(_) => return,
                         }
                     }
@@ -67,24 +88,54 @@ impl WorkerPool {
     pub async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Instances) -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |instances| {
-            let _ = tx.send(job(instances));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(instances)))
+                .map_err(|panic| PoolError::Panicked(panic_message(&*panic)));
+            let panicked = result.is_err();
+            let _ = tx.send(result);
+            panicked
         });
         self.jobs
             .lock()
             .expect("pool lock")
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("the worker pool is stopped"))?
+            .ok_or(PoolError::Stopped)?
             .send(job)
-            .map_err(|_| anyhow::anyhow!("the worker pool is stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("a plugin worker stopped mid-call"))
+            .map_err(|_| PoolError::Stopped)?;
+        rx.await.map_err(|_| PoolError::Stopped)?
     }
 
     /// Lets the workers exit once the queued jobs are done.
     pub fn stop(&self) {
         self.jobs.lock().expect("pool lock").take();
+    }
+}
+
+/// A panic's message, when it carried one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_worker_goes_on() {
+        let engine = Arc::new(Engine::new(crate::engine::EngineOptions::default()).unwrap());
+        let pool = WorkerPool::new(engine, 1).unwrap();
+        let failed = pool.run(|_| -> u32 { panic!("a host bug") }).await;
+        assert_eq!(failed, Err(PoolError::Panicked("a host bug".into())));
+        assert_eq!(
+            pool.run(|_| 7).await,
+            Ok(7),
+            "the one worker still runs jobs"
+        );
     }
 }
