@@ -211,3 +211,48 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
     }
     router.stop();
 }
+
+/// Replays from the admin API run off the router's runtime: with the
+/// broker gone, each one waits out its 10 s metadata call, and the admin
+/// API (on the same runtime as the consumer and the partitions) still
+/// answers at once. (Run on the runtime, three of them held both of its
+/// threads on this 2-core machine.)
+#[test]
+fn dead_letter_replays_do_not_block_the_router() {
+    let broker = Broker::mock();
+    for t in ["r.in", "r.in.dlq"] {
+        broker.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["r.in"]"#);
+    let mut router = Router::start_with(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+        &["--no-create-topics"],
+        &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
+    );
+    let url = router.admin_url();
+    broker.set_down(true);
+    let replays: Vec<_> = (0..3)
+        .map(|_| {
+            let replay = format!("{url}/api/dlq/r.in.dlq/replay");
+            std::thread::spawn(move || request("POST", &replay, Some(TOKEN), b""))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let asked = std::time::Instant::now();
+    let (status, _) = request("GET", &format!("{url}/healthz"), None, b"");
+    let took = asked.elapsed();
+    broker.set_down(false);
+    for r in replays {
+        let _ = r.join();
+    }
+    router.stop();
+    assert_eq!(status, 200);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "/healthz took {took:?} while replays waited on the broker"
+    );
+}

@@ -238,12 +238,25 @@ pub async fn replay(
             }
         }
     };
-    let outcome = match one {
-        Some((partition, offset)) => dlq::replay_one(&config, &topic, partition, offset)
-            .await
-            .map(|()| 1),
-        None => dlq::replay(&config, &topic, Duration::from_secs(5)).await,
-    };
+    // The replay makes blocking client calls (metadata with 10 s timeouts,
+    // synchronous commits, a flush): it runs on a blocking thread of its
+    // own, never on the runtime that runs the consumer and the partitions.
+    let runtime = tokio::runtime::Handle::current();
+    let dlq_topic = topic.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            match one {
+                Some((partition, offset)) => {
+                    dlq::replay_one(&config, &dlq_topic, partition, offset)
+                        .await
+                        .map(|()| 1)
+                }
+                None => dlq::replay(&config, &dlq_topic, Duration::from_secs(5)).await,
+            }
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("the replay task failed: {e}")));
     *state.dlq_cache.lock().expect("dlq cache") = None;
     match outcome {
         Ok(n) => {
