@@ -94,6 +94,15 @@ fn an_apache_kafka_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
     support::outage::broker_outage_loses_nothing(&Broker::kafka());
 }
 
+/// A router for the secured broker with `config`, started.
+fn secured_router(broker: &Broker, config: &std::path::Path, dir: &std::path::Path) -> Router {
+    let mut router = Router::start(config, broker, &dir.join("state"), &dir.join("cache"));
+    router.wait("startup", Duration::from_secs(60), |r| {
+        r.log().contains("router started")
+    });
+    router
+}
+
 /// The router's Kafka client settings for the secured broker's `router`
 /// principal, with `password`.
 fn secured_config(dir: &std::path::Path, password: &str) -> std::path::PathBuf {
@@ -139,15 +148,7 @@ fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_pa
     broker.py().grant("User:router");
     let dir = tempfile::tempdir().unwrap();
     let config = secured_config(dir.path(), "router-secret");
-    let mut router = Router::start(
-        &config,
-        &broker,
-        &dir.path().join("state"),
-        &dir.path().join("cache"),
-    );
-    router.wait("startup", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
-    });
+    let mut router = secured_router(&broker, &config, dir.path());
     assert!(
         router.log().contains("cannot create topics"),
         "no warning about the topics it may not create\n{}",
@@ -288,15 +289,7 @@ fn a_dead_letter_the_broker_refuses_waits_and_is_produced_once_it_may() {
     py.deny_write("User:router", "bad.in.dlq", true);
     let dir = tempfile::tempdir().unwrap();
     let config = secured_config_for(dir.path(), "router-secret", "bad");
-    let mut router = Router::start(
-        &config,
-        &broker,
-        &dir.path().join("state"),
-        &dir.path().join("cache"),
-    );
-    router.wait("startup", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
-    });
+    let mut router = secured_router(&broker, &config, dir.path());
     let client = broker.client();
     // A good event first: an undecodable record is dead-lettered on a
     // topic the router has routed (elsewhere it is skipped).

@@ -501,14 +501,8 @@ impl Worker {
                 if hold.is_some() && !pending.refused.is_empty() {
                     // Inside the transaction, with the outputs that went.
                     let message = std::mem::take(&mut pending.refused).join("; ");
-                    let letter = DeadLetter {
-                        plugin: None,
-                        version: None,
-                        attempts: 1,
-                        class: "produce",
-                        message: &message,
-                    };
                     tracing::warn!("{at}: {message}; dead-lettered");
+                    let letter = DeadLetter::refused(&message);
                     out.extend(dead_letter(shared, record, &letter, hold).await);
                     summary.push("dead-lettered (produce)".into());
                 }
@@ -662,13 +656,7 @@ async fn ack_in_order(
         }
         if !refused.is_empty() {
             let message = refused.join("; ");
-            let letter = DeadLetter {
-                plugin: None,
-                version: None,
-                attempts: 1,
-                class: "produce",
-                message: &message,
-            };
+            let letter = DeadLetter::refused(&message);
             tracing::warn!(
                 "{}[{}]@{}: {message}; dead-lettered",
                 record.topic,

@@ -212,16 +212,7 @@ impl Broker {
                 let _ = b.create_topic(topic, partitions);
             }
             Broker::Tansu { .. } | Broker::Kafka(_) => {
-                let status = Command::new("python3")
-                    .arg(PyClient::script())
-                    .args(["create", &self.bootstrap(), topic, &partitions.to_string()])
-                    .env(
-                        "KAFKA_CLIENT_SETTINGS",
-                        settings_json(&self.admin_settings()),
-                    )
-                    .status()
-                    .expect("python3 runs");
-                assert!(status.success(), "creating {topic} failed");
+                self.create_topic_with(topic, partitions, &[])
             }
         }
     }

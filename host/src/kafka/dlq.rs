@@ -54,7 +54,19 @@ pub fn topic_of(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
-impl DeadLetter<'_> {
+impl<'a> DeadLetter<'a> {
+    /// The letter for an input whose outputs the broker refused for good
+    /// (class `produce`), saying why.
+    pub fn refused(message: &'a str) -> Self {
+        DeadLetter {
+            plugin: None,
+            version: None,
+            attempts: 1,
+            class: "produce",
+            message,
+        }
+    }
+
     /// The dead-letter record for `record`, at most `max_bytes` long.
     pub fn wrap(&self, record: &Record, max_bytes: usize) -> OutRecord {
         let mut headers = record.headers.clone();
