@@ -23,7 +23,8 @@
 //! - [`committer`]: group commit of every ready partition's batch.
 //! - [`kafka`]: consumer, producer, exactly-once transactions, dead letters,
 //!   embedded broker (no wasm).
-//! - [`partition`]: a partition worker: batch, run, commit, produce, ack in order.
+//! - [`partition`]: a partition worker: batch and run (`mod.rs`), count, emit,
+//!   ack in order (one file each).
 //! - [`service`]: the router as a service: consumer loop, drain, shutdown.
 //! - [`reload`]: hot reload from files and uploads, checked before going live.
 //! - [`admin`]: the admin API and status page (axum).

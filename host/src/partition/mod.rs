@@ -11,24 +11,34 @@
 //!   records before it) is acknowledged, and only while the partition is
 //!   still assigned to this worker ([`Lease`]);
 //! - with exactly-once, a record's outputs and its next offset go into the
-//!   open Kafka transaction together, under one [`Hold`], instead of the
+//!   open Kafka transaction together, under one [`Hold`](crate::kafka::txn::Hold), instead of the
 //!   offset being stored after the acknowledgements ([`crate::kafka::txn`]);
 //! - a record's outcome is routed, dead-lettered or waiting. A permanent
 //!   produce refusal dead-letters the input with the reason; a store or
 //!   broker outage waits and retries without limit; nothing here exits the
 //!   process.
+//!
+//! This module batches and runs (the rerun and retry loop); [`count`]
+//! counts outcomes into the stats, metrics and flows; [`emit`] hands
+//! outputs and dead letters to the producer; [`ack`] awaits them in
+//! partition order and stores offsets.
+
+mod ack;
+mod count;
+mod emit;
 
 use crate::committer::Committer;
 use crate::config::KafkaConfig;
-use crate::event::{OutRecord, Record};
-use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::sink::{Delivery, ProduceError, Sink};
+use crate::event::Record;
+use crate::kafka::sink::Sink;
 use crate::kafka::source::{Lease, Partition, Source};
-use crate::kafka::txn::{Hold, Transactions};
+use crate::kafka::txn::Transactions;
 use crate::metrics::Metrics;
 use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
 use crate::state::StateStore;
+use ack::ack_in_order;
+use emit::Pending;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -164,14 +174,6 @@ impl PartitionQueue {
             }
         }
     }
-}
-
-/// A record handed to the producer, waiting for its acknowledgements.
-struct Pending {
-    record: Record,
-    outputs: Vec<(OutRecord, Delivery)>,
-    /// Outputs the producer refused at once, with why.
-    refused: Vec<String>,
 }
 
 struct Worker {
@@ -371,179 +373,6 @@ impl Worker {
             }
         }
     }
-
-    fn count(&self, record: &Record, outcome: &RecordOutcome, took: Duration) {
-        let shared = &self.shared;
-        shared.stats.records.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.processed(&record.topic, took);
-        let topic = |t: &str| format!("topic:{t}");
-        if let RecordOutcome::Undecodable(_) = outcome {
-            let dlq = crate::kafka::dlq::topic_of(&record.topic);
-            shared.flows.edge(topic(&record.topic), topic(&dlq));
-        }
-        if let RecordOutcome::Routed { calls, .. } = outcome {
-            for call in calls.iter().filter(|c| !c.duplicate) {
-                let name = &call.plugin.spec.name;
-                let node = format!("plugin:{name}");
-                shared.flows.edge(topic(&record.topic), node.clone());
-                match &call.result {
-                    Ok(records) => {
-                        for r in records {
-                            shared.flows.edge(node.clone(), topic(&r.topic));
-                        }
-                    }
-                    Err(_) => {
-                        let dlq = crate::kafka::dlq::topic_of(&record.topic);
-                        shared.flows.edge(node.clone(), topic(&dlq));
-                    }
-                }
-                shared
-                    .flows
-                    .call(name, call.result.is_err(), call.result.is_err());
-                let failed = call.result.as_ref().err().map(|f| f.class());
-                shared
-                    .metrics
-                    .invocation(&call.plugin.spec.name, call.took, failed);
-                call.plugin.count(failed.is_some());
-                if failed.is_some() {
-                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    shared.metrics.error(&record.topic);
-                }
-            }
-        }
-    }
-
-    /// Hands a record's outputs and dead letters to the producer, and logs
-    /// the tail line.
-    async fn emit(
-        &self,
-        pending: &mut Pending,
-        outcome: &RecordOutcome,
-        attempts: u32,
-        hold: Option<&Hold<'_>>,
-    ) {
-        let shared = &self.shared;
-        let record = &pending.record;
-        let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
-        let tail = tracing::enabled!(target: "switchyard::tail", tracing::Level::INFO);
-        let mut out = Vec::new();
-        match outcome {
-            RecordOutcome::Skipped(why) => {
-                shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(target: "switchyard::tail", "skipped {at}: {why}");
-            }
-            RecordOutcome::Undecodable(e) => {
-                shared.metrics.error(&record.topic);
-                let letter = DeadLetter {
-                    plugin: None,
-                    version: None,
-                    attempts: 1,
-                    class: "decode",
-                    message: &e.to_string(),
-                };
-                out.extend(dead_letter(shared, record, &letter, hold).await);
-                tracing::info!(target: "switchyard::tail", "handled {at} type=- dead-lettered (decode: {e})");
-            }
-            RecordOutcome::Routed { ty, id, calls } => {
-                let mut summary = Vec::new();
-                // With exactly-once, an output the broker refused at
-                // delivery aborted the transaction; on this run the input
-                // is dead-lettered instead of its outputs produced again.
-                let refusal = match (&shared.txn, hold) {
-                    (Some(txn), Some(_)) => txn.take_refusal(&self.partition, record.offset),
-                    _ => None,
-                };
-                for call in calls {
-                    let name = &call.plugin.spec.name;
-                    match &call.result {
-                        Ok(_) if refusal.is_some() => {}
-                        Ok(records) => {
-                            for r in records {
-                                match self.enqueue(r, hold).await {
-                                    Ok(Some(d)) => out.push((r.clone(), d)),
-                                    Ok(None) => {}
-                                    Err(why) => pending.refused.push(why),
-                                }
-                            }
-                            shared
-                                .stats
-                                .emitted
-                                .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            let to: Vec<String> = records
-                                .iter()
-                                .filter(|_| tail)
-                                .map(|r| format!("{} ({})", crate::envelope::type_of(r), r.topic))
-                                .collect();
-                            let dup = if call.duplicate { " (redelivered)" } else { "" };
-                            summary.push(format!(
-                                "{name}@{}{dup} -> [{}]",
-                                call.version,
-                                to.join(", ")
-                            ));
-                        }
-                        Err(failure) => {
-                            let message = failure.to_string();
-                            let letter = DeadLetter {
-                                plugin: Some(name),
-                                version: Some(&call.version),
-                                attempts,
-                                class: failure.class(),
-                                message: &message,
-                            };
-                            out.extend(dead_letter(shared, record, &letter, hold).await);
-                            tracing::warn!(plugin = %name, "{at}: {}; dead-lettered after {attempts} attempt(s)",
-                                crate::engine::truncate_text(&message, 512));
-                            summary.push(format!("{name} dead-lettered ({})", failure.class()));
-                        }
-                    }
-                }
-                pending.refused.extend(refusal);
-                if hold.is_some() && !pending.refused.is_empty() {
-                    // Inside the transaction, with the outputs that went.
-                    let message = std::mem::take(&mut pending.refused).join("; ");
-                    tracing::warn!("{at}: {message}; dead-lettered");
-                    let letter = DeadLetter::refused(&message);
-                    out.extend(dead_letter(shared, record, &letter, hold).await);
-                    summary.push("dead-lettered (produce)".into());
-                }
-                if summary.is_empty() {
-                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} no subscriber");
-                } else {
-                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} id={id} {}", summary.join("; "));
-                }
-            }
-        }
-        pending.outputs.extend(out);
-    }
-
-    /// Hands one record to the producer, waiting out transient refusals;
-    /// says why when the producer refused it at once for good. Inside a
-    /// transaction it never waits: it dooms the transaction (which aborts,
-    /// and the record runs again) and returns `None`.
-    async fn enqueue(
-        &self,
-        record: &OutRecord,
-        hold: Option<&Hold<'_>>,
-    ) -> Result<Option<Delivery>, String> {
-        loop {
-            match self.shared.sink.enqueue(record).await {
-                Ok(delivery) => return Ok(Some(delivery)),
-                Err(ProduceError::Transient(e)) if let Some(hold) = hold => {
-                    hold.doom(format!("output to {}: {e}", record.topic));
-                    return Ok(None);
-                }
-                Err(ProduceError::Transient(e)) => {
-                    tracing::warn!("produce to {}: {e}; retrying", record.topic);
-                    if !self.shared.sleep(Duration::from_millis(200)).await {
-                        return Err(format!("output to {}: {e}", record.topic));
-                    }
-                }
-                Err(ProduceError::Permanent(e)) => {
-                    return Err(format!("output to {}: {e}", record.topic));
-                }
-            }
-        }
-    }
 }
 
 /// A test-only fault: with `SWITCHYARD_TEST_PANIC_ON` set, the first batch
@@ -570,144 +399,4 @@ fn injected_panic(records: &[Record]) {
 
 fn attempt_of(index: usize, first: u32) -> u32 {
     if index == 0 { first } else { 1 }
-}
-
-/// Makes, counts and enqueues the dead letter for `record`; inside a
-/// transaction (`hold`), a refusal dooms it instead of waiting.
-async fn dead_letter(
-    shared: &Shared,
-    record: &Record,
-    letter: &DeadLetter<'_>,
-    hold: Option<&Hold<'_>>,
-) -> Option<(OutRecord, Delivery)> {
-    let out = letter.wrap(record, shared.kafka.max_record_bytes);
-    let failed = shared
-        .sink
-        .ensure_topics(std::slice::from_ref(&out.topic), &shared.kafka)
-        .await;
-    if !failed.is_empty() {
-        tracing::debug!("cannot create {}", failed.join(", "));
-    }
-    shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-    shared.metrics.dead_letter(&record.topic);
-    loop {
-        match shared.sink.enqueue(&out).await {
-            Ok(delivery) => return Some((out, delivery)),
-            Err(e) if hold.is_some() => {
-                hold.expect("hold")
-                    .doom(format!("dead letter to {}: {e}", out.topic));
-                return None;
-            }
-            Err(e) => {
-                tracing::error!("dead letter to {}: {e}; retrying", out.topic);
-                if !shared.sleep(Duration::from_secs(1)).await {
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// Awaits each record's acknowledgements in partition order and stores its
-/// offset. A permanent refusal dead-letters the input; a transient failure
-/// produces the record again, without limit.
-async fn ack_in_order(
-    shared: Arc<Shared>,
-    partition: Partition,
-    lease: Lease,
-    mut pending: mpsc::Receiver<Pending>,
-) {
-    while let Some(Pending {
-        record,
-        outputs,
-        mut refused,
-    }) = pending.recv().await
-    {
-        if let Some(txn) = &shared.txn {
-            // The transaction commits the offset; a failed delivery makes
-            // its commit fail, and the records run again. A refusal for good
-            // is remembered, so that the run again dead-letters the input.
-            for (out, delivery) in outputs {
-                match delivery.wait().await {
-                    Ok(()) => {}
-                    Err(ProduceError::Permanent(e))
-                        if out.topic != dlq::topic_of(&record.topic) =>
-                    {
-                        txn.remember_refusal(
-                            &partition,
-                            record.offset,
-                            format!("output to {}: {e}", out.topic),
-                        );
-                    }
-                    Err(e) => tracing::debug!("produce to {} in a transaction: {e}", out.topic),
-                }
-            }
-            shared.stats.acked.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        for (out, delivery) in outputs {
-            let letter = out.topic == dlq::topic_of(&record.topic);
-            match settle(&shared, &out, delivery, letter).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => refused.push(format!("output to {}: {e}", out.topic)),
-                // Shut down first: the offset is not stored.
-                None => return,
-            }
-        }
-        if !refused.is_empty() {
-            let message = refused.join("; ");
-            let letter = DeadLetter::refused(&message);
-            tracing::warn!(
-                "{}[{}]@{}: {message}; dead-lettered",
-                record.topic,
-                record.partition,
-                record.offset
-            );
-            let Some((out, delivery)) = dead_letter(&shared, &record, &letter, None).await else {
-                return;
-            };
-            if settle(&shared, &out, delivery, true).await.is_none() {
-                return;
-            }
-        }
-        shared.source.store(&lease, &partition, record.offset);
-        shared.stats.acked.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Awaits one output's delivery, producing it again while it fails for
-/// now. A refusal for good is returned, except for a dead letter
-/// (`must`): there is nowhere else for it to go, so it waits and is
-/// produced again, without limit and loudly, until the broker takes it
-/// (its input's offset is not stored meanwhile). `None` on shutdown.
-async fn settle(
-    shared: &Shared,
-    out: &OutRecord,
-    delivery: Delivery,
-    must: bool,
-) -> Option<Result<(), String>> {
-    let mut result = delivery.wait().await;
-    let mut attempt = 1;
-    loop {
-        match result {
-            Ok(()) => return Some(Ok(())),
-            Err(ProduceError::Permanent(e)) if !must => return Some(Err(e)),
-            Err(e) if must => {
-                tracing::error!(
-                    attempt,
-                    "dead letter to {}: {e}; waiting and retrying",
-                    out.topic
-                );
-            }
-            Err(e) => tracing::warn!(attempt, "produce to {}: {e}; retrying", out.topic),
-        }
-        if !shared.sleep(shared.kafka.backoff(attempt)).await {
-            return None;
-        }
-        attempt += 1;
-        result = match shared.sink.enqueue(out).await {
-            Ok(d) => d.wait().await,
-            Err(e) => Err(e),
-        };
-    }
 }

@@ -1,0 +1,52 @@
+//! Counting a handled record into the dev stats, the Prometheus metrics,
+//! the flows of the status page and the plugin's own counters.
+
+use super::Worker;
+use crate::event::Record;
+use crate::router::RecordOutcome;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl Worker {
+    /// Counts `record`'s outcome everywhere it is shown.
+    pub(super) fn count(&self, record: &Record, outcome: &RecordOutcome, took: Duration) {
+        let shared = &self.shared;
+        shared.stats.records.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.processed(&record.topic, took);
+        let topic = |t: &str| format!("topic:{t}");
+        if let RecordOutcome::Undecodable(_) = outcome {
+            let dlq = crate::kafka::dlq::topic_of(&record.topic);
+            shared.flows.edge(topic(&record.topic), topic(&dlq));
+        }
+        if let RecordOutcome::Routed { calls, .. } = outcome {
+            for call in calls.iter().filter(|c| !c.duplicate) {
+                let name = &call.plugin.spec.name;
+                let node = format!("plugin:{name}");
+                shared.flows.edge(topic(&record.topic), node.clone());
+                match &call.result {
+                    Ok(records) => {
+                        for r in records {
+                            shared.flows.edge(node.clone(), topic(&r.topic));
+                        }
+                    }
+                    Err(_) => {
+                        let dlq = crate::kafka::dlq::topic_of(&record.topic);
+                        shared.flows.edge(node.clone(), topic(&dlq));
+                    }
+                }
+                shared
+                    .flows
+                    .call(name, call.result.is_err(), call.result.is_err());
+                let failed = call.result.as_ref().err().map(|f| f.class());
+                shared
+                    .metrics
+                    .invocation(&call.plugin.spec.name, call.took, failed);
+                call.plugin.count(failed.is_some());
+                if failed.is_some() {
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.error(&record.topic);
+                }
+            }
+        }
+    }
+}
