@@ -508,14 +508,31 @@ batch_records = 50
         "count.in",
         (0..events / 2).map(count_event).collect(),
     );
-    let mut zombie = start(0);
-    let mut survivor = start(1);
-    zombie.wait("the zombie routing", Duration::from_secs(60), |r| {
-        r.log().contains("handled count.in")
-    });
+    let first = start(0);
+    let second = start(1);
+    // The group spreads `count.in` and `counted` over the two: the zombie
+    // is whichever routes `count.in` first (the other may hold only
+    // `counted` until the zombie's partitions move to it).
+    let routing = |r: &Router| r.log().contains("handled count.in");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !routing(&first) && !routing(&second) {
+        assert!(
+            Instant::now() < deadline,
+            "neither instance routed\n{}\n---\n{}",
+            first.log(),
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (zombie, mut survivor) = if routing(&first) {
+        (first, second)
+    } else {
+        (second, first)
+    };
     survivor.wait("the survivor starting", Duration::from_secs(60), |r| {
         r.log().contains("router started")
     });
+
     let signal = |sig: &str, pid: u32| {
         let ok = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
@@ -526,14 +543,21 @@ batch_records = 50
     };
     signal("-STOP", zombie.pid());
     let stopped = Instant::now();
+    let survivor_before = survivor.log().matches("handled count.in").count();
     feed(
         &broker,
         "count.in",
         (events / 2..events).map(count_event).collect(),
     );
-    // Past the 6 s session: the survivor is given every partition.
+    // Past the 6 s session the survivor is given every partition; the
+    // zombie wakes once the survivor has routed some of them.
     std::thread::sleep(Duration::from_secs(12).saturating_sub(stopped.elapsed()));
-    let handled_before = survivor.log().matches("handled count.in").count();
+    survivor.wait(
+        "the survivor taking the zombie's partitions",
+        Duration::from_secs(90),
+        |r| r.log().matches("handled count.in").count() > survivor_before,
+    );
+    let handled_before = survivor.log().matches("handled count.in").count() - survivor_before;
     signal("-CONT", zombie.pid());
     let client = broker.client();
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -177,15 +177,21 @@ impl Transactions {
                 })
                 .await
                 .unwrap_or_else(|e| Err(Failure::Fatal(e.to_string())));
+                let replaced = aborted.is_err();
                 if let Err(Failure::Fatal(why) | Failure::Abort(why)) = aborted {
                     self.replace(&why).await;
                 }
                 self.rewind();
+                if replaced {
+                    return;
+                }
             }
             Err(Failure::Fatal(why)) => {
                 self.aborted.fetch_add(1, Ordering::Relaxed);
                 self.replace(&why).await;
                 self.rewind();
+                // The new producer's transaction is open already.
+                return;
             }
         }
         if let Err(e) = self.sink.producer().begin_transaction() {
