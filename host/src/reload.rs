@@ -23,7 +23,8 @@
 //!
 //! The watcher watches the folder of each plugin's file rather than the file
 //! itself, so an editor or a build that replaces the file (write to a
-//! temporary, rename over) is still seen; events are debounced for 300 ms.
+//! temporary, rename over) is still seen; events are debounced for 25 ms
+//! (`DEBOUNCE`).
 
 use crate::config::RouterConfig;
 use crate::engine::{Engine, PluginVersion};

@@ -7,10 +7,13 @@
 //! emit into an [`OutRecord`]. [`Router::run_batch`] does that for a
 //! partition's batch in order, each record seeing the state the ones before
 //! it wrote, and stops at the first record that must wait ([`next_step`], a
-//! pure retry policy). The test harness and the live partition workers both
-//! call these, so a fixture runs exactly as a live record does; neither does
-//! Kafka I/O nor commits state: the caller commits the [`Effect`]s and
-//! produces the records.
+//! pure retry policy). The test harness calls [`Router::route`], the live
+//! partition workers [`Router::run_batch`] (which calls `route`), so a
+//! fixture's record runs the same per-record code as a live one; the
+//! harness does not go through `run_batch`'s retry policy (a fixture's
+//! `retry` error is checked as the error it is). Neither does Kafka I/O nor
+//! commits state: the caller commits the [`Effect`]s and produces the
+//! records.
 
 use crate::config::{Isolation, KafkaConfig, Matcher, PluginSpec};
 use crate::engine::{CallInput, CallOutput, Engine, Fault, Instance, PluginVersion};

@@ -66,8 +66,9 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// How many instances may exist at once in the pooling allocator; 0
     /// turns the pooling allocator off (on-demand allocation). The worker
-    /// pool keeps at most `workers * WARM_PER_WORKER` warm instances, so this
-    /// must be larger than that, with room for reload checks and the harness.
+    /// pool keeps at most one warm instance per worker and plugin, so this
+    /// must be larger than `workers * plugins`, with room for reload checks
+    /// and the harness (`service::run` sizes it so).
     pub pool_size: u32,
 }
 

@@ -241,6 +241,7 @@ impl Worker {
         let mut start = 0;
         let mut attempt = 1;
         let mut host_panics = 0;
+        let mut conflicts: u32 = 0;
         while start < batch.len() {
             if !self.lease.live() {
                 return true;
@@ -326,6 +327,17 @@ impl Worker {
                 attempt = 1;
             }
             if conflicted {
+                // Another partition or instance wrote what this batch read.
+                // Run again at once after progress; after a rerun that
+                // applied nothing, back off (1, 2, 4 … 64 ms) so that two
+                // partitions racing for one key do not spin.
+                conflicts = if applied > 0 { 0 } else { conflicts + 1 };
+                if conflicts > 0 {
+                    let pause = Duration::from_millis(1 << conflicts.min(6));
+                    if !shared.sleep(pause).await {
+                        return false;
+                    }
+                }
                 continue;
             }
             if let Some(stop) = run.stop {

@@ -27,7 +27,8 @@
 //! # The processed-id window
 //!
 //! Each plugin keeps the marks of its newest `keep` events (by commit
-//! order), pruned in the background a tenth of `keep` at a time, so at most
+//! order), pruned a tenth of `keep` at a time, inline on the commit thread
+//! after the commit that crossed the step (not in the background), so at most
 //! `keep + keep / 10` are kept. An event redelivered after its mark was
 //! pruned runs again as a new event: on current state, with outputs that
 //! may differ from the first run. Size `[state] keep_processed` so that it
