@@ -226,3 +226,30 @@ fn a_plugin_whose_emits_depend_on_instance_history_fails_and_is_named() {
     );
     assert!(text.contains("tests/history: 0 passed, 2 failed"), "{text}");
 }
+
+/// `switchyard dev` runs on the embedded broker, which has no
+/// transactions: a config asking for exactly-once gets one line naming the
+/// file and the fix, before anything starts.
+#[test]
+fn dev_refuses_exactly_once_with_one_line_naming_the_file() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nguarantee = \"exactly-once\"\n\n[[plugin]]\nname = \"echo\"\nwasm = \"{}\"\nsubscribe.types = [\"x\"]\n",
+            support::guest("echo").display()
+        ),
+    )
+    .unwrap();
+    let (ok, text) = output(
+        support::switchyard(cache.path())
+            .args(["dev", "--config"])
+            .arg(&config),
+    );
+    assert!(!ok);
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(text.contains(&config.display().to_string()), "{text}");
+    assert!(text.contains("\"at-least-once\""), "{text}");
+}
