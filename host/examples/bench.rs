@@ -208,18 +208,33 @@ async fn router_run(
     rx.await.expect("a finished run")
 }
 
+/// The passthroughs' consumer of the input: offsets stored by hand and
+/// auto-committed, or (`transactional`) read_committed with nothing
+/// committed but through the producer's transactions.
+fn input_consumer(bootstrap: &str, group: &str, transactional: bool) -> StreamConsumer {
+    let mut config = client(bootstrap);
+    config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10");
+    if transactional {
+        config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    } else {
+        config
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false");
+    }
+    let consumer: StreamConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[INPUT]).unwrap();
+    consumer
+}
+
 /// A Rust consume→produce passthrough with the router's guarantees.
 async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
     let started = Instant::now();
-    let consumer: StreamConsumer = client(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[INPUT]).unwrap();
+    let consumer = input_consumer(bootstrap, group, false);
     let producer: FutureProducer = client(bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -276,15 +291,7 @@ async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
 async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
     use rdkafka::producer::Producer;
     let started = Instant::now();
-    let consumer: StreamConsumer = client(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[INPUT]).unwrap();
+    let consumer = input_consumer(bootstrap, group, true);
     let producer: FutureProducer = client(bootstrap)
         .set("transactional.id", format!("{group}-txn"))
         .set("transaction.timeout.ms", "10000")

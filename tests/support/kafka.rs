@@ -62,14 +62,7 @@ pub enum Broker {
     Kafka(ApacheKafka),
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::apache::free_port;
 
 impl Broker {
     /// A mock cluster.

@@ -32,15 +32,16 @@
 //!   `switchyard_records_lost_total`: data is never lost silently, even when
 //!   the broker is the one losing it.
 
+mod callbacks;
+
 use crate::event::{Header, Record};
 use crate::metrics::Metrics;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+pub use callbacks::SourceContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,110 +126,6 @@ impl SourceState {
     /// Whether the client last reported every broker down.
     pub fn broker_down(&self) -> bool {
         self.broker_down.load(Ordering::Relaxed)
-    }
-}
-
-/// The consumer's callbacks: leases on rebalance, broker health, and
-/// librdkafka's statistics turned into the consumer lag metric.
-pub struct SourceContext {
-    state: Arc<SourceState>,
-    metrics: Option<Arc<Metrics>>,
-}
-
-impl ClientContext for SourceContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let reachable = statistics.brokers.values().any(|b| b.state == "UP");
-        if reachable {
-            self.state.broker_down.store(false, Ordering::Relaxed);
-        }
-        let Some(metrics) = &self.metrics else { return };
-        for (name, topic) in &statistics.topics {
-            for p in topic.partitions.values() {
-                if p.partition >= 0 && p.consumer_lag >= 0 {
-                    metrics.set_partition_lag(name, p.partition, p.consumer_lag);
-                }
-            }
-            let lag: i64 = topic
-                .partitions
-                .values()
-                .filter(|p| p.partition >= 0)
-                .map(|p| p.consumer_lag.max(0))
-                .sum();
-            metrics.lag(name, lag);
-        }
-    }
-
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        if fac == "OFFSET"
-            && let Some((partition, at)) = parse_reset(message)
-        {
-            self.state
-                .resets
-                .lock()
-                .expect("reset lock")
-                .insert(partition, at);
-        }
-        match level as i32 {
-            0..=3 => tracing::error!(target: "librdkafka", "{fac}: {message}"),
-            4 => tracing::warn!(target: "librdkafka", "{fac}: {message}"),
-            5 | 6 => tracing::info!(target: "librdkafka", "{fac}: {message}"),
-            _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.state.broker_down.store(true, Ordering::Relaxed);
-            }
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                *self.state.auth_failed.lock().expect("auth lock") = Some(reason.to_string());
-                self.state.auth_notify.notify_waiters();
-            }
-            _ => {}
-        }
-        tracing::warn!("kafka: {error}: {reason}");
-    }
-}
-
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let _committing = self.state.commit_lock();
-            let mut leases = self.state.leases.lock().expect("lease lock");
-            for e in list.elements() {
-                if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
-                    lease.0.store(false, Ordering::Release);
-                }
-                if let Some(metrics) = &self.metrics {
-                    metrics.owned(e.topic(), e.partition(), false);
-                }
-            }
-            tracing::info!(partitions = list.count(), "partitions revoked");
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            // A fresh assignment starts from the committed offsets anyway.
-            let mut rewinding = self.state.rewinding.lock().expect("rewind lock");
-            for e in list.elements() {
-                rewinding.remove(&(e.topic().to_string(), e.partition()));
-            }
-            drop(rewinding);
-            // A partition paused for back-pressure and revoked stays paused
-            // in librdkafka if it comes back; its new worker starts with an
-            // empty queue and would never see a record. Fetch it.
-            if let Err(e) = consumer.resume(list) {
-                tracing::warn!("resuming assigned partitions: {e}");
-            }
-            if let Some(metrics) = &self.metrics {
-                for e in list.elements() {
-                    metrics.owned(e.topic(), e.partition(), true);
-                }
-            }
-            tracing::info!(partitions = list.count(), "partitions assigned");
-        }
     }
 }
 
@@ -496,33 +393,9 @@ fn glob_regex(glob: &str) -> String {
     re
 }
 
-/// Reads "topic [3]: offset reset (at offset 120 (leader epoch 0), broker 1) to ..."
-fn parse_reset(message: &str) -> Option<(Partition, i64)> {
-    let (head, rest) = message.split_once(": offset reset (at offset ")?;
-    let (topic, partition) = head.rsplit_once(" [")?;
-    // After librdkafka's "[thrd:main]: " prefix; topic names have no spaces.
-    let topic = topic.split_whitespace().last()?;
-    let partition: i32 = partition.strip_suffix(']')?.parse().ok()?;
-    let at: i64 = rest
-        .split(|c: char| !c.is_ascii_digit() && c != '-')
-        .next()?
-        .parse()
-        .ok()?;
-    Some(((topic.to_string(), partition), at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_librdkafka_offset_reset_lines() {
-        let line = "[thrd:main]: orders [2]: offset reset (at offset 120 (leader epoch 0), broker 1) to \
-                    cached BEGINNING offset 3000 (leader epoch 0): fetch failed due to requested \
-                    offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(parse_reset(line), Some((("orders".to_string(), 2), 120)));
-        assert_eq!(parse_reset("something else"), None);
-    }
 
     #[test]
     fn topic_globs_become_anchored_patterns() {
