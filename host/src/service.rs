@@ -19,7 +19,7 @@ use crate::committer::Committer;
 use crate::config::Guarantee;
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
-use crate::kafka::{self, sink::Sink, source::Source, txn::Transactions};
+use crate::kafka::{self, sink::Sink, source::Source, txn, txn::Transactions};
 use crate::metrics::Metrics;
 use crate::partition::{PartitionQueue, Shared, Stats};
 use crate::pool::WorkerPool;
@@ -171,7 +171,8 @@ pub async fn run(
         None => None,
     };
     let exactly_once = config.kafka.guarantee == Guarantee::ExactlyOnce;
-    let transactional_id = exactly_once.then(|| transactional_id(&options));
+    let transactional_id =
+        exactly_once.then(|| txn::transactional_id(&options.group, options.instance_id.as_deref()));
     let sink = Arc::new(Sink::new(
         &client,
         options.create_topics,
@@ -258,22 +259,23 @@ pub async fn run(
                     options.brokers
                 );
             }
-            Some(rewound) = next_rewind(&mut rewinds) => {
+            Some(rewound) = txn::next_rewind(&mut rewinds) => {
                 for p in &rewound {
                     partitions.remove(p);
                 }
                 let source = source.clone();
                 let parts = rewound.clone();
-                match tokio::task::spawn_blocking(move || source.rewind(&parts)).await {
-                    Ok(Ok(())) => tracing::info!("{} partition(s) rewound to their committed offsets", rewound.len()),
-                    Ok(Err(e)) => {
+                let result = tokio::task::spawn_blocking(move || source.rewind(&parts))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rewound| rewound);
+                match (result, &txn) {
+                    (Ok(()), _) => tracing::info!("{} partition(s) rewound to their committed offsets", rewound.len()),
+                    (Err(e), Some(txn)) => {
                         tracing::warn!("rewinding after an aborted transaction: {e:#}; retrying");
-                        retry_rewind(txn.as_ref(), rewound);
+                        txn.rewind_later(rewound);
                     }
-                    Err(e) => {
-                        tracing::warn!("rewinding after an aborted transaction: {e}; retrying");
-                        retry_rewind(txn.as_ref(), rewound);
-                    }
+                    (Err(e), None) => tracing::error!("rewinding: {e:#}"),
                 }
             }
             next = source.next() => {
@@ -356,48 +358,6 @@ pub async fn run(
     }
     tracing::info!("router stopped");
     Ok(())
-}
-
-/// The producer's `transactional.id`: stable for a static member
-/// (`--instance-id`), so that its restart fences and aborts what the
-/// previous process left open at once; otherwise unique per process (what
-/// a crashed process left open is aborted by the broker after
-/// `transaction_timeout_ms`). `[kafka.client] "transactional.id"` overrides
-/// it.
-fn transactional_id(options: &RunOptions) -> String {
-    match &options.instance_id {
-        Some(id) => format!("switchyard-{}-{id}", options.group),
-        None => format!(
-            "switchyard-{}-{}-{}",
-            options.group,
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ),
-    }
-}
-
-/// The next partitions to rewind, or never without exactly-once.
-async fn next_rewind(
-    rewinds: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>>,
-) -> Option<Vec<(String, i32)>> {
-    match rewinds {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Asks for a failed rewind again in a second.
-fn retry_rewind(txn: Option<&Arc<Transactions>>, partitions: Vec<(String, i32)>) {
-    if let Some(txn) = txn {
-        let txn = txn.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            txn.rewind_again(partitions);
-        });
-    }
 }
 
 /// Opens the state store the options and config name: PostgreSQL when a

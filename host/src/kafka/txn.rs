@@ -241,9 +241,14 @@ impl Transactions {
         refusals.remove(&(partition.clone(), offset))
     }
 
-    /// Asks the consumer loop again to rewind `partitions` (a seek failed).
-    pub fn rewind_again(&self, partitions: Vec<Partition>) {
-        let _ = self.rewinds.send(partitions);
+    /// Asks the consumer loop again, in a second, to rewind `partitions`
+    /// (a seek failed).
+    pub fn rewind_later(self: &Arc<Self>, partitions: Vec<Partition>) {
+        let txn = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = txn.rewinds.send(partitions);
+        });
     }
 
     /// Ends every lease and asks the consumer loop to move the partitions
@@ -330,5 +335,36 @@ fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Res
             }
             Err(e) => return Err(Failure::Fatal(format!("{what}: {e}"))),
         }
+    }
+}
+
+/// The producer's `transactional.id`: stable for a static member
+/// (`--instance-id`), so that its restart fences and aborts what the
+/// previous process left open at once; otherwise unique per process (what
+/// a crashed process left open is aborted by the broker after
+/// `transaction_timeout_ms`). `[kafka.client] "transactional.id"` overrides
+/// it.
+pub fn transactional_id(group: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(id) => format!("switchyard-{group}-{id}"),
+        None => format!(
+            "switchyard-{group}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ),
+    }
+}
+
+/// The next partitions to rewind (the consumer loop's side of
+/// [`Transactions::start`]'s receiver), or never without exactly-once.
+pub async fn next_rewind(
+    rewinds: &mut Option<mpsc::UnboundedReceiver<Vec<Partition>>>,
+) -> Option<Vec<Partition>> {
+    match rewinds {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
