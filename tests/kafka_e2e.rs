@@ -42,12 +42,15 @@ fn js_receipt_example_end_to_end() {
 }
 
 /// A topic the router's own output creates on the embedded broker (it
-/// auto-creates on first produce) reaches its subscriber within seconds
-/// with `switchyard dev`'s 6 s session. The librdkafka mock cluster holds
-/// a rebalance that a member's rejoin starts for the session timeout less
-/// 1 s (`rd_kafka_mock_cgrp_classic_rebalance`): with librdkafka's 45 s
-/// default that was the 48 s a new user saw against a separate mock
-/// cluster, and why `dev` shortens the session.
+/// auto-creates on first produce) reaches its subscriber well before one
+/// rejoin at librdkafka's default session would let it, with `switchyard
+/// dev`'s 6 s session. The librdkafka mock cluster holds a rebalance that a
+/// member's rejoin starts for the session timeout less 1 s
+/// (`rd_kafka_mock_cgrp_classic_rebalance`): with librdkafka's 45 s default
+/// that was the 48 s a new user saw against a separate mock cluster (45.9 s
+/// measured), and why `dev` shortens the session. With 6 s it took 6.9 s
+/// alone, and up to 27 s in the full suite on 2 busy cores (more than one
+/// rejoin); the bound stays under the 44 s a single default hold takes.
 #[test]
 fn a_topic_auto_created_by_the_routers_output_is_routed_on_the_embedded_broker() {
     let took = support::e2e::auto_created_topic_routed_after(
@@ -56,7 +59,7 @@ fn a_topic_auto_created_by_the_routers_output_is_routed_on_the_embedded_broker()
     );
     println!("routed {took:?} after its first record");
     assert!(
-        took < std::time::Duration::from_secs(15),
+        took < std::time::Duration::from_secs(40),
         "routed {took:?} after its first record"
     );
 }
