@@ -5,8 +5,44 @@
 //! them in [`crate::bindings`], so nothing outside that module sees binding
 //! types, and nothing here knows about wasm or Kafka clients.
 
-use crate::envelope::EnvelopeStyle;
 use serde::{Deserialize, Serialize};
+
+/// The envelope styles the host reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvelopeKind {
+    /// `event_id`, `event_type`, `timestamp`, `correlation_id`, `data`.
+    #[default]
+    Snake,
+    /// `eventId`, `eventType`, `timestamp`, `data`.
+    Camel,
+    /// `eventId`, `eventType`, `timestamp`, `eventData`.
+    CamelEventData,
+    /// CloudEvents 1.0, structured JSON mode.
+    Cloudevents,
+    /// CloudEvents 1.0, binary mode: attributes in `ce_*` headers.
+    CloudeventsBinary,
+}
+
+/// The style an event arrived in, with what is needed to write one like it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvelopeStyle {
+    /// The envelope kind.
+    pub kind: EnvelopeKind,
+    /// For camelCase: the top-level business fields the cause carried, which
+    /// are lifted out of `data` again when an emit is encoded.
+    pub lifted: Vec<String>,
+}
+
+impl EnvelopeStyle {
+    /// A style of the given kind with nothing lifted.
+    pub fn of(kind: EnvelopeKind) -> Self {
+        EnvelopeStyle {
+            kind,
+            lifted: Vec::new(),
+        }
+    }
+}
 
 /// One record header: a name and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

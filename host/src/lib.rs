@@ -30,7 +30,7 @@
 //! - [`admin`]: the admin API and status page (axum).
 //! - [`metrics`]: Prometheus metrics with the catalog's names.
 //! - [`flows`]: what flowed along each edge of the routing map, and charts.
-//! - [`status`]: the status page's data: map, charts, lag, dead letters.
+//! - [`admin::status`]: the status page's data: map, charts, lag, dead letters.
 //! - [`harness`]: `switchyard test`, fixtures with diffs.
 //! - [`scaffold`]: `switchyard new`, a working plugin in Rust, Python or JS.
 //! - [`rebuild`]: builds a plugin from its sources when stale, and on every save in dev.
@@ -77,4 +77,3 @@ pub mod scaffold;
 pub mod schemas;
 pub mod service;
 pub mod state;
-pub mod status;

@@ -13,7 +13,7 @@
 //! checked), `failing` (at least half of its calls failed over the last
 //! minute) or `running`.
 
-use crate::admin::{AdminState, problem, refusal};
+use super::guard::{AdminState, Shared, problem, refusal};
 use crate::flows::Edge;
 use crate::kafka::dlq;
 use axum::body::Bytes;
@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The catalog's alert threshold for consumer lag.
@@ -33,8 +32,6 @@ const LETTERS_PER_TOPIC: i64 = 20;
 
 /// How long a listing of the dead letters is reused.
 const DLQ_CACHE: Duration = Duration::from_secs(2);
-
-type Shared = State<Arc<AdminState>>;
 
 fn is_literal(pattern: &str) -> bool {
     !pattern.contains(['*', '?', '[', '{'])

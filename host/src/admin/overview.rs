@@ -1,0 +1,55 @@
+//! The process's own routes: readiness, metrics, the summary and the page.
+
+use super::guard::Shared;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+pub(super) async fn ready(State(state): Shared) -> Response {
+    let waiting = state.waiting.lock().expect("waiting lock").clone();
+    match waiting {
+        _ if !state.ready.load(Ordering::Relaxed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+        }
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("waiting: {why}\n")).into_response(),
+        None => "ready\n".into_response(),
+    }
+}
+
+pub(super) async fn metrics(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(super) async fn summary(State(state): Shared) -> Json<serde_json::Value> {
+    let (dead_letters, errors, lag) = state.metrics.totals();
+    let s = &state.stats;
+    let waiting = state.waiting.lock().expect("waiting lock").clone();
+    let (commits, mean) = state.metrics.commits();
+    Json(json!({
+        "waiting": waiting,
+        "partitions": state.metrics.partitions(),
+        "store": {
+            "backend": state.store,
+            "commits": commits,
+            "commit_ms_mean": (mean * 1000.0 * 100.0).round() / 100.0,
+        },
+        "records": s.records.load(Ordering::Relaxed),
+        "emitted": s.emitted.load(Ordering::Relaxed),
+        "errors": errors,
+        "dead_letters": dead_letters,
+        "lag": lag,
+    }))
+}
+
+pub(super) async fn page() -> Html<&'static str> {
+    Html(include_str!("../admin.html"))
+}
