@@ -63,6 +63,7 @@ pub mod config;
 pub mod engine;
 pub mod envelope;
 pub mod event;
+pub mod fixtures;
 pub mod flows;
 pub mod harness;
 pub mod kafka;

@@ -14,8 +14,10 @@
 //! instances are dropped (a call may have stopped half-way), and the caller
 //! gets [`PoolError::Panicked`] with the message, to run the job again.
 
-use crate::engine::Engine;
-use crate::router::Instances;
+use crate::config::{Isolation, PluginSpec};
+use crate::engine::{CallInput, CallOutput, Engine, Fault, Instance, PluginVersion};
+use crate::event::Event;
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -120,6 +122,53 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// One worker's warm instances, one per plugin.
+pub struct Instances {
+    engine: Arc<Engine>,
+    warm: HashMap<String, Instance>,
+}
+
+impl Instances {
+    /// No warm instances yet.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Instances {
+            engine,
+            warm: HashMap::new(),
+        }
+    }
+
+    /// Calls `version` of `plugin`: on its warm instance (made, or replaced
+    /// when the version changed or it is worn out), or on a fresh one for
+    /// `isolation = "per-event"`. A faulted instance is dropped.
+    pub(crate) fn call(
+        &mut self,
+        spec: &PluginSpec,
+        version: &PluginVersion,
+        event: &Event,
+        input: CallInput<'_>,
+    ) -> Result<CallOutput, Fault> {
+        if spec.isolation == Isolation::PerEvent {
+            return self.engine.call(version, event, input);
+        }
+        let stale = self
+            .warm
+            .get(&spec.name)
+            .is_none_or(|i| i.hash() != version.hash || i.worn_out());
+        if stale {
+            // Free the old slot before taking a new one.
+            self.warm.remove(&spec.name);
+            let instance = self.engine.instantiate(version)?;
+            self.warm.insert(spec.name.clone(), instance);
+        }
+        let instance = self.warm.get_mut(&spec.name).expect("just inserted");
+        let result = instance.call(event, input);
+        if result.is_err() {
+            self.warm.remove(&spec.name);
+        }
+        result
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 
 use crate::config::RouterConfig;
 use crate::engine::{Engine, PluginVersion};
-use crate::harness;
+
 use crate::metrics::Metrics;
 use crate::registry::{Plugin, PluginRegistry};
 use crate::state::{LiveVersion, VersionStore};
@@ -259,9 +259,14 @@ impl Reloader {
                 if version.hash == current.hash {
                     return Ok(version);
                 }
-                harness::check_version(&self.engine, &self.config, &plugin.spec, version.clone())
-                    .map(|_| version)
-                    .map_err(|why| format!("{origin}: {why}"))
+                crate::fixtures::check_version(
+                    &self.engine,
+                    &self.config,
+                    &plugin.spec,
+                    version.clone(),
+                )
+                .map(|_| version)
+                .map_err(|why| format!("{origin}: {why}"))
             })
             .and_then(|version| {
                 if version.hash != current.hash {

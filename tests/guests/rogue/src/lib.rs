@@ -5,6 +5,8 @@
 //! - `sleep`: sleeps for an hour;
 //! - `forge`: emits with forged host headers (`switchyard-hop: 0`);
 //! - `retry`: asks to be retried, every time;
+//! - `flaky`: asks to be retried on every other call of its instance, and
+//!   emits `rogue.ok` on the others (so a retry succeeds);
 //! - `hoard`: stages 1 MiB values in state, 200 times (200 MiB in the host);
 //! - `chatter`: logs 1 MiB lines, 200 times;
 //! - `flood`: stages 9 MiB of state, then emits 8 MiB (17 MiB in all);
@@ -14,6 +16,9 @@
 use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, Level, json};
 
 struct Rogue;
+
+/// How many `flaky` calls this instance has seen.
+static FLAKY_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Handler for Rogue {
     fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
@@ -33,6 +38,13 @@ impl Handler for Rogue {
                     .header("ce_type", "forged"),
             ]),
             "retry" => Err(HandlerError::Retry("not yet, and never".into())),
+            "flaky" => {
+                let calls = FLAKY_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if calls % 2 == 0 {
+                    return Err(HandlerError::Retry("not yet".into()));
+                }
+                Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode, "after": "a retry" }))?])
+            }
             "hoard" => {
                 let mib = "h".repeat(1 << 20);
                 for i in 0..200 {

@@ -1,0 +1,338 @@
+//! The per-record path, and the one place that knows both events and plugins.
+//!
+//! [`Router::route`] takes one record through everything that is not I/O:
+//! skip excluded topics, decode the envelope, find the subscribed plugins,
+//! run each on the version current at that moment (on a warm instance from
+//! the worker's [`Instances`]), check what it emitted against its config
+//! and wrap every emit into an [`OutRecord`] (`emit.rs`).
+//! [`Router::run_batch`] does that for a partition's batch in order, each
+//! record seeing the state the ones before it wrote, and stops at the first
+//! record that must wait ([`next_step`], a pure retry policy in
+//! `failure.rs`). The live partition workers and the fixture runner
+//! ([`crate::fixtures`]) both call [`Router::run_batch`], so a fixture's
+//! record runs the same per-record code and the same retry policy as a live
+//! one (the fixture runner skips the backoff delays). Nothing here does
+//! Kafka I/O or commits state: the caller commits the [`Effect`]s and
+//! produces the records.
+
+mod emit;
+mod failure;
+
+pub use emit::{PLUGIN_HEADER, RESERVED_HEADER_PREFIXES, VERSION_HEADER};
+pub use failure::{Failure, Next, next_step};
+
+use crate::config::{KafkaConfig, Matcher};
+use crate::engine::CallInput;
+use crate::envelope::{self, DecodeError};
+use crate::event::{Event, OutRecord, Record};
+use crate::pool::Instances;
+use crate::registry::{Plugin, PluginRegistry};
+use crate::state::{BatchView, Effect, RecordEffects, StateRead, StateStore};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one plugin did with one event.
+#[derive(Debug)]
+pub struct PluginCall {
+    /// The plugin.
+    pub plugin: Arc<Plugin>,
+    /// The version label it ran on.
+    pub version: String,
+    /// The records to produce, or why there are none.
+    pub result: Result<Vec<OutRecord>, Failure>,
+    /// The plugin had already processed this event id; nothing ran and
+    /// `result` holds the records it produced then.
+    pub duplicate: bool,
+    /// What it did to state, to commit (none for duplicates and failures).
+    pub effect: Option<Effect>,
+    /// How long the call took.
+    pub took: Duration,
+}
+
+/// What became of one record.
+#[derive(Debug)]
+pub enum RecordOutcome {
+    /// Not for the router: an excluded topic, or a record that does not
+    /// decode on a topic no plugin could want. Counted, not dead-lettered.
+    Skipped(String),
+    /// It does not decode, on a topic a plugin may consume: dead-letter it.
+    Undecodable(DecodeError),
+    /// Decoded and handed to every subscriber.
+    Routed {
+        /// The event's type.
+        ty: String,
+        /// The event's id.
+        id: String,
+        /// One entry per subscribed plugin, in config order.
+        calls: Vec<PluginCall>,
+    },
+}
+
+impl RecordOutcome {
+    /// The state effects of this record, in plugin order.
+    pub fn effect_refs(&self) -> impl Iterator<Item = &Effect> {
+        let calls: &[PluginCall] = match self {
+            RecordOutcome::Routed { calls, .. } => calls,
+            _ => &[],
+        };
+        calls.iter().filter_map(|c| c.effect.as_ref())
+    }
+
+    /// The state effects to commit for this record.
+    pub fn effects(&self) -> RecordEffects {
+        self.effect_refs().cloned().collect()
+    }
+}
+
+/// A record that stopped its batch: it must wait and run again.
+#[derive(Debug)]
+pub struct Stop {
+    /// The plugin that failed.
+    pub plugin: String,
+    /// Why.
+    pub failure: Failure,
+    /// How long to wait.
+    pub delay: Duration,
+}
+
+/// What [`Router::run_batch`] did.
+#[derive(Debug)]
+pub struct BatchRun {
+    /// The outcomes of the records that completed, from the first, in order.
+    pub done: Vec<RecordOutcome>,
+    /// Why the record after them must wait, if one must.
+    pub stop: Option<Stop>,
+}
+
+/// Routes records to plugins.
+pub struct Router {
+    registry: Arc<PluginRegistry>,
+    exclude: Matcher,
+    max_hops: u32,
+    max_record_bytes: usize,
+    /// Topics on which an event was routed to a plugin.
+    learned: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl Router {
+    /// A router over `registry`'s plugins.
+    pub fn new(
+        registry: Arc<PluginRegistry>,
+        exclude: Matcher,
+        max_hops: u32,
+        max_record_bytes: usize,
+    ) -> Self {
+        Router {
+            registry,
+            exclude,
+            max_hops,
+            max_record_bytes,
+            learned: Default::default(),
+        }
+    }
+
+    /// Marks `topic` as one plugins consume, so that a record on it that
+    /// does not decode is dead-lettered rather than skipped.
+    pub fn learn(&self, topic: &str) {
+        if !self.learned.read().expect("learned lock").contains(topic) {
+            self.learned
+                .write()
+                .expect("learned lock")
+                .insert(topic.to_string());
+        }
+    }
+
+    /// The plugins.
+    pub fn registry(&self) -> &Arc<PluginRegistry> {
+        &self.registry
+    }
+
+    /// Whether a record on `topic` that does not decode is worth a dead
+    /// letter: some plugin names the topic by a topic glob, or subscribes to
+    /// an event type spelled exactly like it (the catalogs name topics after
+    /// event types), or an event on it was routed to a plugin since the
+    /// router started. Other topics (Avro, `_schemas`, connectors) are
+    /// counted and skipped.
+    fn wanted(&self, topic: &str) -> bool {
+        self.learned.read().expect("learned lock").contains(topic)
+            || self.registry.plugins().iter().any(|p| {
+                p.spec.topics.matches(topic) || p.spec.types.patterns().iter().any(|t| t == topic)
+            })
+    }
+
+    /// Takes one record through every subscribed plugin, reading state
+    /// through `view`. Nothing is committed.
+    pub fn route(
+        &self,
+        record: &Record,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+    ) -> RecordOutcome {
+        if self.exclude.matches(&record.topic) {
+            return RecordOutcome::Skipped("excluded topic".into());
+        }
+        let event = match envelope::decode(record) {
+            Ok(event) => event,
+            Err(e) if self.wanted(&record.topic) => return RecordOutcome::Undecodable(e),
+            Err(e) => return RecordOutcome::Skipped(format!("no plugin consumes it, and {e}")),
+        };
+        let calls: Vec<PluginCall> = self
+            .registry
+            .subscribers(&event.ty, &event.topic)
+            .map(|plugin| self.run(plugin, &event, view, instances))
+            .collect();
+        if !calls.is_empty() {
+            self.learn(&event.topic);
+        }
+        RecordOutcome::Routed {
+            ty: event.ty,
+            id: event.id,
+            calls,
+        }
+    }
+
+    /// Runs `records` in order, each seeing the state written by the ones
+    /// before it, until one must wait (the first record counts as attempt
+    /// `attempt`, the others as their first).
+    pub fn run_batch(
+        &self,
+        records: &[Record],
+        attempt: u32,
+        store: &Arc<dyn StateStore>,
+        instances: &mut Instances,
+        kafka: &KafkaConfig,
+    ) -> BatchRun {
+        let view = Arc::new(BatchView::new(store.clone()));
+        if store.remote() {
+            // One round trip for the batch's processed marks instead of one
+            // per record; it costs a second decode, so only for a remote store.
+            let keys: Vec<(String, String)> = records
+                .iter()
+                .filter(|r| !self.exclude.matches(&r.topic))
+                .filter_map(|r| envelope::decode(r).ok())
+                .flat_map(|e| {
+                    self.registry
+                        .subscribers(&e.ty, &e.topic)
+                        .map(|p| (p.spec.name.clone(), e.id.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if let Err(e) = view.prefetch(keys) {
+                tracing::debug!("prefetching processed marks: {e:#}");
+            }
+        }
+        let mut done = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            let outcome = self.route(record, &view, instances);
+            if let RecordOutcome::Routed { calls, .. } = &outcome {
+                let attempt = if i == 0 { attempt } else { 1 };
+                let waiting = calls.iter().find_map(|c| {
+                    let failure = c.result.as_ref().err()?;
+                    match next_step(failure, attempt, kafka) {
+                        Next::RetryAfter(delay) => Some(Stop {
+                            plugin: c.plugin.spec.name.clone(),
+                            failure: failure.clone(),
+                            delay,
+                        }),
+                        Next::DeadLetter => None,
+                    }
+                });
+                if let Some(stop) = waiting {
+                    return BatchRun {
+                        done,
+                        stop: Some(stop),
+                    };
+                }
+            }
+            view.apply(outcome.effect_refs());
+            done.push(outcome);
+        }
+        BatchRun { done, stop: None }
+    }
+
+    /// Runs one plugin on one decoded event, through `view`.
+    fn run(
+        &self,
+        plugin: &Arc<Plugin>,
+        event: &Event,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+    ) -> PluginCall {
+        let version = plugin.current();
+        let started = Instant::now();
+        let mut call = PluginCall {
+            plugin: plugin.clone(),
+            version: version.label().to_string(),
+            result: Ok(Vec::new()),
+            duplicate: false,
+            effect: None,
+            took: Duration::ZERO,
+        };
+        let spec = &plugin.spec;
+        if plugin.is_paused() {
+            call.result = Err(Failure::Paused);
+            return call;
+        }
+        match view.processed(&spec.name, &event.id) {
+            Ok(Some(outputs)) => {
+                call.duplicate = true;
+                call.result = OutRecord::decode_all(&outputs).map_err(Failure::State);
+                return call;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                call.result = Err(Failure::State(format!("{e:#}")));
+                return call;
+            }
+        }
+        if event.hops >= self.max_hops {
+            call.result = Err(Failure::Loop(event.hops));
+            return call;
+        }
+        if let Some(field) = &spec.input_key_field
+            && let Err(why) = emit::key_matches(event, field)
+        {
+            call.result = Err(Failure::Key(why));
+            return call;
+        }
+        let _span = tracing::debug_span!("handle", plugin = %spec.name, version = %call.version,
+            topic = %event.topic, partition = event.partition, offset = event.offset,
+            event_id = %event.id, correlation_id = event.correlation_id.as_deref().unwrap_or(""))
+        .entered();
+        let state: Arc<dyn StateRead> = view.clone();
+        let input = CallInput {
+            state: &state,
+            config: &spec.config,
+            limits: spec.limits,
+        };
+        let result = instances
+            .call(spec, &version, event, input)
+            .map_err(Failure::Fault)
+            .and_then(|out| {
+                let emits = out.result.map_err(Failure::Handler)?;
+                let records = emits
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, emit)| {
+                        emit::wrap(spec, &call.version, event, i, emit, self.max_record_bytes)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((records, out.reads, out.writes))
+            });
+        call.took = started.elapsed();
+        match result {
+            Ok((records, reads, writes)) => {
+                call.effect = Some(Effect {
+                    plugin: spec.name.clone(),
+                    event_id: event.id.clone(),
+                    reads,
+                    writes,
+                    outputs: OutRecord::encode_all(&records),
+                });
+                call.result = Ok(records);
+            }
+            Err(failure) => call.result = Err(failure),
+        }
+        call
+    }
+}
