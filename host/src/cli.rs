@@ -29,6 +29,29 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `--lang`: the languages `switchyard new` writes, as the command line
+/// spells them (the config's [`Lang`](crate::config::Lang) knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LangArg {
+    /// Rust with the `switchyard-sdk` crate.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with componentize-js.
+    Js,
+}
+
+impl From<LangArg> for crate::config::Lang {
+    fn from(lang: LangArg) -> Self {
+        use crate::config::Lang;
+        match lang {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::Js,
+        }
+    }
+}
+
 /// Routes Kafka events to sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
@@ -79,7 +102,7 @@ pub enum Command {
         state_dir: PathBuf,
         /// Keep plugin state and versions in PostgreSQL instead of a local
         /// file, shared by every instance of the group:
-        /// postgres://user[:password]@host[:port]/database.
+        /// `postgres://user[:password]@host[:port]/database`.
         #[arg(long, env = "SWITCHYARD_STATE_URL")]
         state_url: Option<String>,
         /// The consumer group, overriding the config's.
@@ -118,7 +141,7 @@ pub enum Command {
         name: String,
         /// Its language.
         #[arg(long, value_enum, default_value = "rust")]
-        lang: crate::config::Lang,
+        lang: LangArg,
         /// The folder to create (default: ./<name>).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -201,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let dir = scaffold::create(&scaffold::NewPlugin {
                 name,
-                lang,
+                lang: lang.into(),
                 dir,
                 sdk,
             })?;

@@ -44,6 +44,23 @@ impl EnvelopeStyle {
     }
 }
 
+/// The most bytes of guest-provided error text (panic messages, stderr)
+/// kept anywhere: logs, dead-letter headers, metrics and the admin API.
+pub const MAX_ERROR_TEXT: usize = 2048;
+
+/// `text` cut to at most `max` bytes on a character boundary, saying how
+/// much was cut.
+pub fn truncate_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes cut)", &text[..end], text.len() - end)
+}
+
 /// One record header: a name and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {

@@ -285,7 +285,7 @@ impl CallCtx {
         self.logged = Some((now, 0));
         let shown = |bytes: &[u8], dropped: usize| {
             let text = String::from_utf8_lossy(bytes);
-            let text = crate::engine::truncate_text(text.trim_end(), 512);
+            let text = crate::event::truncate_text(text.trim_end(), 512);
             if dropped > 0 {
                 format!("{text} (+{dropped} bytes dropped)")
             } else {

@@ -20,7 +20,9 @@ mod context;
 mod output;
 
 use crate::bindings::{Handler, HandlerPre};
-use crate::event::{Emit, Event, HandlerError};
+pub use crate::config::Limits;
+
+use crate::event::{Emit, Event, HandlerError, MAX_ERROR_TEXT, truncate_text};
 use crate::state::{Reads, StateRead, Writes};
 use cache::CompileCache;
 use context::CallCtx;
@@ -38,23 +40,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// How many calls a reused instance serves before it is replaced, so that
 /// memory a plugin leaks or fragments is returned.
 pub const RECYCLE_AFTER: u64 = 10_000;
-
-/// The most bytes of guest-provided error text (panic messages, stderr)
-/// kept anywhere: logs, dead-letter headers, metrics and the admin API.
-pub const MAX_ERROR_TEXT: usize = 2048;
-
-/// `text` cut to at most `max` bytes on a character boundary, saying how
-/// much was cut.
-pub fn truncate_text(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes cut)", &text[..end], text.len() - end)
-}
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -92,24 +77,6 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("switchyard"))
-}
-
-/// Per-call limits, configurable per plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall time a call may run before it is interrupted.
-    pub timeout: Duration,
-    /// The most linear memory a call may grow to, in bytes.
-    pub memory_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_millis(1000),
-            memory_bytes: 64 << 20,
-        }
-    }
 }
 
 /// Whether a version was compiled now or loaded from the compile cache.

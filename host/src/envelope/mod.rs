@@ -1,5 +1,5 @@
-//! Envelope codecs: decode every catalog's envelope style into one [`Event`],
-//! and encode emits back in the style a route asks for.
+//! Envelope codecs: decode every catalog's envelope style into one
+//! [`Event`](crate::event::Event), and encode emits back in the style a route asks for.
 //!
 //! Styles seen in the catalogs:
 //!

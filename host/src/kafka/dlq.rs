@@ -20,8 +20,8 @@
 
 use super::sink::Sink;
 use crate::config::KafkaConfig;
-use crate::engine::{MAX_ERROR_TEXT, truncate_text};
 use crate::event::{Header, OutRecord, Record};
+use crate::event::{MAX_ERROR_TEXT, truncate_text};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};

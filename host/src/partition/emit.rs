@@ -98,7 +98,7 @@ impl Worker {
                             };
                             out.extend(dead_letter(shared, record, &letter, hold).await);
                             tracing::warn!(plugin = %name, "{at}: {}; dead-lettered after {attempts} attempt(s)",
-                                crate::engine::truncate_text(&message, 512));
+                                crate::event::truncate_text(&message, 512));
                             summary.push(format!("{name} dead-lettered ({})", failure.class()));
                         }
                     }
