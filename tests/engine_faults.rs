@@ -218,3 +218,27 @@ fn a_plugin_that_prints_on_every_call_never_fails_for_it() {
         );
     }
 }
+
+/// A full instance pool is `busy` (wait and retry), never a trap: the engine
+/// recognises the pooling allocator's own error type, not its wording.
+#[test]
+fn a_full_instance_pool_is_busy_not_a_fault_of_the_plugin() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = Engine::new(EngineOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        max_memory_bytes: 16 << 20,
+        pool_size: 1,
+    })
+    .unwrap();
+    let version = engine.load_file("echo", &support::guest("echo")).unwrap();
+    let held = engine.instantiate(&version).expect("the one slot");
+    match engine.instantiate(&version) {
+        Err(fault @ Fault::Busy(_)) => assert!(fault.is_transient(), "{fault}"),
+        Err(other) => panic!("expected busy, got {other}"),
+        Ok(_) => panic!("a second instance fit in a pool of one"),
+    }
+    drop(held);
+    engine
+        .instantiate(&version)
+        .expect("the slot is free again");
+}

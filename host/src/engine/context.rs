@@ -11,26 +11,26 @@
 //! so a plugin cannot block its worker thread; a call whose sleeps add up to
 //! more than its deadline fails with `timeout`, like one that spins.
 
+use super::determinism::{
+    Clocks, FixedClock, Ready, Seeded, SeededRng, SleptPastDeadline, StepClock,
+};
+use super::imports::MemoryCap;
 use super::output::CallOutput;
-use crate::bindings::switchyard::plugin::{config, log, state, types};
 use crate::state::{Reads, StateRead, Writes};
 use chrono::DateTime;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::{Linker, Resource, ResourceTable};
-use wasmtime_wasi::p2::{DynPollable, Pollable};
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// What one plugin call may touch, besides the event.
 pub(crate) struct CallCtx {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
     pub(crate) limiter: MemoryCap,
     /// What the guest wrote to stderr during the current call (a panic
     /// message, say), kept for errors and the log.
@@ -39,26 +39,26 @@ pub(crate) struct CallCtx {
     pub(crate) stdout: CallOutput,
     /// When this instance's output last went to the log, and how many
     /// calls' output was left out since (one line a second at most).
-    logged: Option<(std::time::Instant, u64)>,
-    plugin: Arc<str>,
-    event_id: String,
-    state: Option<Arc<dyn StateRead>>,
+    pub(super) logged: Option<(std::time::Instant, u64)>,
+    pub(super) plugin: Arc<str>,
+    pub(super) event_id: String,
+    pub(super) state: Option<Arc<dyn StateRead>>,
     pub(crate) staged: Writes,
     pub(crate) reads: Reads,
     pub(crate) state_error: Option<String>,
-    config: Arc<Map<String, Value>>,
+    pub(super) config: Arc<Map<String, Value>>,
     /// `config` as JSON text, made once per config rather than per call.
-    config_text: Arc<str>,
-    clocks: Arc<Clocks>,
-    random: Arc<Mutex<Seeded>>,
+    pub(super) config_text: Arc<str>,
+    pub(super) clocks: Arc<Clocks>,
+    pub(super) random: Arc<Mutex<Seeded>>,
     /// The call's deadline, against which virtual sleeps are counted.
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// Set when the guest slept past `timeout`.
     pub(crate) slept_past_deadline: bool,
     /// Bytes the host holds for this call: staged state keys and values and
     /// log lines. They count against the plugin's memory cap like its linear
     /// memory, so a plugin cannot make the host allocate without limit.
-    host_bytes: usize,
+    pub(super) host_bytes: usize,
 }
 
 /// The trap a host call raises when the call's host budget is spent.
@@ -72,112 +72,6 @@ impl std::fmt::Display for OverBudget {
 }
 
 impl std::error::Error for OverBudget {}
-
-/// The clocks one instance's WASI context reads; [`CallCtx::begin`] sets
-/// them for each call.
-#[derive(Default)]
-struct Clocks {
-    /// The event's time, in nanoseconds since the epoch.
-    wall: AtomicU64,
-    /// The virtual monotonic time of the call, in nanoseconds.
-    monotonic: AtomicU64,
-}
-
-/// A wall clock stopped at the event's time.
-struct FixedClock(Arc<Clocks>);
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.wall.load(Ordering::Relaxed))
-    }
-}
-
-/// A monotonic clock that starts at zero each call, ticks once per read and
-/// jumps forward on sleeps.
-struct StepClock(Arc<Clocks>);
-
-impl HostMonotonicClock for StepClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        self.0.monotonic.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// A generator seeded from the current call's event id, on first use (most
-/// calls never ask for randomness, so they do not pay for the seeding).
-struct Seeded {
-    /// The event id to seed from, until the first draw of the call.
-    pending: Option<String>,
-    rng: rand::rngs::StdRng,
-}
-
-impl Seeded {
-    fn rng(&mut self) -> &mut rand::rngs::StdRng {
-        if let Some(id) = self.pending.take() {
-            let seed: [u8; 32] = Sha256::digest(id.as_bytes()).into();
-            self.rng = rand::rngs::StdRng::from_seed(seed);
-        }
-        &mut self.rng
-    }
-}
-
-/// Randomness reseeded from each call's event id.
-struct SeededRng(Arc<Mutex<Seeded>>);
-
-impl rand::TryRng for SeededRng {
-    type Error = std::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(rand::Rng::next_u32(self.0.lock().expect("rng lock").rng()))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(rand::Rng::next_u64(self.0.lock().expect("rng lock").rng()))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        rand::Rng::fill_bytes(self.0.lock().expect("rng lock").rng(), dst);
-        Ok(())
-    }
-}
-
-/// A pollable that is always ready: what a virtual sleep returns.
-struct Ready;
-
-#[async_trait::async_trait]
-impl Pollable for Ready {
-    async fn ready(&mut self) {}
-}
-
-/// The error a call fails with when its virtual sleeps pass its deadline.
-#[derive(Debug, thiserror::Error)]
-#[error("slept past the deadline")]
-pub(crate) struct SleptPastDeadline;
-
-/// Shadows WASI's monotonic-clock subscriptions with virtual sleeps (see the
-/// module docs). Call after WASI is added to `linker`.
-pub(crate) fn add_virtual_sleeps(linker: &mut Linker<CallCtx>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
-    clock.func_wrap(
-        "subscribe-duration",
-        |mut store: wasmtime::StoreContextMut<'_, CallCtx>, (nanos,): (u64,)| {
-            store.data_mut().sleep(nanos).map(|r| (r,))
-        },
-    )?;
-    clock.func_wrap(
-        "subscribe-instant",
-        |mut store: wasmtime::StoreContextMut<'_, CallCtx>, (at,): (u64,)| {
-            let ctx = store.data_mut();
-            let now = ctx.clocks.monotonic.load(Ordering::Relaxed);
-            ctx.sleep(at.saturating_sub(now)).map(|r| (r,))
-        },
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
-}
 
 impl CallCtx {
     /// A context for an instance of `plugin`.
@@ -322,7 +216,7 @@ impl CallCtx {
 
     /// A virtual sleep of `nanos`: advances the monotonic clock, and fails
     /// the call once the total passes its deadline.
-    fn sleep(&mut self, nanos: u64) -> wasmtime::Result<Resource<DynPollable>> {
+    pub(super) fn sleep(&mut self, nanos: u64) -> wasmtime::Result<Resource<DynPollable>> {
         let now = self
             .clocks
             .monotonic
@@ -343,112 +237,5 @@ impl WasiView for CallCtx {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// Caps linear memory, and remembers whether the cap was hit so that the
-/// resulting trap is reported as a memory overrun.
-pub(crate) struct MemoryCap {
-    pub(crate) limit: usize,
-    pub(crate) exceeded: bool,
-}
-
-impl MemoryCap {
-    fn new(limit: usize) -> Self {
-        MemoryCap {
-            limit,
-            exceeded: false,
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-impl types::Host for CallCtx {}
-
-impl log::Host for CallCtx {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.charge(message.len())?;
-        let (plugin, event_id) = (&*self.plugin, self.event_id.as_str());
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, event_id, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, event_id, "{message}"),
-            log::Level::Info => tracing::info!(plugin, event_id, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, event_id, "{message}"),
-            log::Level::Error => tracing::error!(plugin, event_id, "{message}"),
-        }
-        Ok(())
-    }
-}
-
-impl state::Host for CallCtx {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        if let Some(staged) = self.staged.get(&key) {
-            return Ok(staged.clone());
-        }
-        if let Some(read) = self.reads.get(&key) {
-            return Ok(read.clone());
-        }
-        let Some(state) = &self.state else {
-            return Ok(None);
-        };
-        match state.get(&self.plugin, &key) {
-            Ok(value) => {
-                self.charge(key.len() + value.as_ref().map_or(0, Vec::len))?;
-                self.reads.insert(key, value.clone());
-                Ok(value)
-            }
-            Err(e) => {
-                self.state_error = Some(format!("state store read failed: {e:#}"));
-                Ok(None)
-            }
-        }
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
-        self.charge(key.len() + value.len())?;
-        self.staged.insert(key, Some(value));
-        Ok(())
-    }
-
-    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.charge(key.len())?;
-        self.staged.insert(key, None);
-        Ok(())
-    }
-}
-
-impl config::Host for CallCtx {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        let value = self.config.get(&key).map(Value::to_string);
-        self.charge(value.as_ref().map_or(0, String::len))?;
-        Ok(value)
-    }
-
-    fn all(&mut self) -> wasmtime::Result<String> {
-        self.charge(self.config_text.len())?;
-        Ok(self.config_text.to_string())
     }
 }

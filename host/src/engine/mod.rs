@@ -17,16 +17,22 @@
 
 mod cache;
 mod context;
+mod determinism;
+mod fault;
+mod imports;
+mod instance;
 mod output;
 
-use crate::bindings::{Handler, HandlerPre};
+pub use fault::{Fault, LoadError};
+use fault::{classify, one_line};
+pub use instance::{CallInput, CallOutput, Instance};
+
+use crate::bindings::HandlerPre;
 pub use crate::config::Limits;
 
-use crate::event::{Emit, Event, HandlerError, MAX_ERROR_TEXT, truncate_text};
-use crate::state::{Reads, StateRead, Writes};
+use crate::event::Event;
 use cache::CompileCache;
 use context::CallCtx;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,168 +125,6 @@ impl std::fmt::Debug for PluginVersion {
     }
 }
 
-/// Why a file could not become a plugin version.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The bytes are not WebAssembly at all.
-    #[error(
-        "not a WebAssembly file (no `\\0asm` header); point `wasm` at a .wasm built for wasm32-wasip2"
-    )]
-    NotWasm,
-    /// A core module, not a component.
-    #[error(
-        "a core wasm module, not a component; build it with `cargo build --target wasm32-wasip2`"
-    )]
-    CoreModule,
-    /// The component does not implement the handler world.
-    #[error("does not implement switchyard:plugin/handler@0.1.0: {0}")]
-    WrongWorld(String),
-    /// wasmtime rejected the component.
-    #[error("failed to compile: {0}")]
-    Compile(String),
-    /// The file could not be read.
-    #[error("cannot read it: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Why one call failed without the handler returning.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fault {
-    /// The guest trapped (panic, unreachable, stack overflow, bad access...).
-    #[error("trap: {0}")]
-    Trap(String),
-    /// The call ran past its deadline and was interrupted.
-    #[error("timeout: interrupted after the {0:?} deadline")]
-    Timeout(Duration),
-    /// The guest tried to grow memory past its cap.
-    #[error("memory: tried to grow linear memory past the {0}-byte cap")]
-    Memory(usize),
-    /// The host failed around the call (state store, instantiation).
-    #[error("host: {0}")]
-    Host(String),
-    /// No instance could be made now (the pool is full): wait and retry.
-    #[error("busy: {0}")]
-    Busy(String),
-}
-
-impl Fault {
-    /// The error class used in logs, dead-letter headers and metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Fault::Trap(_) => "trap",
-            Fault::Timeout(_) => "timeout",
-            Fault::Memory(_) => "memory",
-            Fault::Host(_) => "host",
-            Fault::Busy(_) => "busy",
-        }
-    }
-
-    /// Whether it says nothing about the plugin or the event (the host or
-    /// its store failed), so the call should wait and run again rather than
-    /// be dead-lettered.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Fault::Host(_) | Fault::Busy(_))
-    }
-}
-
-/// What one successful call (the handler returned) produced.
-#[derive(Debug)]
-pub struct CallOutput {
-    /// What the handler returned.
-    pub result: Result<Vec<Emit>, HandlerError>,
-    /// The state writes it staged; apply them only if `result` is `Ok`.
-    pub writes: Writes,
-    /// The committed values it read, to check at commit time.
-    pub reads: Reads,
-}
-
-/// The inputs of one call besides the event.
-pub struct CallInput<'a> {
-    /// The state the plugin reads (committed state, or a batch's view of it).
-    pub state: &'a Arc<dyn StateRead>,
-    /// The plugin's config object.
-    pub config: &'a Arc<Map<String, Value>>,
-    /// The limits for this call.
-    pub limits: Limits,
-}
-
-/// An instance of one plugin version that serves call after call.
-///
-/// Its linear memory persists between calls; everything else a call can see
-/// is reset first (see `context`). Drop it after any [`Fault`]: a trap can
-/// leave the guest's memory inconsistent.
-pub struct Instance {
-    store: wasmtime::Store<CallCtx>,
-    handler: Handler,
-    hash: String,
-    calls: u64,
-}
-
-impl Instance {
-    /// The content hash of the version it runs.
-    pub fn hash(&self) -> &str {
-        &self.hash
-    }
-
-    /// Whether it has served its share of calls and should be replaced.
-    pub fn worn_out(&self) -> bool {
-        self.calls >= RECYCLE_AFTER
-    }
-
-    /// Runs the handler on `event`.
-    pub fn call(&mut self, event: &Event, input: CallInput<'_>) -> Result<CallOutput, Fault> {
-        self.calls += 1;
-        self.store.data_mut().begin(
-            &event.id,
-            &event.time,
-            input.state.clone(),
-            input.config.clone(),
-            input.limits,
-        );
-        let ticks = input
-            .limits
-            .timeout
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1);
-        self.store
-            .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        let wit_event = event.into();
-        let outcome = self.handler.call_handle(&mut self.store, &wit_event);
-        let ctx = self.store.data_mut();
-        ctx.log_output();
-        match outcome {
-            Err(e) => Err(classify(
-                &e,
-                ctx.limiter.exceeded,
-                ctx.slept_past_deadline,
-                input.limits,
-                &ctx.call_stderr(),
-            )),
-            Ok(_) if ctx.state_error.is_some() => {
-                Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
-            }
-            Ok(result) => {
-                let result: Result<Vec<crate::event::Emit>, _> = result
-                    .map(|emits| emits.into_iter().map(Into::into).collect())
-                    .map_err(Into::into);
-                // The emits were copied out of the guest into the host: they
-                // count against the same budget as staged state and logs.
-                if let Ok(emits) = &result
-                    && ctx.charge(emits.iter().map(emit_bytes).sum()).is_err()
-                {
-                    return Err(Fault::Memory(input.limits.memory_bytes));
-                }
-                Ok(CallOutput {
-                    result,
-                    writes: std::mem::take(&mut ctx.staged),
-                    reads: std::mem::take(&mut ctx.reads),
-                })
-            }
-        }
-    }
-}
-
 /// A wasmtime engine, its linker and compile cache, and the epoch ticker.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -303,7 +147,7 @@ impl Engine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        context::add_virtual_sleeps(&mut linker)?;
+        determinism::add_virtual_sleeps(&mut linker)?;
         crate::bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
             &mut linker,
             |ctx| ctx,
@@ -440,9 +284,9 @@ impl Engine {
                 .unwrap_or(u64::MAX),
         );
         let handler = version.pre.instantiate(&mut store).map_err(|e| {
-            let text = one_line(&e);
-            if text.contains("maximum concurrent") {
-                Fault::Busy(text)
+            // The pooling allocator's typed error: every slot is taken.
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                Fault::Busy(one_line(&e))
             } else {
                 classify(&e, false, false, Limits::default(), &[])
             }
@@ -495,61 +339,6 @@ fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config
-}
-
-/// The bytes an emit holds in the host.
-fn emit_bytes(emit: &crate::event::Emit) -> usize {
-    emit.ty.len()
-        + emit.data.len()
-        + emit.key.as_ref().map_or(0, String::len)
-        + emit.topic.as_ref().map_or(0, String::len)
-        + emit
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.len())
-            .sum::<usize>()
-}
-
-fn classify(
-    error: &wasmtime::Error,
-    memory_exceeded: bool,
-    slept_past_deadline: bool,
-    limits: Limits,
-    stderr: &[u8],
-) -> Fault {
-    if memory_exceeded {
-        return Fault::Memory(limits.memory_bytes);
-    }
-    if slept_past_deadline {
-        return Fault::Timeout(limits.timeout);
-    }
-    let trap = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => return Fault::Timeout(limits.timeout),
-        Some(trap) => trap.to_string(),
-        None => one_line(error),
-    };
-    // A Rust guest's panic message goes to stderr just before it aborts.
-    let said: Vec<&str> = std::str::from_utf8(stderr)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
-        .collect();
-    let text = if said.is_empty() {
-        trap
-    } else {
-        format!("{trap} ({})", said.join(" "))
-    };
-    Fault::Trap(truncate_text(&text, MAX_ERROR_TEXT))
-}
-
-/// An error chain on one line, without wasmtime's multi-line backtrace.
-fn one_line(error: &wasmtime::Error) -> String {
-    let parts: Vec<String> = error
-        .chain()
-        .map(|e| e.to_string().lines().next().unwrap_or_default().to_string())
-        .collect();
-    parts.join(": ")
 }
 
 fn list_or_none(items: &[String]) -> String {
