@@ -57,15 +57,31 @@ impl ProduceError {
 }
 
 /// A record handed to the producer, not yet acknowledged.
-pub struct Delivery(DeliveryFuture);
+pub struct Delivery(Pending);
+
+enum Pending {
+    /// librdkafka's answer, to come.
+    Broker(DeliveryFuture),
+    /// Known already (an in-process output).
+    Ready(Result<(), ProduceError>),
+}
 
 impl Delivery {
+    /// A delivery whose answer is already known: what an output that is not
+    /// a Kafka producer (an in-process one, in tests) hands back.
+    pub fn ready(result: Result<(), ProduceError>) -> Self {
+        Delivery(Pending::Ready(result))
+    }
+
     /// Waits for the broker's answer.
     pub async fn wait(self) -> Result<(), ProduceError> {
-        match self.0.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(ProduceError::of(&e)),
-            Err(_) => Err(ProduceError::Transient("the producer was dropped".into())),
+        match self.0 {
+            Pending::Ready(result) => result,
+            Pending::Broker(future) => match future.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(ProduceError::of(&e)),
+                Err(_) => Err(ProduceError::Transient("the producer was dropped".into())),
+            },
         }
     }
 }
@@ -198,7 +214,7 @@ impl Sink {
             }
             let producer = self.producer();
             match producer.send_result(future) {
-                Ok(delivery) => return Ok(Delivery(delivery)),
+                Ok(delivery) => return Ok(Delivery(Pending::Broker(delivery))),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }

@@ -4,7 +4,7 @@
 use super::Worker;
 use crate::event::Record;
 use crate::router::RecordOutcome;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 impl Worker {
@@ -49,4 +49,28 @@ impl Worker {
             }
         }
     }
+}
+
+/// Counters for the dev summary line and the admin API.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records handled (routed, skipped or dead-lettered).
+    pub records: AtomicU64,
+    /// Records produced from emits.
+    pub emitted: AtomicU64,
+    /// Plugin calls that failed (each attempt).
+    pub errors: AtomicU64,
+    /// Records sent to a dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Records skipped: excluded topics, or undecodable on topics no plugin wants.
+    pub skipped: AtomicU64,
+    /// Records whose outputs were all acknowledged and whose offsets were stored.
+    pub acked: AtomicU64,
+    /// Batches committed to the state store.
+    pub commits: AtomicU64,
+    /// Microseconds partitions waited for those commits, in total.
+    pub commit_micros: AtomicU64,
+    /// Records run again because a commit found their reads changed (or the
+    /// event already processed elsewhere).
+    pub reruns: AtomicU64,
 }

@@ -26,12 +26,15 @@
 mod ack;
 mod count;
 mod emit;
+mod ports;
+
+pub use count::Stats;
+pub use ports::{Offsets, Outputs};
 
 use crate::committer::Committer;
 use crate::config::KafkaConfig;
 use crate::event::Record;
-use crate::kafka::sink::Sink;
-use crate::kafka::source::{Lease, Partition, Source};
+use crate::kafka::source::{Lease, Partition};
 use crate::kafka::txn::Transactions;
 use crate::metrics::Metrics;
 use crate::pool::{PoolError, WorkerPool};
@@ -40,33 +43,9 @@ use crate::state::StateStore;
 use ack::ack_in_order;
 use emit::Pending;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// Counters for the dev summary line and the admin API.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Records handled (routed, skipped or dead-lettered).
-    pub records: AtomicU64,
-    /// Records produced from emits.
-    pub emitted: AtomicU64,
-    /// Plugin calls that failed (each attempt).
-    pub errors: AtomicU64,
-    /// Records sent to a dead-letter topic.
-    pub dead_letters: AtomicU64,
-    /// Records skipped: excluded topics, or undecodable on topics no plugin wants.
-    pub skipped: AtomicU64,
-    /// Records whose outputs were all acknowledged and whose offsets were stored.
-    pub acked: AtomicU64,
-    /// Batches committed to the state store.
-    pub commits: AtomicU64,
-    /// Microseconds partitions waited for those commits, in total.
-    pub commit_micros: AtomicU64,
-    /// Records run again because a commit found their reads changed (or the
-    /// event already processed elsewhere).
-    pub reruns: AtomicU64,
-}
 
 /// What every partition worker shares.
 pub struct Shared {
@@ -78,10 +57,10 @@ pub struct Shared {
     pub store: Arc<dyn StateStore>,
     /// Group commit.
     pub committer: Arc<Committer>,
-    /// The producer.
-    pub sink: Arc<Sink>,
+    /// Where outputs and dead letters go: the producer.
+    pub sink: Arc<dyn Outputs>,
     /// The consumer, for pausing, resuming and storing offsets.
-    pub source: Arc<Source>,
+    pub source: Arc<dyn Offsets>,
     /// With exactly-once, the Kafka transactions outputs and offsets go
     /// into; `None` for at-least-once.
     pub txn: Option<Arc<Transactions>>,
@@ -129,12 +108,14 @@ pub struct PartitionQueue {
 type Paused = Arc<std::sync::Mutex<bool>>;
 
 impl PartitionQueue {
-    /// Starts a worker for `partition` under `lease`.
+    /// Starts a worker for `partition` under `lease`, as a task in `tasks`;
+    /// returns its queue and the task's id.
     pub fn start(
         shared: Arc<Shared>,
         partition: Partition,
         lease: Lease,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> (Self, tokio::task::Id) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = PartitionQueue {
             records: tx,
@@ -149,7 +130,8 @@ impl PartitionQueue {
             queued: queue.queued.clone(),
             paused: queue.paused.clone(),
         };
-        (queue, tokio::spawn(worker.run(rx)))
+        let task = tasks.spawn(worker.run(rx));
+        (queue, task.id())
     }
 
     /// Whether the worker still holds the partition.
@@ -159,7 +141,7 @@ impl PartitionQueue {
 
     /// Queues `record`; pauses the partition in the consumer when its queue
     /// is full. Never waits.
-    pub fn push(&self, record: Record, source: &Source, limit: usize) {
+    pub fn push(&self, record: Record, source: &dyn Offsets, limit: usize) {
         let partition = (record.topic.clone(), record.partition);
         let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
         if self.records.send(record).is_err() {

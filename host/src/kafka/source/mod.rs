@@ -54,6 +54,12 @@ pub type Partition = (String, i32);
 pub struct Lease(Arc<AtomicBool>);
 
 impl Lease {
+    /// A live lease on a partition that no consumer assigned: for running a
+    /// partition worker in-process, with no broker (tests).
+    pub fn detached() -> Self {
+        Lease(Arc::new(AtomicBool::new(true)))
+    }
+
     /// Whether the partition is still assigned under this lease.
     pub fn live(&self) -> bool {
         self.0.load(Ordering::Acquire)
