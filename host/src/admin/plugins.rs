@@ -2,7 +2,7 @@
 //! rollback, pause and resume.
 
 use super::guard::{AdminState, Shared, problem, refusal};
-use crate::reload::Reloader;
+use crate::reload::{ReloadError, Reloader};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,7 +34,7 @@ async fn change(
     state: Arc<AdminState>,
     headers: &HeaderMap,
     name: String,
-    op: impl FnOnce(&Reloader, &str) -> Result<(), String> + Send + 'static,
+    op: impl FnOnce(&Reloader, &str) -> Result<(), ReloadError> + Send + 'static,
 ) -> Response {
     if let Some(refused) = refusal(&state, headers) {
         return refused;
@@ -46,7 +46,7 @@ async fn change(
     let n = name.clone();
     match tokio::task::spawn_blocking(move || op(&reloader, &n)).await {
         Ok(Ok(())) => show(State(state), Path(name)).await,
-        Ok(Err(why)) => problem(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Ok(Err(why)) => problem(StatusCode::UNPROCESSABLE_ENTITY, why.to_string()),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -1,0 +1,153 @@
+//! The command line's arguments, as clap parses them.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `--lang`: the languages `switchyard new` writes, as the command line
+/// spells them (the config's [`Lang`](crate::config::Lang) knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LangArg {
+    /// Rust with the `switchyard-sdk` crate.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with componentize-js.
+    Js,
+}
+
+impl From<LangArg> for crate::config::Lang {
+    fn from(lang: LangArg) -> Self {
+        use crate::config::Lang;
+        match lang {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::Js,
+        }
+    }
+}
+
+/// Routes Kafka events to sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    /// Where compiled plugins are cached (default: $SWITCHYARD_CACHE_DIR,
+    /// else $XDG_CACHE_HOME/switchyard, else ~/.cache/switchyard).
+    #[arg(long, global = true, env = "SWITCHYARD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run plugins on fixture files, without a broker.
+    Test {
+        /// Example folders (holding router.toml) or router.toml files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only this plugin's fixtures.
+        #[arg(long)]
+        plugin: Option<String>,
+    },
+    /// Check that wasm files implement the handler world.
+    Validate {
+        /// The component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Route a Kafka cluster's events to the plugins.
+    Run {
+        /// The router config.
+        #[arg(long)]
+        config: PathBuf,
+        /// `bootstrap.servers`, overriding the config's.
+        #[arg(long, env = "SWITCHYARD_BROKERS")]
+        brokers: Option<String>,
+        /// Where to serve the admin API and /metrics.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: std::net::SocketAddr,
+        /// Do not serve the admin API.
+        #[arg(long)]
+        no_admin: bool,
+        /// Where the plugin state store lives.
+        #[arg(long, default_value = ".switchyard/state")]
+        state_dir: PathBuf,
+        /// Keep plugin state and versions in PostgreSQL instead of a local
+        /// file, shared by every instance of the group:
+        /// `postgres://user[:password]@host[:port]/database`.
+        #[arg(long, env = "SWITCHYARD_STATE_URL")]
+        state_url: Option<String>,
+        /// The consumer group, overriding the config's.
+        #[arg(long)]
+        group: Option<String>,
+        /// A stable id for this instance in the group (static membership):
+        /// restarted with the same id, it takes its partitions back at once
+        /// instead of after the session timeout. Give each instance its own,
+        /// such as its pod name.
+        #[arg(long, env = "SWITCHYARD_INSTANCE_ID")]
+        instance_id: Option<String>,
+        /// Do not create topics through the admin API: for brokers without
+        /// CreateTopics (the librdkafka mock cluster), which auto-create on
+        /// first produce.
+        #[arg(long)]
+        no_create_topics: bool,
+    },
+    /// Run the router on an embedded Kafka-protocol broker, with a live tail.
+    Dev {
+        /// The router config.
+        #[arg(long, default_value = "examples/booking/router.toml")]
+        config: PathBuf,
+        /// Where the plugin state store lives (default: a fresh temporary folder).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Seconds between summary lines.
+        #[arg(long, default_value_t = 10)]
+        summary_secs: u64,
+        /// Where to serve the admin API (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
+    },
+    /// Write a new plugin: a handler, a fixture, a schema and a router.toml.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: LangArg,
+        /// The folder to create (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust only: the switchyard-sdk crate to depend on (default: the
+        /// checkout this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Dead-letter topics.
+    Dlq {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+/// `switchyard dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send every record of a dead-letter topic back to its original topic.
+    Replay {
+        /// The dead-letter topic, such as `booking.booking.created.dlq`.
+        topic: String,
+        /// `bootstrap.servers`.
+        #[arg(long, env = "SWITCHYARD_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Give up after this many seconds without a record.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        /// A `router.toml` whose `[kafka.client]` settings (SASL, TLS) the
+        /// replay uses, as the router does.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
