@@ -1,6 +1,8 @@
 //! [`MemoryStore`]: plugin state in memory, for the test harness and the
-//! unit tests; the reference the durable stores are checked against.
+//! unit tests. A commit holds the store's lock while it checks the batches
+//! and applies the plan, so it is one transaction like the durable stores'.
 
+use super::check::{Committed, check};
 use super::{RecordEffects, StateRead, StateStore};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -15,6 +17,20 @@ pub struct MemoryStore {
 struct MemoryInner {
     values: HashMap<String, BTreeMap<String, Vec<u8>>>,
     seen: HashMap<String, HashMap<String, Vec<u8>>>,
+}
+
+impl Committed for MemoryInner {
+    fn value_is(&self, plugin: &str, key: &str, expected: Option<&[u8]>) -> anyhow::Result<bool> {
+        let now = self.values.get(plugin).and_then(|ns| ns.get(key));
+        Ok(now.map(Vec::as_slice) == expected)
+    }
+
+    fn marked(&self, plugin: &str, event_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .seen
+            .get(plugin)
+            .is_some_and(|ids| ids.contains_key(event_id)))
+    }
 }
 
 impl MemoryStore {
@@ -44,41 +60,22 @@ impl StateRead for MemoryStore {
 impl StateStore for MemoryStore {
     fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
         let mut inner = self.inner.lock().expect("state lock poisoned");
-        let inner = &mut *inner;
-        let mut applied = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut n = 0;
-            for record in batch.iter() {
-                let holds = record.iter().all(|e| {
-                    let ns = inner.values.get(&e.plugin);
-                    let seen = inner.seen.get(&e.plugin);
-                    e.reads
-                        .iter()
-                        .all(|(k, v)| ns.and_then(|ns| ns.get(k)) == v.as_ref())
-                        && seen.is_none_or(|s| !s.contains_key(&e.event_id))
-                });
-                if !holds {
-                    break;
-                }
-                for e in record {
-                    let ns = inner.values.entry(e.plugin.clone()).or_default();
-                    for (key, value) in &e.writes {
-                        match value {
-                            Some(v) => ns.insert(key.clone(), v.clone()),
-                            None => ns.remove(key),
-                        };
-                    }
-                    inner
-                        .seen
-                        .entry(e.plugin.clone())
-                        .or_default()
-                        .insert(e.event_id.clone(), e.outputs.clone());
-                }
-                n += 1;
-            }
-            applied.push(n);
+        let plan = check(batches, &*inner)?;
+        for ((plugin, key), value) in plan.writes {
+            let ns = inner.values.entry(plugin.to_string()).or_default();
+            match value {
+                Some(v) => ns.insert(key.to_string(), v.to_vec()),
+                None => ns.remove(key),
+            };
         }
-        Ok(applied)
+        for mark in plan.marks {
+            inner
+                .seen
+                .entry(mark.plugin.to_string())
+                .or_default()
+                .insert(mark.event_id.to_string(), mark.outputs.to_vec());
+        }
+        Ok(plan.applied)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -18,6 +18,11 @@
 //! ones after it run again on fresh state. Two partitions running one plugin
 //! therefore never lose an update, and a global counter stays gapless.
 //!
+//! That check is written once (`state/check.rs`) and returns a plan: per
+//! partition how many records pass, and the writes, processed marks and
+//! outputs to apply. Each store only reads what the check asks for (inside
+//! its committing transaction) and applies the plan in that transaction.
+//!
 //! Optimistic concurrency was chosen over serialising each plugin's calls:
 //! most plugins keep state per entity (a booking, a payment), so partitions
 //! rarely touch the same key and never wait for each other; a plugin with a
@@ -33,6 +38,7 @@
 //! an upload, a rollback or a pause outlives a restart, and every instance
 //! sharing a PostgreSQL store serves the same version.
 
+mod check;
 #[doc(hidden)]
 pub mod contract;
 mod disk;

@@ -3,8 +3,9 @@
 
 use super::PgStore;
 use crate::state::RecordEffects;
+use crate::state::check::{ReadAhead, check, touched};
 use deadpool_postgres::Pool;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 
@@ -29,82 +30,20 @@ struct Columns {
     values: Vec<Vec<u8>>,
 }
 
-/// What one commit decided, before it is written.
-struct Plan {
+/// What one commit applied.
+struct Done {
+    /// For each batch, how many of its records were applied.
     applied: Vec<usize>,
-    upserts: Columns,
-    deletes: Columns,
-    marks: Columns,
-    added: HashMap<String, i64>,
+    /// How many events of each plugin were marked processed.
+    marked: HashMap<String, i64>,
 }
 
-/// Checks `batches` record by record against the committed `values` and
-/// `marked` events, in order, as the redb store does.
-fn plan(
-    batches: &[Vec<RecordEffects>],
-    mut values: HashMap<(String, String), Option<Vec<u8>>>,
-    mut marked: HashSet<(String, String)>,
-) -> Plan {
-    let mut writes: BTreeMap<(String, String), Option<Vec<u8>>> = BTreeMap::new();
-    let mut plan = Plan {
-        applied: Vec::with_capacity(batches.len()),
-        upserts: Columns::default(),
-        deletes: Columns::default(),
-        marks: Columns::default(),
-        added: HashMap::new(),
-    };
-    for batch in batches {
-        let mut n = 0;
-        for record in batch {
-            let holds = record.iter().all(|e| {
-                !marked.contains(&(e.plugin.clone(), e.event_id.clone()))
-                    && e.reads.iter().all(|(k, seen)| {
-                        values
-                            .get(&(e.plugin.clone(), k.clone()))
-                            .cloned()
-                            .flatten()
-                            .as_deref()
-                            == seen.as_deref()
-                    })
-            });
-            if !holds {
-                break;
-            }
-            for e in record {
-                for (key, value) in &e.writes {
-                    let at = (e.plugin.clone(), key.clone());
-                    values.insert(at.clone(), value.clone());
-                    writes.insert(at, value.clone());
-                }
-                marked.insert((e.plugin.clone(), e.event_id.clone()));
-                plan.marks.plugins.push(e.plugin.clone());
-                plan.marks.keys.push(e.event_id.clone());
-                plan.marks.values.push(e.outputs.clone());
-                *plan.added.entry(e.plugin.clone()).or_default() += 1;
-            }
-            n += 1;
-        }
-        plan.applied.push(n);
-    }
-    for ((plugin, key), value) in writes {
-        let columns = match value {
-            Some(value) => {
-                plan.upserts.values.push(value);
-                &mut plan.upserts
-            }
-            None => &mut plan.deletes,
-        };
-        columns.plugins.push(plugin);
-        columns.keys.push(key);
-    }
-    plan
-}
-
-/// One attempt at a commit: `Ok(Err(e))` is a conflict to run again.
+/// One attempt at a commit: read ahead what the check needs, check, write
+/// the plan; `Ok(Err(e))` is a conflict to run again.
 async fn try_commit(
     pool: &Pool,
     batches: &[Vec<RecordEffects>],
-) -> anyhow::Result<Result<Plan, tokio_postgres::Error>> {
+) -> anyhow::Result<Result<Done, tokio_postgres::Error>> {
     let mut client = PgStore::client(pool).await?;
     let attempt = async {
         let txn = client
@@ -112,84 +51,103 @@ async fn try_commit(
             .isolation_level(tokio_postgres::IsolationLevel::Serializable)
             .start()
             .await?;
-        let (mut ids, mut keys) = (Columns::default(), Columns::default());
-        for e in batches.iter().flatten().flatten() {
-            ids.plugins.push(e.plugin.clone());
-            ids.keys.push(e.event_id.clone());
-            for key in e.reads.keys() {
-                keys.plugins.push(e.plugin.clone());
-                keys.keys.push(key.clone());
-            }
-        }
-        let marked: HashSet<(String, String)> = txn
-            .query(
-                "SELECT p.plugin, p.event_id FROM switchyard_processed p \
-                 JOIN unnest($1::text[], $2::text[]) AS i(plugin, event_id) \
-                 USING (plugin, event_id)",
-                &[&ids.plugins, &ids.keys],
-            )
-            .await?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let mut values: HashMap<(String, String), Option<Vec<u8>>> = keys
-            .plugins
-            .iter()
-            .cloned()
-            .zip(keys.keys.iter().cloned())
-            .map(|k| (k, None))
-            .collect();
-        if !keys.plugins.is_empty() {
+        let batches: Vec<&[RecordEffects]> = batches.iter().map(Vec::as_slice).collect();
+        let touched = touched(&batches);
+        let mut committed = ReadAhead::default();
+        if !touched.events.is_empty() {
+            let (plugins, ids) = columns(&touched.events);
             for row in txn
                 .query(
-                    "SELECT s.plugin, s.key, s.value FROM switchyard_state s \
-                     JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k(plugin, key) \
-                     USING (plugin, key)",
-                    &[&keys.plugins, &keys.keys],
+                    "SELECT p.plugin, p.event_id FROM switchyard_processed p \
+                     JOIN unnest($1::text[], $2::text[]) AS i(plugin, event_id) \
+                     USING (plugin, event_id)",
+                    &[&plugins, &ids],
                 )
                 .await?
             {
-                values.insert((row.get(0), row.get(1)), Some(row.get(2)));
+                committed.mark(row.get(0), row.get(1));
             }
         }
-        let plan = plan(batches, values, marked);
-        if !plan.upserts.plugins.is_empty() {
+        if !touched.keys.is_empty() {
+            let (plugins, keys) = columns(&touched.keys);
+            for row in txn
+                .query(
+                    "SELECT s.plugin, s.key, s.value FROM switchyard_state s \
+                     JOIN unnest($1::text[], $2::text[]) AS k(plugin, key) \
+                     USING (plugin, key)",
+                    &[&plugins, &keys],
+                )
+                .await?
+            {
+                committed.value(row.get(0), row.get(1), row.get(2));
+            }
+        }
+        let plan = check(&batches, &committed)?;
+        let (mut upserts, mut deletes) = (Columns::default(), Columns::default());
+        for ((plugin, key), value) in &plan.writes {
+            let columns = match value {
+                Some(value) => {
+                    upserts.values.push(value.to_vec());
+                    &mut upserts
+                }
+                None => &mut deletes,
+            };
+            columns.plugins.push(plugin.to_string());
+            columns.keys.push(key.to_string());
+        }
+        if !upserts.plugins.is_empty() {
             txn.execute(
                 "INSERT INTO switchyard_state (plugin, key, value) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
                  ON CONFLICT (plugin, key) DO UPDATE SET value = EXCLUDED.value",
-                &[
-                    &plan.upserts.plugins,
-                    &plan.upserts.keys,
-                    &plan.upserts.values,
-                ],
+                &[&upserts.plugins, &upserts.keys, &upserts.values],
             )
             .await?;
         }
-        if !plan.deletes.plugins.is_empty() {
+        if !deletes.plugins.is_empty() {
             txn.execute(
                 "DELETE FROM switchyard_state s USING unnest($1::text[], $2::text[]) AS d(plugin, key) \
                  WHERE s.plugin = d.plugin AND s.key = d.key",
-                &[&plan.deletes.plugins, &plan.deletes.keys],
+                &[&deletes.plugins, &deletes.keys],
             )
             .await?;
         }
-        if !plan.marks.plugins.is_empty() {
+        if !plan.marks.is_empty() {
+            let mut marks = Columns::default();
+            for mark in &plan.marks {
+                marks.plugins.push(mark.plugin.to_string());
+                marks.keys.push(mark.event_id.to_string());
+                marks.values.push(mark.outputs.to_vec());
+            }
             txn.execute(
                 "INSERT INTO switchyard_processed (plugin, event_id, outputs) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
-                &[&plan.marks.plugins, &plan.marks.keys, &plan.marks.values],
+                &[&marks.plugins, &marks.keys, &marks.values],
             )
             .await?;
         }
         txn.commit().await?;
-        Ok::<_, tokio_postgres::Error>(plan)
+        Ok::<_, anyhow::Error>(Done {
+            marked: plan.marks_per_plugin(),
+            applied: plan.applied,
+        })
     };
     match attempt.await {
-        Ok(plan) => Ok(Ok(plan)),
-        Err(e) if retryable(&e) => Ok(Err(e)),
-        Err(e) => Err(anyhow::Error::new(e).context("state commit")),
+        Ok(done) => Ok(Ok(done)),
+        Err(e) => match e.downcast::<tokio_postgres::Error>() {
+            Ok(e) if retryable(&e) => Ok(Err(e)),
+            Ok(e) => Err(anyhow::Error::new(e).context("state commit")),
+            Err(e) => Err(e.context("state commit")),
+        },
     }
+}
+
+/// The plugin and the key (or event id) columns of `pairs`.
+fn columns(pairs: &BTreeSet<(&str, &str)>) -> (Vec<String>, Vec<String>) {
+    pairs
+        .iter()
+        .map(|(plugin, key)| (plugin.to_string(), key.to_string()))
+        .unzip()
 }
 
 impl PgStore {
@@ -201,12 +159,12 @@ impl PgStore {
     ) -> anyhow::Result<Vec<usize>> {
         let owned: Vec<Vec<RecordEffects>> = batches.iter().map(|b| b.to_vec()).collect();
         let pool = self.pool.clone();
-        let plan = self.run(async move {
+        let done = self.run(async move {
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 match try_commit(&pool, &owned).await? {
-                    Ok(plan) => return Ok(plan),
+                    Ok(done) => return Ok(done),
                     Err(e) if attempt >= MAX_ATTEMPTS => {
                         return Err(anyhow::Error::new(e).context(format!(
                             "state commit conflicted {MAX_ATTEMPTS} times in a row"
@@ -220,13 +178,14 @@ impl PgStore {
                 }
             }
         })?;
-        let applied = plan.applied;
-        self.prune(plan.added);
-        Ok(applied)
+        self.prune(done.marked);
+        Ok(done.applied)
     }
 
     /// Deletes the marks of plugins past their window, a tenth of `keep`
-    /// after the last prune.
+    /// after the last prune. Runs inline, on the caller's (the commit)
+    /// thread, after the commit and outside its transaction; a failure is
+    /// only logged.
     fn prune(&self, added: HashMap<String, i64>) {
         let due: Vec<String> = {
             let mut unpruned = self.unpruned.lock().expect("prune lock");

@@ -8,12 +8,14 @@
 //! # Transactions
 //!
 //! One [`StateStore::commit`] is one `SERIALIZABLE` transaction, whatever
-//! the number of partitions and records in it, in five round trips: fetch
-//! the processed marks of every event in it, fetch every value any call
-//! read, then (after the checks, made record by record in memory, in order)
-//! upsert the writes, delete the deletes and insert the processed marks with
-//! their outputs. A record whose reads no longer hold, or whose event is
-//! already marked, cuts its partition's batch there, exactly as in redb.
+//! the number of partitions and records in it, in five statements at most.
+//! It reads ahead in two: the processed marks of every event in it, and
+//! every value any call read (one query each, not one per key). Then it
+//! runs the commit check every store shares, record by record and in order,
+//! in memory against what it read; and writes the plan in three: upsert the
+//! writes, delete the deletes, insert the processed marks with their
+//! outputs. A record whose reads no longer hold, or whose event is already
+//! marked, cuts its partition's batch there, exactly as in redb.
 //!
 //! Two instances committing at once cannot both pass a check on the same
 //! value: PostgreSQL aborts one of them with a serialization failure (or a
@@ -28,8 +30,9 @@
 //!
 //! Each plugin keeps the marks of its newest `keep` events (by commit
 //! order), pruned a tenth of `keep` at a time, inline on the commit thread
-//! after the commit that crossed the step (not in the background), so at most
-//! `keep + keep / 10` are kept. An event redelivered after its mark was
+//! right after the commit that crossed the step, in a statement of its own
+//! (not in the background; a failed prune is logged and tried again at the
+//! next step), so at most `keep + keep / 10` are kept. An event redelivered after its mark was
 //! pruned runs again as a new event: on current state, with outputs that
 //! may differ from the first run. Size `[state] keep_processed` so that it
 //! covers the longest redelivery you expect (a consumer group's lag after an
