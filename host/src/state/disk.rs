@@ -17,7 +17,7 @@
 //! applies the plan in that same transaction.
 
 use super::check::{Committed, Mark, check};
-use super::{LiveVersion, RecordEffects, StateRead, StateStore, VersionStore};
+use super::{LiveVersion, RecordEffects, StateError, StateRead, StateStore, VersionStore};
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
@@ -91,20 +91,9 @@ impl DiskStore {
             path: path.to_path_buf(),
         })
     }
-}
 
-impl StateRead for DiskStore {
-    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(STATE)?;
-        Ok(table
-            .get(join(plugin, key).as_str())?
-            .map(|v| v.value().to_vec()))
-    }
-}
-
-impl StateStore for DiskStore {
-    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
+    /// Checks and applies `batches` in one write transaction.
+    fn apply(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
         let txn = self.db.begin_write()?;
         let applied = {
             let mut state = txn.open_table(STATE)?;
@@ -162,6 +151,22 @@ impl StateStore for DiskStore {
         };
         txn.commit()?;
         Ok(applied)
+    }
+}
+
+impl StateRead for DiskStore {
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STATE)?;
+        Ok(table
+            .get(join(plugin, key).as_str())?
+            .map(|v| v.value().to_vec()))
+    }
+}
+
+impl StateStore for DiskStore {
+    fn commit(&self, batches: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError> {
+        Ok(self.apply(batches)?)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -3,7 +3,7 @@
 //! and applies the plan, so it is one transaction like the durable stores'.
 
 use super::check::{Committed, check};
-use super::{RecordEffects, StateRead, StateStore};
+use super::{RecordEffects, StateError, StateRead, StateStore};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -58,7 +58,7 @@ impl StateRead for MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
+    fn commit(&self, batches: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError> {
         let mut inner = self.inner.lock().expect("state lock poisoned");
         let plan = check(batches, &*inner)?;
         for ((plugin, key), value) in plan.writes {

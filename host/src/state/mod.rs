@@ -42,11 +42,13 @@ mod check;
 #[doc(hidden)]
 pub mod contract;
 mod disk;
+mod error;
 mod memory;
 mod postgres;
 mod view;
 
 pub use disk::DiskStore;
+pub use error::StateError;
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, Unreachable, redact};
 pub use view::BatchView;
@@ -87,8 +89,9 @@ pub type RecordEffects = Vec<Effect>;
 pub trait StateStore: StateRead {
     /// Applies `batches` in one transaction, each batch's records in order,
     /// and returns for each batch how many of its records were applied
-    /// before the first whose reads or processed mark no longer held.
-    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>>;
+    /// before the first whose reads or processed mark no longer held. On an
+    /// error nothing was applied.
+    fn commit(&self, batches: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError>;
     /// The outputs recorded when `plugin` processed `event_id`, if it did.
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Every committed key and value of `plugin`'s namespace.

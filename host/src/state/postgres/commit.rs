@@ -1,9 +1,9 @@
 //! The PostgreSQL store's commit: one `SERIALIZABLE` transaction per group,
 //! run again on a serialization failure, and the pruning of processed ids.
 
-use super::PgStore;
-use crate::state::RecordEffects;
+use super::{PgStore, Unreachable};
 use crate::state::check::{ReadAhead, check, touched};
+use crate::state::{RecordEffects, StateError};
 use deadpool_postgres::Pool;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -20,6 +20,12 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
             | Some(&SqlState::T_R_DEADLOCK_DETECTED)
             | Some(&SqlState::UNIQUE_VIOLATION)
     )
+}
+
+/// Whether the connection failed under the commit (the server stopped or
+/// the network dropped): the store is unreachable, not wrong.
+fn lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || std::error::Error::source(e).is_some_and(|cause| cause.is::<std::io::Error>())
 }
 
 /// The plugin, key and value columns of a batch, as arrays for `unnest`.
@@ -136,6 +142,7 @@ async fn try_commit(
         Ok(done) => Ok(Ok(done)),
         Err(e) => match e.downcast::<tokio_postgres::Error>() {
             Ok(e) if retryable(&e) => Ok(Err(e)),
+            Ok(e) if lost(&e) => Err(anyhow::Error::new(Unreachable::new(e))),
             Ok(e) => Err(anyhow::Error::new(e).context("state commit")),
             Err(e) => Err(e.context("state commit")),
         },
@@ -166,9 +173,12 @@ impl PgStore {
                 match try_commit(&pool, &owned).await? {
                     Ok(done) => return Ok(done),
                     Err(e) if attempt >= MAX_ATTEMPTS => {
-                        return Err(anyhow::Error::new(e).context(format!(
-                            "state commit conflicted {MAX_ATTEMPTS} times in a row"
-                        )));
+                        return Err(anyhow::Error::new(StateError::Conflict {
+                            attempts: attempt,
+                            last: e
+                                .as_db_error()
+                                .map_or_else(|| e.to_string(), ToString::to_string),
+                        }));
                     }
                     Err(_) => {
                         // Let the winner finish; spread the losers out.

@@ -48,7 +48,7 @@ mod commit;
 mod schema;
 mod versions;
 
-use super::{RecordEffects, StateRead, StateStore};
+use super::{RecordEffects, StateError, StateRead, StateStore};
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::{BTreeMap, HashMap};
@@ -89,9 +89,16 @@ pub fn redact(url: &str) -> String {
 
 /// PostgreSQL did not answer (down, restarting, unreachable): a transient
 /// failure to wait out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot reach PostgreSQL: {0}")]
 pub struct Unreachable(String);
+
+impl Unreachable {
+    /// PostgreSQL did not answer, for the reason `why`.
+    pub(crate) fn new(why: impl std::fmt::Display) -> Self {
+        Unreachable(why.to_string())
+    }
+}
 
 impl PgStore {
     /// Connects to `url` with a pool of at most `connections`, runs the
@@ -169,7 +176,7 @@ impl PgStore {
             // The server answered and refused (a wrong password, a missing
             // database): a setup error, said as it is.
             PoolError::Backend(e) if e.code().is_some() => anyhow::Error::new(e),
-            e => anyhow::Error::new(Unreachable(e.to_string())),
+            e => anyhow::Error::new(Unreachable::new(e)),
         })
     }
 
@@ -198,8 +205,8 @@ impl StateRead for PgStore {
 }
 
 impl StateStore for PgStore {
-    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
-        self.commit_batches(batches)
+    fn commit(&self, batches: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError> {
+        Ok(self.commit_batches(batches)?)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
