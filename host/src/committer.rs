@@ -3,18 +3,20 @@
 //!
 //! A partition worker hands its batch's effects to [`Committer::commit`] and
 //! awaits how many of its records were applied (the rest conflicted and run
-//! again). While one transaction is being written and fsync'd, the batches
+//! again), or a [`StateError`] that says whether the store is unreachable,
+//! the commit kept conflicting, or something else failed; a failed group
+//! commit hands the same error to every partition in it. While one transaction is being written and fsync'd, the batches
 //! that arrive queue up and go together in the next one, so the fsync is
 //! paid once per group however many partitions are busy.
 
 use crate::metrics::Metrics;
-use crate::state::{RecordEffects, StateStore};
+use crate::state::{RecordEffects, StateError, StateStore};
 use std::sync::Arc;
 use std::sync::mpsc;
 
 struct Request {
     effects: Arc<Vec<RecordEffects>>,
-    reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    reply: tokio::sync::oneshot::Sender<Result<usize, StateError>>,
 }
 
 /// Commits batches in groups.
@@ -52,9 +54,8 @@ impl Committer {
                             }
                         }
                         Err(e) => {
-                            let why = format!("{e:#}");
                             for request in group {
-                                let _ = request.reply.send(Err(why.clone()));
+                                let _ = request.reply.send(Err(e.clone()));
                             }
                         }
                     }
@@ -64,19 +65,74 @@ impl Committer {
     }
 
     /// Commits one partition's batch with whatever else is ready; returns
-    /// how many of its records were applied, or why the store failed (then
-    /// nothing of it was applied).
+    /// how many of its records were applied, or why the commit failed (then
+    /// nothing of it was applied): [`StateError::transient`] tells a store to
+    /// wait for (unreachable, conflicting) from one that will not get better
+    /// by itself; [`StateError::Stopped`] means the commit thread is gone.
     /// The effects are shared, not copied, so a caller that must retry after
     /// a store failure hands the same batch in again.
-    pub async fn commit(&self, effects: Arc<Vec<RecordEffects>>) -> Result<usize, String> {
+    pub async fn commit(&self, effects: Arc<Vec<RecordEffects>>) -> Result<usize, StateError> {
         if effects.iter().all(Vec::is_empty) {
             return Ok(effects.len());
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.requests
             .send(Request { effects, reply })
-            .map_err(|_| "the commit thread stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the commit thread stopped".to_string())?
+            .map_err(|_| StateError::Stopped)?;
+        rx.await.map_err(|_| StateError::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Effect, MemoryStore, StateRead, Unreachable};
+    use std::collections::BTreeMap;
+
+    /// A store that cannot be reached.
+    struct Down;
+
+    impl StateRead for Down {
+        fn get(&self, _: &str, _: &str) -> anyhow::Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+    }
+
+    impl StateStore for Down {
+        fn commit(&self, _: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError> {
+            Err(anyhow::Error::new(Unreachable::new("connection refused")).into())
+        }
+        fn processed(&self, _: &str, _: &str) -> anyhow::Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn snapshot(&self, _: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+            Ok(BTreeMap::new())
+        }
+    }
+
+    fn batch(id: &str) -> Arc<Vec<RecordEffects>> {
+        Arc::new(vec![vec![Effect {
+            plugin: "p".into(),
+            event_id: id.into(),
+            reads: Default::default(),
+            writes: [("k".to_string(), Some(id.as_bytes().to_vec()))].into(),
+            outputs: Vec::new(),
+        }]])
+    }
+
+    #[tokio::test]
+    async fn a_commit_says_how_many_applied_or_why_not() {
+        let metrics = Arc::new(Metrics::new("g"));
+        let store = Arc::new(MemoryStore::new());
+        let committer = Committer::new(store.clone(), metrics.clone()).unwrap();
+        assert_eq!(committer.commit(batch("e1")).await.unwrap(), 1);
+        // Already processed: applied nothing, and that is no error.
+        assert_eq!(committer.commit(batch("e1")).await.unwrap(), 0);
+        assert_eq!(store.get("p", "k").unwrap(), Some(b"e1".to_vec()));
+
+        let down = Committer::new(Arc::new(Down), metrics).unwrap();
+        let e = down.commit(batch("e2")).await.unwrap_err();
+        assert!(matches!(e, StateError::Unreachable(_)), "{e:?}");
+        assert!(e.transient());
     }
 }

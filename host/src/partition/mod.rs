@@ -358,7 +358,7 @@ impl Worker {
                 }
                 Err(why) => {
                     tracing::error!(attempt, "state store: {why}; waiting");
-                    *shared.store_failing.lock().expect("store lock") = Some(why);
+                    *shared.store_failing.lock().expect("store lock") = Some(why.to_string());
                     if !shared.sleep(shared.kafka.backoff(attempt)).await {
                         return None;
                     }

@@ -6,13 +6,20 @@
 //! - `state`: `<plugin>\0<key>` -> value;
 //! - `processed`: `<plugin>\0<event id>` -> the outputs it produced;
 //! - `processed_order`: (`plugin`, sequence) -> event id, oldest first, so
-//!   the memory of processed ids stays bounded (`keep` per plugin);
+//!   the memory of processed ids stays bounded (`keep` per plugin: the
+//!   commit that marks an id past the window deletes the oldest one, inline,
+//!   in the same transaction);
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`).
+//!
+//! A commit checks the batches with the check every store shares, reading
+//! the `state` and `processed` tables inside its write transaction, and
+//! applies the plan in that same transaction.
 
-use super::{Effect, LiveVersion, RecordEffects, StateRead, StateStore, VersionStore};
+use super::check::{Committed, Mark, check};
+use super::{LiveVersion, RecordEffects, StateError, StateRead, StateStore, VersionStore};
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -31,6 +38,26 @@ pub struct DiskStore {
 
 fn join(plugin: &str, key: &str) -> String {
     format!("{plugin}\0{key}")
+}
+
+/// The tables the commit check reads, inside the committing transaction.
+struct Tables<'a, 't> {
+    state: &'a Table<'t, &'static str, &'static [u8]>,
+    processed: &'a Table<'t, &'static str, &'static [u8]>,
+}
+
+impl Committed for Tables<'_, '_> {
+    fn value_is(&self, plugin: &str, key: &str, expected: Option<&[u8]>) -> anyhow::Result<bool> {
+        let now = self.state.get(join(plugin, key).as_str())?;
+        Ok(now.as_ref().map(|v| v.value()) == expected)
+    }
+
+    fn marked(&self, plugin: &str, event_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .processed
+            .get(join(plugin, event_id).as_str())?
+            .is_some())
+    }
 }
 
 impl DiskStore {
@@ -64,6 +91,67 @@ impl DiskStore {
             path: path.to_path_buf(),
         })
     }
+
+    /// Checks and applies `batches` in one write transaction.
+    fn apply(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
+        let txn = self.db.begin_write()?;
+        let applied = {
+            let mut state = txn.open_table(STATE)?;
+            let mut processed = txn.open_table(PROCESSED)?;
+            let mut order = txn.open_table(ORDER)?;
+            let plan = check(
+                batches,
+                &Tables {
+                    state: &state,
+                    processed: &processed,
+                },
+            )?;
+            for ((plugin, key), value) in &plan.writes {
+                let key = join(plugin, key);
+                match value {
+                    Some(v) => state.insert(key.as_str(), *v)?,
+                    None => state.remove(key.as_str())?,
+                };
+            }
+            // The next sequence number of each plugin's processed ids.
+            let mut next: HashMap<&str, u64> = HashMap::new();
+            for Mark {
+                plugin,
+                event_id,
+                outputs,
+            } in &plan.marks
+            {
+                processed.insert(join(plugin, event_id).as_str(), *outputs)?;
+                let seq = match next.get_mut(plugin) {
+                    Some(seq) => seq,
+                    None => {
+                        let first = order
+                            .range((*plugin, 0)..=(*plugin, u64::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map(|(k, _)| k.value().1 + 1)
+                            .unwrap_or(0);
+                        next.entry(plugin).or_insert(first)
+                    }
+                };
+                order.insert((*plugin, *seq), *event_id)?;
+                // The window: the oldest id past `keep` goes, in this
+                // same transaction.
+                if *seq >= self.keep {
+                    let old = order
+                        .remove((*plugin, *seq - self.keep))?
+                        .map(|id| id.value().to_string());
+                    if let Some(id) = old {
+                        processed.remove(join(plugin, &id).as_str())?;
+                    }
+                }
+                *seq += 1;
+            }
+            plan.applied
+        };
+        txn.commit()?;
+        Ok(applied)
+    }
 }
 
 impl StateRead for DiskStore {
@@ -77,78 +165,8 @@ impl StateRead for DiskStore {
 }
 
 impl StateStore for DiskStore {
-    fn commit(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
-        let txn = self.db.begin_write()?;
-        let mut applied = Vec::with_capacity(batches.len());
-        {
-            let mut state = txn.open_table(STATE)?;
-            let mut processed = txn.open_table(PROCESSED)?;
-            let mut order = txn.open_table(ORDER)?;
-            // The next sequence number of each plugin's processed ids.
-            let mut next: HashMap<String, u64> = HashMap::new();
-            for batch in batches {
-                let mut n = 0;
-                'records: for record in batch.iter() {
-                    for effect in record {
-                        if processed
-                            .get(join(&effect.plugin, &effect.event_id).as_str())?
-                            .is_some()
-                        {
-                            break 'records;
-                        }
-                        for (key, seen) in &effect.reads {
-                            let now = state.get(join(&effect.plugin, key).as_str())?;
-                            if now.as_ref().map(|v| v.value()) != seen.as_deref() {
-                                break 'records;
-                            }
-                        }
-                    }
-                    for effect in record {
-                        let Effect {
-                            plugin,
-                            event_id,
-                            writes,
-                            outputs,
-                            ..
-                        } = effect;
-                        for (key, value) in writes {
-                            let key = join(plugin, key);
-                            match value {
-                                Some(v) => state.insert(key.as_str(), v.as_slice())?,
-                                None => state.remove(key.as_str())?,
-                            };
-                        }
-                        processed.insert(join(plugin, event_id).as_str(), outputs.as_slice())?;
-                        let seq = match next.get_mut(plugin) {
-                            Some(seq) => seq,
-                            None => {
-                                let first = order
-                                    .range((plugin.as_str(), 0)..=(plugin.as_str(), u64::MAX))?
-                                    .next_back()
-                                    .transpose()?
-                                    .map(|(k, _)| k.value().1 + 1)
-                                    .unwrap_or(0);
-                                next.entry(plugin.clone()).or_insert(first)
-                            }
-                        };
-                        order.insert((plugin.as_str(), *seq), event_id.as_str())?;
-                        if *seq >= self.keep {
-                            let old = order
-                                .remove((plugin.as_str(), *seq - self.keep))?
-                                .map(|id| id.value().to_string());
-                            if let Some(id) = old {
-                                processed.remove(join(plugin, &id).as_str())?;
-                            }
-                        }
-                        *seq += 1;
-                    }
-                    n += 1;
-                }
-                applied.push(n);
-            }
-        }
-        txn.commit()?;
-        Ok(applied)
+    fn commit(&self, batches: &[&[RecordEffects]]) -> Result<Vec<usize>, StateError> {
+        Ok(self.apply(batches)?)
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -223,6 +241,7 @@ impl VersionStore for DiskStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Effect;
     use super::*;
 
     #[test]

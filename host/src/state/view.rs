@@ -1,0 +1,142 @@
+//! [`BatchView`]: what the records of one partition's batch read while it
+//! runs, committed state with the batch's own earlier effects on top.
+
+use super::{Effect, StateRead, StateStore};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// A batch's view of the store: committed state with the writes and
+/// processed marks of the batch's earlier records on top.
+pub struct BatchView {
+    base: Arc<dyn StateStore>,
+    overlay: Mutex<Overlay>,
+}
+
+#[derive(Default)]
+struct Overlay {
+    writes: HashMap<(String, String), Option<Vec<u8>>>,
+    processed: HashMap<(String, String), Vec<u8>>,
+    /// Looked up in the store at the start of the batch and not processed.
+    unprocessed: HashSet<(String, String)>,
+}
+
+impl BatchView {
+    /// A view of `base` with nothing on top.
+    pub fn new(base: Arc<dyn StateStore>) -> Self {
+        BatchView {
+            base,
+            overlay: Mutex::default(),
+        }
+    }
+
+    /// Puts one record's effects on top, for the records after it.
+    pub fn apply<'a>(&self, effects: impl IntoIterator<Item = &'a Effect>) {
+        let mut overlay = self.overlay.lock().expect("overlay lock");
+        for effect in effects {
+            for (key, value) in &effect.writes {
+                overlay
+                    .writes
+                    .insert((effect.plugin.clone(), key.clone()), value.clone());
+            }
+            overlay.processed.insert(
+                (effect.plugin.clone(), effect.event_id.clone()),
+                effect.outputs.clone(),
+            );
+        }
+    }
+
+    /// Looks up the processed marks of `keys` (plugin, event id) in one go,
+    /// so that the records of the batch need no lookup of their own. A mark
+    /// written after this by another instance is still caught: the commit
+    /// checks every mark again.
+    pub fn prefetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<()> {
+        let found = self.base.processed_many(&keys)?;
+        let mut overlay = self.overlay.lock().expect("overlay lock");
+        for key in keys {
+            match found.get(&key) {
+                Some(outputs) => {
+                    overlay.processed.insert(key, outputs.clone());
+                }
+                None => {
+                    overlay.unprocessed.insert(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The outputs `plugin` produced for `event_id`, in this batch or before.
+    pub fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let key = (plugin.to_string(), event_id.to_string());
+        {
+            let overlay = self.overlay.lock().expect("overlay lock");
+            if let Some(outputs) = overlay.processed.get(&key) {
+                return Ok(Some(outputs.clone()));
+            }
+            if overlay.unprocessed.contains(&key) {
+                return Ok(None);
+            }
+        }
+        self.base.processed(plugin, event_id)
+    }
+}
+
+impl StateRead for BatchView {
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let found = self
+            .overlay
+            .lock()
+            .expect("overlay lock")
+            .writes
+            .get(&(plugin.to_string(), key.to_string()))
+            .cloned();
+        match found {
+            Some(value) => Ok(value),
+            None => self.base.get(plugin, key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MemoryStore, StateStore};
+    use super::*;
+
+    fn effect(id: &str, writes: &[(&str, Option<&[u8]>)]) -> Effect {
+        Effect {
+            plugin: "p".into(),
+            event_id: id.into(),
+            reads: Default::default(),
+            writes: writes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                .collect(),
+            outputs: format!("out-{id}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_prefetch_answers_for_the_whole_batch() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        store.commit(&[&[vec![effect("e1", &[])]]]).unwrap();
+        let view = BatchView::new(store.clone());
+        view.prefetch(vec![("p".into(), "e1".into()), ("p".into(), "e2".into())])
+            .unwrap();
+        // Marked after the prefetch: the view does not look again (the
+        // commit's own check catches it).
+        store.commit(&[&[vec![effect("e2", &[])]]]).unwrap();
+        assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
+        assert_eq!(view.processed("p", "e2").unwrap(), None);
+        assert_eq!(view.processed("p", "e3").unwrap(), None);
+    }
+
+    #[test]
+    fn a_batch_view_shows_earlier_records() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let view = BatchView::new(store.clone());
+        view.apply(&[effect("e1", &[("a", Some(b"x"))])]);
+        assert_eq!(view.get("p", "a").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(store.get("p", "a").unwrap(), None);
+        assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
+    }
+}
