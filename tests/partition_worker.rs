@@ -44,14 +44,18 @@ impl Outputs for MemoryOutputs {
     }
 }
 
-/// Keeps the offsets stored per partition, in the order they were stored.
+/// Keeps the offsets stored per partition, in the order they were stored,
+/// and counts pauses.
 #[derive(Default)]
 struct MemoryOffsets {
     stored: Mutex<BTreeMap<Partition, Vec<i64>>>,
+    pauses: Mutex<usize>,
 }
 
 impl Offsets for MemoryOffsets {
-    fn pause(&self, _: &Partition) {}
+    fn pause(&self, _: &Partition) {
+        *self.pauses.lock().unwrap() += 1;
+    }
     fn resume(&self, _: &Partition) {}
     fn store(&self, lease: &Lease, partition: &Partition, offset: i64) {
         if lease.live() {
@@ -77,13 +81,18 @@ fn record(offset: i64, ty: &str) -> Record {
     }
 }
 
+/// What a run produced, the offsets it stored in order, and how many times
+/// it paused the partition.
+type Run = (Vec<OutRecord>, Vec<i64>, usize);
+
 /// Runs `records` through one partition worker of the `echo` guest (which
-/// counts its calls in state) until every offset is stored; returns what
-/// was produced and the offsets stored, in order.
-async fn run(records: Vec<Record>, refused: &[&str]) -> (Vec<OutRecord>, Vec<i64>) {
+/// counts its calls in state) until every offset is stored, with the topics
+/// in `refused` refused by the producer and `[kafka]` as `kafka` sets it.
+async fn run(records: Vec<Record>, refused: &[&str], kafka: impl FnOnce(&mut KafkaConfig)) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = support::echo_config(dir.path(), "subscribe.types = [\"order.*\"]");
-    let config = RouterConfig::load(&path).unwrap();
+    let mut config = RouterConfig::load(&path).unwrap();
+    kafka(&mut config.kafka);
     let engine = Arc::new(
         Engine::new(EngineOptions {
             cache_dir: Some(dir.path().join("cache")),
@@ -100,6 +109,7 @@ async fn run(records: Vec<Record>, refused: &[&str]) -> (Vec<OutRecord>, Vec<i64
     });
     let offsets = Arc::new(MemoryOffsets::default());
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let kafka = config.kafka.clone();
     let shared = Arc::new(Shared {
         router: Arc::new(Router::new(
             registry,
@@ -126,7 +136,7 @@ async fn run(records: Vec<Record>, refused: &[&str]) -> (Vec<OutRecord>, Vec<i64
         PartitionQueue::start(shared, partition.clone(), Lease::detached(), &mut workers);
     let last = records.last().map(|r| r.offset).unwrap();
     for r in records {
-        queue.push(r, offsets.as_ref(), 1000);
+        queue.push(r, offsets.as_ref(), &kafka);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -136,7 +146,7 @@ async fn run(records: Vec<Record>, refused: &[&str]) -> (Vec<OutRecord>, Vec<i64
         {
             let stored = stored.clone();
             let produced = outputs.produced.lock().unwrap().clone();
-            return (produced, stored);
+            return (produced, stored, *offsets.pauses.lock().unwrap());
         }
         assert!(Instant::now() < deadline, "offsets stored: {stored:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -150,7 +160,7 @@ fn data(record: &OutRecord) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_run_in_order_and_offsets_only_grow() {
     let records = (0..200).map(|i| record(i, "order.created")).collect();
-    let (produced, stored) = run(records, &[]).await;
+    let (produced, stored, _) = run(records, &[], |_| {}).await;
     let counts: Vec<u64> = produced
         .iter()
         .map(|r| data(r)["count"].as_u64().unwrap())
@@ -181,7 +191,7 @@ async fn an_output_the_broker_refuses_dead_letters_its_input_and_the_partition_m
         record(1, "order.flagged"),
         record(2, "order.created"),
     ];
-    let (produced, stored) = run(records, &["echo.order.flagged"]).await;
+    let (produced, stored, _) = run(records, &["echo.order.flagged"], |_| {}).await;
     let mut topics: Vec<&str> = produced.iter().map(|r| r.topic.as_str()).collect();
     // Kafka orders records within a topic partition, not across topics: the
     // dead letter may be produced after the next record's output.
@@ -210,5 +220,27 @@ async fn an_output_the_broker_refuses_dead_letters_its_input_and_the_partition_m
     assert!(
         stored.windows(2).all(|w| w[0] < w[1]) && stored.last() == Some(&2),
         "{stored:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_large_records_pauses_its_partition_by_bytes_not_only_by_count() {
+    let big = |offset| {
+        let mut r = record(offset, "order.created");
+        let mut value: Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+        value["data"]["note"] = json!("n".repeat(64 << 10));
+        r.value = Some(value.to_string().into_bytes());
+        r
+    };
+    let records = (0..4).map(big).collect();
+    let (produced, _, pauses) = run(records, &[], |kafka| {
+        kafka.queue_records = 1000;
+        kafka.queue_bytes = 32 << 10;
+    })
+    .await;
+    assert_eq!(produced.len(), 4);
+    assert!(
+        pauses >= 1,
+        "4 records of 64 KiB against a 32 KiB queue never paused"
     );
 }

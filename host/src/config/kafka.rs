@@ -45,6 +45,10 @@ pub struct KafkaConfig {
     /// How many records a partition may have queued before it is paused in
     /// the consumer (it resumes below half of this).
     pub queue_records: usize,
+    /// How many bytes of records (keys, values and headers) a partition may
+    /// have queued before it is paused (it resumes below half of this, and
+    /// of `queue_records`).
+    pub queue_bytes: usize,
     /// The largest record the router produces, in bytes; emits above it are
     /// refused as `invalid-emit`, and dead letters are cut to fit it. Keep it
     /// at or below the broker's `message.max.bytes`.
@@ -102,6 +106,7 @@ impl Default for KafkaConfig {
             batch_bytes: 1 << 20,
             linger_ms: 0,
             queue_records: 2000,
+            queue_bytes: 16 << 20,
             max_record_bytes: 1_000_000,
             drain_timeout_ms: 10_000,
             guarantee: Guarantee::AtLeastOnce,

@@ -14,6 +14,7 @@
 //! batch_bytes = 1048576
 //! linger_ms = 0                          # wait this long to fill a batch
 //! queue_records = 2000                   # queued per partition before it is paused
+//! queue_bytes = 16777216                 # or this many bytes queued
 //! max_record_bytes = 1000000             # larger emits are refused; dead letters are cut to fit
 //! drain_timeout_ms = 10000               # shutdown gives up on in-flight records after this
 //! guarantee = "at-least-once"            # or "exactly-once" (brokers with transactions)

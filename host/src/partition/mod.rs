@@ -96,7 +96,7 @@ impl Shared {
 /// The handle the consumer loop keeps for one partition's worker.
 pub struct PartitionQueue {
     records: mpsc::UnboundedSender<Record>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Backlog>,
     paused: Paused,
     lease: Lease,
 }
@@ -140,15 +140,17 @@ impl PartitionQueue {
     }
 
     /// Queues `record`; pauses the partition in the consumer when its queue
-    /// is full. Never waits.
-    pub fn push(&self, record: Record, source: &dyn Offsets, limit: usize) {
+    /// holds `kafka.queue_records` records or `kafka.queue_bytes` bytes.
+    /// Never waits.
+    pub fn push(&self, record: Record, source: &dyn Offsets, kafka: &KafkaConfig) {
         let partition = (record.topic.clone(), record.partition);
-        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        let size = held_bytes(&record);
+        let (records, bytes) = self.queued.add(1, size);
         if self.records.send(record).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.queued.take(1, size);
             return;
         }
-        if queued >= limit {
+        if records >= kafka.queue_records || bytes >= kafka.queue_bytes {
             let mut paused = self.paused.lock().expect("pause lock");
             if !*paused {
                 source.pause(&partition);
@@ -162,8 +164,45 @@ struct Worker {
     shared: Arc<Shared>,
     partition: Partition,
     lease: Lease,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Backlog>,
     paused: Paused,
+}
+
+/// The bytes a queued record holds: key, value and headers.
+fn held_bytes(record: &Record) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.bytes().len())
+        .sum();
+    record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len) + headers
+}
+
+/// What a partition has queued and not yet taken into a batch: records and
+/// their bytes (a queue bounded by count alone could hold gigabytes of
+/// large records).
+#[derive(Debug, Default)]
+struct Backlog {
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Backlog {
+    /// Adds `records` records of `bytes` bytes; returns the new totals.
+    fn add(&self, records: usize, bytes: usize) -> (usize, usize) {
+        (
+            self.records.fetch_add(records, Ordering::AcqRel) + records,
+            self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes,
+        )
+    }
+
+    /// Takes `records` records of `bytes` bytes out; returns what is left.
+    fn take(&self, records: usize, bytes: usize) -> (usize, usize) {
+        (
+            self.records.fetch_sub(records, Ordering::AcqRel) - records,
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel) - bytes,
+        )
+    }
 }
 
 impl Worker {
@@ -200,8 +239,9 @@ impl Worker {
                 bytes += record.value.as_ref().map_or(0, Vec::len);
                 batch.push(record);
             }
-            let left = self.queued.fetch_sub(batch.len(), Ordering::AcqRel) - batch.len();
-            if left <= kafka.queue_records / 2 {
+            let size = batch.iter().map(held_bytes).sum();
+            let (left, left_bytes) = self.queued.take(batch.len(), size);
+            if left <= kafka.queue_records / 2 && left_bytes <= kafka.queue_bytes / 2 {
                 let mut paused = self.paused.lock().expect("pause lock");
                 if *paused {
                     shared.source.resume(&self.partition);
@@ -357,7 +397,13 @@ impl Worker {
                     return Some(n);
                 }
                 Err(why) => {
-                    tracing::error!(attempt, "state store: {why}; waiting");
+                    // Every kind waits and retries (nothing here may lose a
+                    // record); the log says which to expect to pass.
+                    if why.transient() {
+                        tracing::warn!(attempt, "state store: {why}; waiting");
+                    } else {
+                        tracing::error!(attempt, "state store: {why}; retrying");
+                    }
                     *shared.store_failing.lock().expect("store lock") = Some(why.to_string());
                     if !shared.sleep(shared.kafka.backoff(attempt)).await {
                         return None;

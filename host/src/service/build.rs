@@ -248,11 +248,7 @@ impl Service {
                 self.partitions.entry(key).insert_entry(queue).into_mut()
             }
         };
-        queue.push(
-            record,
-            self.source.as_ref(),
-            self.config.kafka.queue_records,
-        );
+        queue.push(record, self.source.as_ref(), &self.config.kafka);
     }
 }
 
