@@ -28,6 +28,7 @@
 
 use crate::config::RouterConfig;
 use crate::engine::{Engine, PluginVersion};
+use crate::fixtures::FixtureError;
 
 use crate::metrics::Metrics;
 use crate::registry::{Plugin, PluginRegistry};
@@ -71,7 +72,7 @@ pub enum ReloadError {
         /// Where it came from.
         origin: String,
         /// The failing fixture and its diff.
-        why: String,
+        why: FixtureError,
     },
     /// The state store could not keep the change, so it was not made.
     #[error("cannot store the change, so nothing changed: {0}")]

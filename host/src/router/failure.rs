@@ -4,10 +4,11 @@
 use crate::config::KafkaConfig;
 use crate::engine::Fault;
 use crate::event::HandlerError;
+use crate::state::StateError;
 use std::time::Duration;
 
 /// Why a plugin did not handle an event.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
     /// The handler returned an error.
     #[error("{0}")]
@@ -31,9 +32,10 @@ pub enum Failure {
     /// The event already went through too many routing hops.
     #[error("loop: the event has gone through {0} routing hops; refusing to route it again")]
     Loop(u32),
-    /// The state store failed.
+    /// The state store failed (unreachable, or a bug: [`StateError`] says
+    /// which).
     #[error("host: {0}")]
-    State(String),
+    State(StateError),
     /// The plugin is paused by an operator.
     #[error("paused")]
     Paused,
@@ -95,7 +97,9 @@ mod tests {
         let retry = Failure::Handler(HandlerError::Retry("later".into()));
         assert!(matches!(next_step(&retry, 2, &kafka), Next::RetryAfter(_)));
         assert_eq!(next_step(&retry, 3, &kafka), Next::DeadLetter);
-        let store = Failure::State("disk full".into());
+        let store = Failure::State(StateError::Unreachable(crate::state::Unreachable::new(
+            "connection refused",
+        )));
         assert!(matches!(
             next_step(&store, 1000, &kafka),
             Next::RetryAfter(_)

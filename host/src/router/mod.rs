@@ -27,7 +27,7 @@ use crate::envelope::{self, DecodeError};
 use crate::event::{Event, OutRecord, Record};
 use crate::pool::Instances;
 use crate::registry::{Plugin, PluginRegistry};
-use crate::state::{BatchView, Effect, RecordEffects, StateRead, StateStore};
+use crate::state::{BatchView, Effect, RecordEffects, StateError, StateRead, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -276,12 +276,16 @@ impl Router {
         match view.processed(&spec.name, &event.id) {
             Ok(Some(outputs)) => {
                 call.duplicate = true;
-                call.result = OutRecord::decode_all(&outputs).map_err(Failure::State);
+                call.result = OutRecord::decode_all(&outputs).map_err(|why| {
+                    Failure::State(StateError::Other(Arc::new(anyhow::anyhow!(
+                        "a stored outbox does not decode: {why}"
+                    ))))
+                });
                 return call;
             }
             Ok(None) => {}
             Err(e) => {
-                call.result = Err(Failure::State(format!("{e:#}")));
+                call.result = Err(Failure::State(StateError::from(e)));
                 return call;
             }
         }
