@@ -153,6 +153,7 @@ pub async fn run(
         dlq_cache: Default::default(),
         store: store.describe(),
         waiting: Default::default(),
+        source: Default::default(),
     });
     let admin_task = match options.admin {
         Some(addr) => {
@@ -199,6 +200,7 @@ pub async fn run(
         exactly_once,
         config.exclude.patterns(),
     )?);
+    let _ = admin_state.source.set(source.state().clone());
     let (stop_workers, shutdown_rx) = tokio::sync::watch::channel(false);
     let (txn, mut rewinds) = if exactly_once {
         let (txn, rewinds) = Transactions::start(

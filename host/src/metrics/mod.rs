@@ -33,6 +33,8 @@ pub struct Metrics {
     f: Families,
     live: Mutex<HashMap<String, String>>,
     partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Held while `switchyard_partition_owned` is rebuilt.
+    owned_lock: Mutex<()>,
 }
 
 impl Metrics {
@@ -46,6 +48,7 @@ impl Metrics {
             f,
             live: Mutex::default(),
             partition_lag: Mutex::default(),
+            owned_lock: Mutex::default(),
         }
     }
 
@@ -84,16 +87,21 @@ mod tests {
         m.live_version("echo", "aaa");
         m.live_version("echo", "bbb");
         m.lag("orders", 7);
-        m.owned("orders", 2, true);
-        m.owned("orders", 0, true);
-        m.owned("orders", 2, false);
+        m.owned(&[("orders".into(), 2), ("orders".into(), 0)]);
+        m.owned(&[("orders".into(), 0)]);
+        m.set_partition_lag("orders", 0, 5);
+        m.set_partition_lag("orders", 1, 6);
         m.committed(Duration::from_millis(4));
         let text = m.render();
-        assert_eq!(m.partitions(), vec!["orders[0]".to_string()]);
+        assert_eq!(
+            m.partition_lags(&[("orders".into(), 0), ("orders".into(), 2)]),
+            vec![("orders".to_string(), 0, 5)]
+        );
         assert!(
             text.contains(r#"switchyard_partition_owned{partition="0",topic="orders"} 1"#),
             "{text}"
         );
+        assert!(!text.contains(r#"partition="2""#), "{text}");
         assert!(
             text.contains("switchyard_state_commit_seconds_count 1"),
             "{text}"

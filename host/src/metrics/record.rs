@@ -51,13 +51,15 @@ impl Metrics {
         self.f.version.with_label_values(&[plugin, version]).set(1);
     }
 
-    /// This instance now owns (`true`) or no longer owns `topic[partition]`.
-    pub fn owned(&self, topic: &str, partition: i32, owned: bool) {
-        let labels = [topic, &partition.to_string()];
-        if owned {
-            self.f.owned.with_label_values(&labels).set(1);
-        } else {
-            let _ = self.f.owned.remove_label_values(&labels);
+    /// This instance now owns exactly `partitions` (topic, partition).
+    pub fn owned(&self, partitions: &[(String, i32)]) {
+        let _rebuilding = self.owned_lock.lock().expect("metrics lock");
+        self.f.owned.reset();
+        for (topic, partition) in partitions {
+            self.f
+                .owned
+                .with_label_values(&[topic.as_str(), &partition.to_string()])
+                .set(1);
         }
     }
 

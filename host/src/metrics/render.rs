@@ -1,34 +1,11 @@
-//! Reading back: the text exposition, and the totals and partitions the
-//! status page shows.
+//! Reading back: the text exposition, and the totals and lags the status
+//! page shows.
 
 use super::Metrics;
 use super::families::DECLARED;
 use prometheus::{Encoder, TextEncoder};
 
 impl Metrics {
-    /// The partitions this instance owns, as `topic[partition]`, sorted.
-    pub fn partitions(&self) -> Vec<String> {
-        let mut out: Vec<(String, i32)> = self
-            .registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "switchyard_partition_owned")
-            .flat_map(|f| f.get_metric())
-            .map(|m| {
-                let label = |n: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == n)
-                        .map(|l| l.value().to_string())
-                        .unwrap_or_default()
-                };
-                (label("topic"), label("partition").parse().unwrap_or(0))
-            })
-            .collect();
-        out.sort();
-        out.into_iter().map(|(t, p)| format!("{t}[{p}]")).collect()
-    }
-
     /// Group commits so far and their mean time in seconds.
     pub fn commits(&self) -> (u64, f64) {
         let n = self.f.commit.get_sample_count();
@@ -40,16 +17,13 @@ impl Metrics {
         (n, mean)
     }
 
-    /// The consumer lag of every partition this instance owns, by topic and
-    /// partition.
-    pub fn partition_lags(&self) -> Vec<(String, i32, i64)> {
-        let owned: std::collections::HashSet<String> = self.partitions().into_iter().collect();
-        self.partition_lag
-            .lock()
-            .expect("metrics lock")
+    /// The last consumer lag reported for each of `partitions` (topic,
+    /// partition) that has one.
+    pub fn partition_lags(&self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)> {
+        let lags = self.partition_lag.lock().expect("metrics lock");
+        partitions
             .iter()
-            .filter(|((t, p), _)| owned.contains(&format!("{t}[{p}]")))
-            .map(|((t, p), lag)| (t.clone(), *p, *lag))
+            .filter_map(|p| Some((p.0.clone(), p.1, *lags.get(p)?)))
             .collect()
     }
 
@@ -76,7 +50,11 @@ impl Metrics {
     /// A family with no series yet (no topic named in the config has been
     /// seen) is still declared, with its `HELP` and `TYPE` lines.
     pub fn render(&self) -> String {
-        let families = self.registry.gather();
+        let families = {
+            // Not halfway through a rebuild of the owned partitions.
+            let _owned = self.owned_lock.lock().expect("metrics lock");
+            self.registry.gather()
+        };
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&families, &mut out)

@@ -1,5 +1,5 @@
 //! The consumer's callbacks, called by librdkafka from its poll: leases
-//! on rebalance (a revoke waits for a transaction commit in progress),
+//! and the assigned partitions on rebalance (a revoke waits for a transaction commit in progress),
 //! broker health and credentials, the consumer lag metric, and positions
 //! reset by retention.
 
@@ -80,14 +80,16 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(list) = rebalance {
             let _committing = self.state.commit_lock();
             let mut leases = self.state.leases.lock().expect("lease lock");
+            let mut assigned = self.state.assigned.lock().expect("assignment lock");
             for e in list.elements() {
-                if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
+                let partition = (e.topic().to_string(), e.partition());
+                if let Some(lease) = leases.remove(&partition) {
                     lease.0.store(false, Ordering::Release);
                 }
-                if let Some(metrics) = &self.metrics {
-                    metrics.owned(e.topic(), e.partition(), false);
-                }
+                assigned.remove(&partition);
             }
+            drop(assigned);
+            self.report_owned();
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
     }
@@ -106,12 +108,22 @@ impl ConsumerContext for SourceContext {
             if let Err(e) = consumer.resume(list) {
                 tracing::warn!("resuming assigned partitions: {e}");
             }
-            if let Some(metrics) = &self.metrics {
-                for e in list.elements() {
-                    metrics.owned(e.topic(), e.partition(), true);
-                }
-            }
+            self.state.assigned.lock().expect("assignment lock").extend(
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+            self.report_owned();
             tracing::info!(partitions = list.count(), "partitions assigned");
+        }
+    }
+}
+
+impl SourceContext {
+    /// Shows the partitions owned now in `switchyard_partition_owned`.
+    fn report_owned(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.owned(&self.state.owned());
         }
     }
 }
