@@ -106,6 +106,7 @@ pub async fn run(
             .map(|p| p.name.clone())
             .collect::<Vec<_>>(),
     );
+    metrics.label_topics_of(&config.plugins);
     let reloader = Arc::new(
         Reloader::new(
             engine.clone(),

@@ -16,21 +16,47 @@
 //! each partition this instance owns in its group),
 //! `switchyard_state_commit_seconds` (one group commit to the state store),
 //! `switchyard_records_lost_total{topic}`.
+//!
+//! # Topic labels are bounded
+//!
+//! The router consumes every topic in the cluster, but only the topics
+//! plugins consume get a `topic` label value of their own; every other
+//! topic is counted under `topic="(other)"` ([`OTHER`]): its lag summed
+//! into `kafka_consumer_lag{topic="(other)"}`, its records into the
+//! `(other)` histogram and counters, its owned partitions into one
+//! `switchyard_partition_owned{topic="(other)",partition="(other)"}`
+//! series whose value is how many there are. Sums over a family stay
+//! exact; the number of series does not grow with the cluster.
+//!
+//! A topic plugins consume is one the config names literally (declared at
+//! startup, [`Metrics::declare`]), one that matches a plugin's topic or
+//! event type globs ([`Metrics::label_topics_of`]), or one where a record
+//! failed in a plugin or was dead-lettered. Beyond the declared topics, at
+//! most [`MAX_LEARNED_TOPICS`] get a label (a warning is logged when the
+//! bound is reached; a plugin subscribed to `*` would otherwise label every
+//! topic). A topic keeps its label once given, so its series never move;
+//! what was counted under `(other)` before it got its label stays there.
 
 mod families;
 mod record;
 mod render;
+mod topics;
 
+pub use topics::{MAX_LEARNED_TOPICS, OTHER};
+
+use crate::config::PluginSpec;
 use families::Families;
 use prometheus::Registry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use topics::TopicLabels;
 
 /// Every metric of one router.
 pub struct Metrics {
     registry: Registry,
     group: String,
     f: Families,
+    topics: TopicLabels,
     live: Mutex<HashMap<String, String>>,
     partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// Held while `switchyard_partition_owned` is rebuilt.
@@ -46,6 +72,7 @@ impl Metrics {
             registry,
             group: group.to_string(),
             f,
+            topics: TopicLabels::default(),
             live: Mutex::default(),
             partition_lag: Mutex::default(),
             owned_lock: Mutex::default(),
@@ -57,6 +84,7 @@ impl Metrics {
     /// alerts such as "DLQ has > 10 messages" have a series to watch.
     pub fn declare(&self, topics: &[String], plugins: &[String]) {
         for topic in topics {
+            self.topics.declare(topic);
             let labels = [topic.as_str(), self.group.as_str()];
             self.f.lag.with_label_values(&labels);
             self.f.processing.with_label_values(&labels);
@@ -70,65 +98,23 @@ impl Metrics {
             self.f.reload_failures.with_label_values(&[plugin.as_str()]);
         }
     }
+
+    /// Gives a label of its own to every topic that matches one of
+    /// `plugins`' topic or event type globs, within the bound (see the
+    /// module docs); without this, only the declared topics and the ones a
+    /// failure or dead letter showed are labelled.
+    pub fn label_topics_of(&self, plugins: &[PluginSpec]) {
+        let matchers: Vec<_> = plugins
+            .iter()
+            .map(|p| (p.topics.clone(), p.types.clone()))
+            .collect();
+        self.topics.consumed_when(Box::new(move |topic| {
+            matchers
+                .iter()
+                .any(|(topics, types)| topics.matches(topic) || types.matches(topic))
+        }));
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn renders_the_catalog_names_with_labels() {
-        let m = Metrics::new("g");
-        m.processed("orders", Duration::from_millis(3));
-        m.error("orders");
-        m.dead_letter("orders");
-        m.invocation("echo", Duration::from_millis(1), Some("trap"));
-        m.live_version("echo", "aaa");
-        m.live_version("echo", "bbb");
-        m.lag("orders", 7);
-        m.owned(&[("orders".into(), 2), ("orders".into(), 0)]);
-        m.owned(&[("orders".into(), 0)]);
-        m.set_partition_lag("orders", 0, 5);
-        m.set_partition_lag("orders", 1, 6);
-        m.committed(Duration::from_millis(4));
-        let text = m.render();
-        assert_eq!(
-            m.partition_lags(&[("orders".into(), 0), ("orders".into(), 2)]),
-            vec![("orders".to_string(), 0, 5)]
-        );
-        assert!(
-            text.contains(r#"switchyard_partition_owned{partition="0",topic="orders"} 1"#),
-            "{text}"
-        );
-        assert!(!text.contains(r#"partition="2""#), "{text}");
-        assert!(
-            text.contains("switchyard_state_commit_seconds_count 1"),
-            "{text}"
-        );
-        assert_eq!(m.commits(), (1, 0.004));
-        assert!(
-            text.contains(r#"kafka_consumer_errors_total{consumer_group="g",topic="orders"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"kafka_dlq_messages_total{topic="orders"} 1"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="orders"} 1"#), "{text}");
-        assert!(
-            text.contains(r#"switchyard_plugin_errors_total{class="trap",plugin="echo"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"switchyard_plugin_version_info{plugin="echo",version="bbb"} 1"#),
-            "{text}"
-        );
-        assert!(!text.contains(r#"version="aaa""#), "{text}");
-        assert!(
-            text.contains(r#"kafka_consumer_lag{consumer_group="g",topic="orders"} 7"#),
-            "{text}"
-        );
-        assert_eq!(m.totals(), (1, 1, 7));
-    }
-}
+mod tests;

@@ -1,29 +1,36 @@
 //! Recording: what the router, the consumer and the reloader report.
 
 use super::Metrics;
+use super::topics::OTHER;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 impl Metrics {
     /// The broker deleted `count` records of `topic` before they were read.
     pub fn lost(&self, topic: &str, count: u64) {
+        let topic = self.topics.label(topic);
         self.f.lost.with_label_values(&[topic]).inc_by(count);
     }
 
     /// One record of `topic` took `took`.
     pub fn processed(&self, topic: &str, took: Duration) {
+        let topic = self.topics.label(topic);
         self.f
             .processing
             .with_label_values(&[topic, &self.group])
             .observe(took.as_secs_f64());
     }
 
-    /// A plugin call or decode failed on a record of `topic`.
+    /// A plugin call or decode failed on a record of `topic` (a topic
+    /// plugins consume).
     pub fn error(&self, topic: &str) {
+        let topic = self.topics.consumed(topic);
         self.f.errors.with_label_values(&[topic, &self.group]).inc();
     }
 
-    /// A record of `topic` was dead-lettered.
+    /// A record of `topic` (a topic plugins consume) was dead-lettered.
     pub fn dead_letter(&self, topic: &str) {
+        let topic = self.topics.consumed(topic);
         self.f.dlq.with_label_values(&[topic]).inc();
     }
 
@@ -52,14 +59,21 @@ impl Metrics {
     }
 
     /// This instance now owns exactly `partitions` (topic, partition).
+    ///
+    /// The partitions of topics without a label of their own are counted
+    /// in one series, `{topic="(other)",partition="(other)"}`.
     pub fn owned(&self, partitions: &[(String, i32)]) {
         let _rebuilding = self.owned_lock.lock().expect("metrics lock");
         self.f.owned.reset();
         for (topic, partition) in partitions {
-            self.f
-                .owned
-                .with_label_values(&[topic.as_str(), &partition.to_string()])
-                .set(1);
+            match self.topics.label(topic) {
+                OTHER => self.f.owned.with_label_values(&[OTHER, OTHER]).inc(),
+                topic => self
+                    .f
+                    .owned
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(1),
+            }
         }
     }
 
@@ -73,16 +87,28 @@ impl Metrics {
         self.f.reload_failures.with_label_values(&[plugin]).inc();
     }
 
-    /// Sets the consumer lag of one partition this instance owns.
-    pub fn set_partition_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.partition_lag
-            .lock()
-            .expect("metrics lock")
-            .insert((topic.to_string(), partition), lag);
-    }
-
-    /// Sets the consumer lag of `topic`.
-    pub fn lag(&self, topic: &str, lag: i64) {
-        self.f.lag.with_label_values(&[topic, &self.group]).set(lag);
+    /// Takes the consumer lag from one statistics report: `(topic,
+    /// partition, lag)` for every partition it lists (a negative lag: not
+    /// known). Sets `kafka_consumer_lag` of each topic in the report, the
+    /// topics without a label of their own summed under `(other)`, and
+    /// keeps each partition's known lag for [`Metrics::partition_lags`]
+    /// until the next report.
+    pub fn consumer_lag<'a>(&self, report: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        let mut partitions = BTreeMap::new();
+        let mut labels: HashMap<&str, &str> = HashMap::new();
+        let mut topics: HashMap<&str, i64> = HashMap::new();
+        for (topic, partition, lag) in report {
+            let label = *labels
+                .entry(topic)
+                .or_insert_with(|| self.topics.label(topic));
+            *topics.entry(label).or_default() += lag.max(0);
+            if lag >= 0 {
+                partitions.insert((topic.to_string(), partition), lag);
+            }
+        }
+        for (topic, lag) in topics {
+            self.f.lag.with_label_values(&[topic, &self.group]).set(lag);
+        }
+        *self.partition_lag.lock().expect("metrics lock") = partitions;
     }
 }

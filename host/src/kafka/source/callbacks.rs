@@ -1,7 +1,7 @@
 //! The consumer's callbacks, called by librdkafka from its poll: leases
-//! and the assigned partitions on rebalance (a revoke waits for a transaction commit in progress),
-//! broker health and credentials, the consumer lag metric, and positions
-//! reset by retention.
+//! and the assigned partitions on rebalance (a revoke waits for a
+//! transaction commit in progress), broker health and credentials, the
+//! consumer lag metric, and positions reset by retention.
 
 use super::{Partition, SourceState};
 use crate::metrics::Metrics;
@@ -26,20 +26,13 @@ impl ClientContext for SourceContext {
             self.state.broker_down.store(false, Ordering::Relaxed);
         }
         let Some(metrics) = &self.metrics else { return };
-        for (name, topic) in &statistics.topics {
-            for p in topic.partitions.values() {
-                if p.partition >= 0 && p.consumer_lag >= 0 {
-                    metrics.set_partition_lag(name, p.partition, p.consumer_lag);
-                }
-            }
-            let lag: i64 = topic
+        metrics.consumer_lag(statistics.topics.iter().flat_map(|(name, topic)| {
+            topic
                 .partitions
                 .values()
                 .filter(|p| p.partition >= 0)
-                .map(|p| p.consumer_lag.max(0))
-                .sum();
-            metrics.lag(name, lag);
-        }
+                .map(move |p| (name.as_str(), p.partition, p.consumer_lag))
+        }));
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
