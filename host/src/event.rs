@@ -234,6 +234,16 @@ impl OutRecord {
 
     /// Encodes records for the outbox: length-prefixed fields, so that the
     /// same bytes come back byte for byte.
+    ///
+    /// The layout: the record count (`u32`, little-endian), then for each
+    /// record its topic, a key flag (0 or 1) and the key, the header count,
+    /// each header's name and value, and the value; every byte string is
+    /// prefixed by its length (`u32`). A header's value is stored as its
+    /// exact bytes ([`Header::bytes`]), so a value that is not UTF-8 comes
+    /// back unchanged. Earlier versions stored the value's text in the same
+    /// layout; that text is valid UTF-8, so their outboxes decode to the
+    /// same records as before. (An earlier version refuses an outbox holding
+    /// a value that is not UTF-8 rather than alter it.)
     pub fn encode_all(records: &[OutRecord]) -> Vec<u8> {
         fn put(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -253,14 +263,17 @@ impl OutRecord {
             out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
             for h in &r.headers {
                 put(&mut out, h.key.as_bytes());
-                put(&mut out, h.value.as_bytes());
+                put(&mut out, h.bytes());
             }
             put(&mut out, &r.value);
         }
         out
     }
 
-    /// Decodes what [`OutRecord::encode_all`] made.
+    /// Decodes what [`OutRecord::encode_all`] made (in this version or an
+    /// earlier one). A header value that is not UTF-8 comes back as
+    /// [`Header::from_bytes`] reads it from Kafka: its exact bytes in
+    /// [`Header::raw`], a lossy copy in [`Header::value`].
     pub fn decode_all(bytes: &[u8]) -> Result<Vec<OutRecord>, String> {
         struct Reader<'a>(&'a [u8]);
         impl Reader<'_> {
@@ -296,7 +309,8 @@ impl OutRecord {
             let n = r.u32()?;
             let mut headers = Vec::with_capacity(n.min(64));
             for _ in 0..n {
-                headers.push(Header::new(r.text()?, r.text()?));
+                let key = r.text()?;
+                headers.push(Header::from_bytes(key, Some(&r.bytes()?)));
             }
             let value = r.bytes()?;
             records.push(OutRecord {
@@ -340,5 +354,45 @@ mod tests {
         let t = Header::from_bytes("t", Some(b"text"));
         assert_eq!((t.value.as_str(), t.raw.as_deref()), ("text", None));
         assert_eq!(Header::from_bytes("n", None).bytes(), b"");
+        // The outbox keeps them too: a redelivered event re-produces the
+        // same bytes, not the lossy text.
+        let record = OutRecord {
+            topic: "a".into(),
+            headers: vec![h.clone(), t, Header::from_bytes("e", Some(&[0xc3]))],
+            ..OutRecord::default()
+        };
+        let back =
+            OutRecord::decode_all(&OutRecord::encode_all(std::slice::from_ref(&record))).unwrap();
+        assert_eq!(back, vec![record]);
+        assert_eq!(back[0].headers[0].bytes(), &[0xff, 0x00, b'a']);
+        assert_eq!(back[0].headers[2].bytes(), &[0xc3]);
+    }
+
+    #[test]
+    fn outboxes_of_earlier_versions_still_decode() {
+        // One record as the outbox stored it before header values were
+        // stored as bytes: topic "t", key "k", header ("h", "v"), value "{}".
+        let put = |out: &mut Vec<u8>, field: &[u8]| {
+            out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            out.extend_from_slice(field);
+        };
+        let mut old = 1u32.to_le_bytes().to_vec();
+        put(&mut old, b"t");
+        old.push(1);
+        put(&mut old, b"k");
+        old.extend_from_slice(&1u32.to_le_bytes());
+        put(&mut old, b"h");
+        put(&mut old, b"v");
+        put(&mut old, b"{}");
+        assert_eq!(
+            OutRecord::decode_all(&old).unwrap(),
+            vec![OutRecord {
+                topic: "t".into(),
+                key: Some(b"k".to_vec()),
+                headers: vec![Header::new("h", "v")],
+                value: b"{}".to_vec(),
+                tombstone: false,
+            }]
+        );
     }
 }

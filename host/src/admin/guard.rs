@@ -2,6 +2,7 @@
 //! and the token check in front of every change.
 
 use super::MAX_UPLOAD;
+use crate::kafka::source::{Partition, SourceState};
 use crate::metrics::Metrics;
 use crate::partition::Stats;
 use crate::reload::Reloader;
@@ -9,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 /// What the admin API serves.
 pub struct AdminState {
@@ -36,6 +37,17 @@ pub struct AdminState {
     /// Why the router is waiting, while it is (brokers unreachable, state
     /// store failing); `/readyz` is false and says this.
     pub waiting: std::sync::Mutex<Option<String>>,
+    /// The consumer's shared state, set once the consumer exists: the
+    /// partitions this instance owns come from there.
+    pub source: OnceLock<Arc<SourceState>>,
+}
+
+impl AdminState {
+    /// The partitions this instance owns, sorted by topic, then partition
+    /// (none before the consumer exists).
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.source.get().map(|s| s.owned()).unwrap_or_default()
+    }
 }
 /// The axum state every admin handler takes.
 pub(super) type Shared = State<Arc<AdminState>>;

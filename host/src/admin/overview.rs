@@ -36,7 +36,7 @@ pub(super) async fn summary(State(state): Shared) -> Json<serde_json::Value> {
     let (commits, mean) = state.metrics.commits();
     Json(json!({
         "waiting": waiting,
-        "partitions": state.metrics.partitions(),
+        "partitions": partition_names(&state.partitions()),
         "store": {
             "backend": state.store,
             "commits": commits,
@@ -50,6 +50,23 @@ pub(super) async fn summary(State(state): Shared) -> Json<serde_json::Value> {
     }))
 }
 
+/// `partitions` as `topic[partition]`, in their order.
+fn partition_names(partitions: &[(String, i32)]) -> Vec<String> {
+    partitions
+        .iter()
+        .map(|(t, p)| format!("{t}[{p}]"))
+        .collect()
+}
+
 pub(super) async fn page() -> Html<&'static str> {
     Html(include_str!("../admin.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn partitions_read_as_topic_and_partition_in_brackets() {
+        let owned = [("a.b".to_string(), 2), ("a.b".to_string(), 10)];
+        assert_eq!(super::partition_names(&owned), ["a.b[2]", "a.b[10]"]);
+    }
 }

@@ -132,7 +132,7 @@ pub async fn history(State(state): Shared) -> Json<Value> {
 pub async fn lag(State(state): Shared) -> Json<Value> {
     let partitions: Vec<Value> = state
         .metrics
-        .partition_lags()
+        .partition_lags(&state.partitions())
         .into_iter()
         .map(|(topic, partition, lag)| {
             json!({"topic": topic, "partition": partition, "lag": lag, "alert": lag > LAG_ALERT})

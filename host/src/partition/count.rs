@@ -12,6 +12,9 @@ impl Worker {
     pub(super) fn count(&self, record: &Record, outcome: &RecordOutcome, took: Duration) {
         let shared = &self.shared;
         shared.stats.records.fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, RecordOutcome::Routed { calls, .. } if !calls.is_empty()) {
+            shared.metrics.routed(&record.topic);
+        }
         shared.metrics.processed(&record.topic, took);
         let topic = |t: &str| format!("topic:{t}");
         if let RecordOutcome::Undecodable(_) = outcome {

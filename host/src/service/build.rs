@@ -77,6 +77,7 @@ impl Service {
         let metrics = Arc::new(Metrics::new(&options.group));
         let names: Vec<String> = config.plugins.iter().map(|p| p.name.clone()).collect();
         metrics.declare(&config.input_topics(), &names);
+        metrics.label_topics_of(&config.plugins);
         let reloader = Arc::new(
             Reloader::new(
                 engine.clone(),
@@ -123,6 +124,7 @@ impl Service {
             dlq_cache: Default::default(),
             store: store.describe(),
             waiting: Default::default(),
+            source: Default::default(),
         });
         let (stop_admin, admin_task) = match options.admin {
             Some(addr) => {
@@ -167,6 +169,7 @@ impl Service {
             exactly_once,
             config.exclude.patterns(),
         )?);
+        let _ = admin_state.source.set(source.state().clone());
         let (stop_workers, shutdown_rx) = watch::channel(false);
         let (txn, rewinds) = if exactly_once {
             let (txn, rewinds) = Transactions::start(

@@ -1,7 +1,7 @@
 //! The consumer's callbacks, called by librdkafka from its poll: leases
-//! on rebalance (a revoke waits for a transaction commit in progress),
-//! broker health and credentials, the consumer lag metric, and positions
-//! reset by retention.
+//! and the assigned partitions on rebalance (a revoke waits for a
+//! transaction commit in progress), broker health and credentials, the
+//! consumer lag metric, and positions reset by retention.
 
 use super::{Partition, SourceState};
 use crate::metrics::Metrics;
@@ -26,20 +26,13 @@ impl ClientContext for SourceContext {
             self.state.broker_down.store(false, Ordering::Relaxed);
         }
         let Some(metrics) = &self.metrics else { return };
-        for (name, topic) in &statistics.topics {
-            for p in topic.partitions.values() {
-                if p.partition >= 0 && p.consumer_lag >= 0 {
-                    metrics.set_partition_lag(name, p.partition, p.consumer_lag);
-                }
-            }
-            let lag: i64 = topic
+        metrics.consumer_lag(statistics.topics.iter().flat_map(|(name, topic)| {
+            topic
                 .partitions
                 .values()
                 .filter(|p| p.partition >= 0)
-                .map(|p| p.consumer_lag.max(0))
-                .sum();
-            metrics.lag(name, lag);
-        }
+                .map(move |p| (name.as_str(), p.partition, p.consumer_lag))
+        }));
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -80,14 +73,16 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(list) = rebalance {
             let _committing = self.state.commit_lock();
             let mut leases = self.state.leases.lock().expect("lease lock");
+            let mut assigned = self.state.assigned.lock().expect("assignment lock");
             for e in list.elements() {
-                if let Some(lease) = leases.remove(&(e.topic().to_string(), e.partition())) {
+                let partition = (e.topic().to_string(), e.partition());
+                if let Some(lease) = leases.remove(&partition) {
                     lease.0.store(false, Ordering::Release);
                 }
-                if let Some(metrics) = &self.metrics {
-                    metrics.owned(e.topic(), e.partition(), false);
-                }
+                assigned.remove(&partition);
             }
+            drop(assigned);
+            self.report_owned();
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
     }
@@ -106,12 +101,22 @@ impl ConsumerContext for SourceContext {
             if let Err(e) = consumer.resume(list) {
                 tracing::warn!("resuming assigned partitions: {e}");
             }
-            if let Some(metrics) = &self.metrics {
-                for e in list.elements() {
-                    metrics.owned(e.topic(), e.partition(), true);
-                }
-            }
+            self.state.assigned.lock().expect("assignment lock").extend(
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+            self.report_owned();
             tracing::info!(partitions = list.count(), "partitions assigned");
+        }
+    }
+}
+
+impl SourceContext {
+    /// Shows the partitions owned now in `switchyard_partition_owned`.
+    fn report_owned(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.owned(&self.state.owned());
         }
     }
 }

@@ -2,7 +2,7 @@
 //! whether the brokers are down, reset and rewound partitions, the commit
 //! lock, and refused credentials.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +30,10 @@ impl Lease {
 #[derive(Default)]
 pub struct SourceState {
     pub(super) leases: Mutex<HashMap<Partition, Lease>>,
+    /// The partitions assigned to this instance, kept by the rebalance
+    /// callbacks. Not the leases' keys: a lease is taken at a partition's
+    /// first record and ended early by an aborted transaction.
+    pub(super) assigned: Mutex<BTreeSet<Partition>>,
     pub(super) broker_down: AtomicBool,
     /// Partitions whose position was reset after an out-of-range fetch, with
     /// the offset the consumer wanted.
@@ -87,6 +91,17 @@ impl SourceState {
                 .lock()
                 .expect("rewind lock")
                 .contains(partition)
+    }
+
+    /// The partitions this instance owns in its consumer group, sorted by
+    /// topic, then partition.
+    pub fn owned(&self) -> Vec<Partition> {
+        self.assigned
+            .lock()
+            .expect("assignment lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Whether the client last reported every broker down.
