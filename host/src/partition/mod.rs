@@ -27,9 +27,12 @@ mod ack;
 mod count;
 mod emit;
 mod ports;
+mod queue;
 
 pub use count::Stats;
 pub use ports::{Offsets, Outputs};
+pub use queue::PartitionQueue;
+use queue::{Backlog, Paused, held_bytes};
 
 use crate::committer::Committer;
 use crate::config::KafkaConfig;
@@ -43,7 +46,7 @@ use crate::state::StateStore;
 use ack::ack_in_order;
 use emit::Pending;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -93,116 +96,12 @@ impl Shared {
     }
 }
 
-/// The handle the consumer loop keeps for one partition's worker.
-pub struct PartitionQueue {
-    records: mpsc::UnboundedSender<Record>,
-    queued: Arc<Backlog>,
-    paused: Paused,
-    lease: Lease,
-}
-
-/// Whether a partition is paused in the consumer. The flag and the call to
-/// the consumer change together under one lock: were they apart, a resume
-/// could overtake the pause it answers, and leave the partition paused with
-/// nothing queued to resume it.
-type Paused = Arc<std::sync::Mutex<bool>>;
-
-impl PartitionQueue {
-    /// Starts a worker for `partition` under `lease`, as a task in `tasks`;
-    /// returns its queue and the task's id.
-    pub fn start(
-        shared: Arc<Shared>,
-        partition: Partition,
-        lease: Lease,
-        tasks: &mut tokio::task::JoinSet<()>,
-    ) -> (Self, tokio::task::Id) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue = PartitionQueue {
-            records: tx,
-            queued: Arc::default(),
-            paused: Paused::default(),
-            lease: lease.clone(),
-        };
-        let worker = Worker {
-            shared,
-            partition,
-            lease,
-            queued: queue.queued.clone(),
-            paused: queue.paused.clone(),
-        };
-        let task = tasks.spawn(worker.run(rx));
-        (queue, task.id())
-    }
-
-    /// Whether the worker still holds the partition.
-    pub fn live(&self) -> bool {
-        self.lease.live() && !self.records.is_closed()
-    }
-
-    /// Queues `record`; pauses the partition in the consumer when its queue
-    /// holds `kafka.queue_records` records or `kafka.queue_bytes` bytes.
-    /// Never waits.
-    pub fn push(&self, record: Record, source: &dyn Offsets, kafka: &KafkaConfig) {
-        let partition = (record.topic.clone(), record.partition);
-        let size = held_bytes(&record);
-        let (records, bytes) = self.queued.add(1, size);
-        if self.records.send(record).is_err() {
-            self.queued.take(1, size);
-            return;
-        }
-        if records >= kafka.queue_records || bytes >= kafka.queue_bytes {
-            let mut paused = self.paused.lock().expect("pause lock");
-            if !*paused {
-                source.pause(&partition);
-                *paused = true;
-            }
-        }
-    }
-}
-
 struct Worker {
     shared: Arc<Shared>,
     partition: Partition,
     lease: Lease,
     queued: Arc<Backlog>,
     paused: Paused,
-}
-
-/// The bytes a queued record holds: key, value and headers.
-fn held_bytes(record: &Record) -> usize {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.bytes().len())
-        .sum();
-    record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len) + headers
-}
-
-/// What a partition has queued and not yet taken into a batch: records and
-/// their bytes (a queue bounded by count alone could hold gigabytes of
-/// large records).
-#[derive(Debug, Default)]
-struct Backlog {
-    records: AtomicUsize,
-    bytes: AtomicUsize,
-}
-
-impl Backlog {
-    /// Adds `records` records of `bytes` bytes; returns the new totals.
-    fn add(&self, records: usize, bytes: usize) -> (usize, usize) {
-        (
-            self.records.fetch_add(records, Ordering::AcqRel) + records,
-            self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes,
-        )
-    }
-
-    /// Takes `records` records of `bytes` bytes out; returns what is left.
-    fn take(&self, records: usize, bytes: usize) -> (usize, usize) {
-        (
-            self.records.fetch_sub(records, Ordering::AcqRel) - records,
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel) - bytes,
-        )
-    }
 }
 
 impl Worker {
