@@ -3,11 +3,11 @@
 //! started per test on free ports, driven by confluent-kafka (PyPI) as the
 //! outside client, reading committed records only.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::e2e::run_example;
+use kit::{Broker, Rec, Router};
 use std::time::{Duration, Instant};
-use support::e2e::run_example;
-use support::kafka::{Broker, Rec, Router};
 
 #[test]
 fn booking_example_on_apache_kafka() {
@@ -38,11 +38,11 @@ fn pet_delivery_example_on_apache_kafka() {
 /// catalog event and reads the router's output back, read_committed.
 #[test]
 fn kcat_drives_the_router_on_apache_kafka() {
-    use support::kafka::{Client, Kcat};
+    use kit::{Client, Kcat};
     let broker = Broker::kafka();
     broker.create_topic("k.in", 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.types = ["k.*"]"#);
+    let config = kit::echo_config(dir.path(), r#"subscribe.types = ["k.*"]"#);
     let mut router = Router::start(
         &config,
         &broker,
@@ -78,7 +78,7 @@ fn kcat_drives_the_router_on_apache_kafka() {
 /// plugin subscribed to it within the 5 s metadata refresh, with margin.
 #[test]
 fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
-    let took = support::e2e::auto_created_topic_routed_after(&Broker::kafka(), "");
+    let took = kit::e2e::auto_created_topic_routed_after(&Broker::kafka(), "");
     println!("routed {took:?} after its first record");
     assert!(
         took < Duration::from_secs(12),
@@ -91,7 +91,7 @@ fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
 /// the broker is gone, and every record is routed afterwards.
 #[test]
 fn an_apache_kafka_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
-    support::outage::broker_outage_loses_nothing(&Broker::kafka());
+    kit::outage::broker_outage_loses_nothing(&Broker::kafka());
 }
 
 /// A router for the secured broker with `config`, started.
@@ -128,7 +128,7 @@ subscribe.types = ["{prefix}.*"]
 emits = ["echo.*"]
 topics = {{ "echo.{prefix}.in" = "echo.{prefix}.in" }}
 "#,
-            support::guest("echo").display()
+            kit::guest("echo").display()
         ),
     )
     .unwrap();
@@ -176,7 +176,7 @@ fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_pa
 
     std::fs::create_dir_all(dir.path().join("wrong")).unwrap();
     let wrong = secured_config(&dir.path().join("wrong"), "not-the-password");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let mut child = std::process::Command::new(kit::switchyard_bin())
         .args(["run", "--config"])
         .arg(&wrong)
         .args(["--brokers", &broker.bootstrap(), "--state-dir"])
@@ -220,7 +220,7 @@ fn with_exactly_once_an_output_the_broker_refuses_is_dead_lettered_and_the_parti
     broker.create_topic("big.in.dlq", 1);
     broker.create_topic_with("echo.big.in", 1, &[("max.message.bytes", "2000")]);
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.types = ["big.*"]"#);
+    let config = kit::echo_config(dir.path(), r#"subscribe.types = ["big.*"]"#);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,

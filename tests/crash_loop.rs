@@ -28,14 +28,14 @@
 //! With two instances, every kill also moves partitions between them, some
 //! of them paused for back-pressure at the time.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::postgres::Postgres;
+use kit::workload::{self, count_event, payment_event};
+use kit::{Broker, Kcat, Rec, Router};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::kafka::{Broker, Kcat, Rec, Router};
-use support::postgres::Postgres;
-use support::workload::{self, count_event, payment_event};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -379,7 +379,7 @@ queue_records = 100
         took.as_secs_f64(),
     );
     println!("{table}");
-    let report = support::root().join(format!(
+    let report = kit::root().join(format!(
         "target/crash-loop-{}-{instances}.md",
         match on {
             On::Tansu => "tansu",

@@ -2,13 +2,13 @@
 //! the router cannot create or did not know at startup, and records it
 //! should not touch. On the mock cluster with kcat.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::http::{get, request};
+use kit::{Broker, Client, Kcat, Rec, Router};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 fn rec(topic: &str, value: impl Into<Vec<u8>>) -> Rec {
     Rec {
@@ -37,7 +37,7 @@ fn config(dir: &Path, tables: &str, plugins: &[String]) -> PathBuf {
 fn plugin(name: &str, guest: &str, types: &str, emits: &str, extra: &str) -> String {
     format!(
         "\n[[plugin]]\nname = \"{name}\"\nwasm = \"{}\"\nsubscribe.types = {types}\nemits = {emits}\n{extra}\n",
-        support::guest(guest).display()
+        kit::guest(guest).display()
     )
 }
 
@@ -478,7 +478,7 @@ client = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#,
 /// The mock cluster's broker stops answering for 20 s mid-stream.
 #[test]
 fn a_broker_outage_waits_and_retries_never_dead_letters_and_readyz_says_so() {
-    support::outage::broker_outage_loses_nothing(&Broker::mock());
+    kit::outage::broker_outage_loses_nothing(&Broker::mock());
 }
 
 #[test]

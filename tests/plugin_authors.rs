@@ -4,15 +4,15 @@
 //! are printed once while the last good version keeps serving. It prints how
 //! long each step took.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::{Client, Kcat};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::kafka::{Client, Kcat};
 
 /// A running `switchyard dev`, its output collected as it comes.
 struct Dev {
@@ -23,7 +23,7 @@ struct Dev {
 
 impl Dev {
     fn start(config: &Path, cache: &Path) -> Dev {
-        let mut child = support::switchyard(cache)
+        let mut child = kit::switchyard(cache)
             .args(["dev", "--summary-secs", "60", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
@@ -139,7 +139,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
     let started = Instant::now();
 
     // 1. `new`, and `test` at once (it builds the plugin first).
-    let out = support::switchyard(&cache)
+    let out = kit::switchyard(&cache)
         .args(["new", "hello", "--lang", lang, "--dir"])
         .arg(&dir)
         .output()
@@ -149,7 +149,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = support::switchyard(&cache)
+    let out = kit::switchyard(&cache)
         .arg("test")
         .arg(&dir)
         .output()

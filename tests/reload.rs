@@ -1,8 +1,10 @@
 //! Hot reload under load, the admin API's token, its metrics and its status
 //! page, against the router on the mock cluster.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::http::{get, request};
+use kit::{Broker, Client, Kcat, Rec, Router};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,8 +13,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -42,13 +42,13 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(plugins.join("fixtures")).unwrap();
     let wasm = plugins.join("echo.wasm");
     std::fs::write(&wasm, variant(&echo, 0)).unwrap();
     std::fs::copy(
-        support::root().join("tests/faults/fixtures/echo/echo.json"),
+        kit::root().join("tests/faults/fixtures/echo/echo.json"),
         plugins.join("fixtures/echo.json"),
     )
     .unwrap();
@@ -126,7 +126,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 #[test]
 fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
     let (s, broker, mut router, url) = start();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
     let initial = label(&variant(&echo, 0));
     assert_eq!(plugin(&url)["version"], initial.as_str());
 
@@ -147,8 +147,8 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 
     let broken: BTreeMap<usize, Vec<u8>> = BTreeMap::from([
         (5, b"this is not wasm".to_vec()),
-        (11, std::fs::read(support::guest("wrong_world")).unwrap()),
-        (16, std::fs::read(support::guest("trap")).unwrap()),
+        (11, std::fs::read(kit::guest("wrong_world")).unwrap()),
+        (16, std::fs::read(kit::guest("trap")).unwrap()),
     ]);
     let mut accepted = vec![initial.clone()];
     let mut refused = BTreeSet::new();
@@ -267,7 +267,7 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 #[test]
 fn without_the_token_every_change_is_refused_and_nothing_changes() {
     let (_s, _broker, router, url) = start();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
     let before = plugin(&url);
     let upload = variant(&echo, 42);
     for (method, path, body) in [
@@ -383,7 +383,7 @@ fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let dom = support::chromium(&format!("{url}/"), &["--dump-dom"]);
+    let dom = kit::chromium(&format!("{url}/"), &["--dump-dom"]);
     let version = plugin(&url)["version"].as_str().unwrap().to_string();
     assert!(dom.contains("id=\"plugin-echo\""), "{dom}");
     assert!(dom.contains(&format!("<td>{version}</td>")), "{dom}");

@@ -1,14 +1,14 @@
 //! The router under bad input, crashes and shutdowns, on the mock cluster
 //! with kcat as the outside client.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::{Broker, Client, Kcat, Rec, Router};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 fn booking_created(i: usize) -> Value {
     json!({
@@ -38,7 +38,7 @@ fn event_id(r: &Rec) -> String {
 
 /// Writes a router config with the test guests and returns its path.
 fn fault_config(dir: &Path) -> std::path::PathBuf {
-    let guests = support::build_wasm("tests/guests");
+    let guests = kit::build_wasm("tests/guests");
     let g = |name: &str| guests.join(format!("{name}.wasm")).display().to_string();
     let config = format!(
         r#"
@@ -213,7 +213,7 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
     router.stop();
 
     // Replay sends the dead letters back, unchanged and without the DLQ headers.
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let out = Command::new(kit::switchyard_bin())
         .args([
             "dlq",
             "replay",
@@ -249,8 +249,8 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
 }
 
 fn start_booking(broker: &Broker, state: &Path, cache: &Path) -> Router {
-    let config = support::root().join("examples/booking/router.toml");
-    support::build_wasm("plugins");
+    let config = kit::root().join("examples/booking/router.toml");
+    kit::build_wasm("plugins");
     Router::start(&config, broker, state, cache)
 }
 
@@ -394,9 +394,9 @@ fn a_graceful_stop_commits_offsets_so_a_restart_routes_nothing_twice() {
 #[test]
 fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     use std::io::{BufRead, BufReader};
-    support::build_wasm("plugins");
+    kit::build_wasm("plugins");
     let cache = tempfile::tempdir().unwrap();
-    let mut dev = support::switchyard(cache.path())
+    let mut dev = kit::switchyard(cache.path())
         .args([
             "dev",
             "--config",
@@ -421,7 +421,7 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     let kcat = Kcat(bootstrap);
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            support::root().join("examples/booking/fixtures/payment/succeeded.json"),
+            kit::root().join("examples/booking/fixtures/payment/succeeded.json"),
         )
         .unwrap(),
     )
@@ -466,7 +466,7 @@ fn echo_on(dir: &Path, topic: &str, output: &str) -> (Broker, Router) {
     for t in [topic, &format!("{topic}.dlq"), output] {
         broker.create_topic(t, 1);
     }
-    let config = support::echo_config(dir, &format!(r#"subscribe.topics = ["{topic}"]"#));
+    let config = kit::echo_config(dir, &format!(r#"subscribe.topics = ["{topic}"]"#));
     let router = Router::start(&config, &broker, &dir.join("state"), &dir.join("cache"));
     (broker, router)
 }
@@ -631,7 +631,7 @@ fn a_host_panic_mid_batch_runs_the_batch_again_and_skips_nothing() {
     for t in ["p.in", "p.in.dlq", "echo.p.in"] {
         broker.create_topic(t, 1);
     }
-    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["p.in"]"#);
+    let config = kit::echo_config(dir.path(), r#"subscribe.topics = ["p.in"]"#);
     let mut router = Router::start_with(
         &config,
         &broker,

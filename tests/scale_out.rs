@@ -1,18 +1,18 @@
 //! Scale-out: router instances in one consumer group sharing their plugin
 //! state and versions in a real PostgreSQL server, which each test starts on
-//! a free port (see `support::postgres`).
+//! a free port (see `kit::postgres`).
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::http::{get, request};
+use kit::postgres::Postgres;
+use kit::workload;
+use kit::{Broker, Client, Kcat, Router};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Router};
-use support::postgres::Postgres;
-use support::workload;
 use switchyard::state::{Effect, PgStore, StateRead, StateStore, contract};
 
 const TOKEN: &str = "scale-token";
@@ -278,7 +278,7 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
     let file_hash = live_hash(&admins[0]).0;
 
     // Upload another component as `counter` to the first instance only.
-    let upload = std::fs::read(support::guest("echo")).unwrap();
+    let upload = std::fs::read(kit::guest("echo")).unwrap();
     let (status, body) = request(
         "PUT",
         &format!("{}/plugins/counter", admins[0]),

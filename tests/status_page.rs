@@ -5,14 +5,14 @@
 //! the token, and the new version. It also takes the README's screenshot
 //! (`docs/status-page.png` when `SWITCHYARD_SCREENSHOT=1`).
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::chromium;
+use kit::http::{get, request};
+use kit::{Broker, Client, Kcat, Rec, Router};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::chromium;
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 const TOKEN: &str = "page-token";
 
@@ -47,8 +47,8 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
         broker.create_topic(&format!("{t}.dlq"), 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    support::build_wasm("plugins");
-    let config = support::root().join("examples/booking/router.toml");
+    kit::build_wasm("plugins");
+    let config = kit::root().join("examples/booking/router.toml");
     let mut router = Router::start_with(
         &config,
         &broker,
@@ -59,8 +59,8 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
     );
     let url = router.admin_url();
     let kcat = Kcat(broker.bootstrap());
-    let good = std::fs::read(support::root().join("examples/booking/events/booking-created.json"))
-        .unwrap();
+    let good =
+        std::fs::read(kit::root().join("examples/booking/events/booking-created.json")).unwrap();
     kcat.produce(&[
         Rec {
             topic: "booking.booking.created".into(),
@@ -83,7 +83,7 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
     });
 
     // A reload: another build of payment (an extra custom section).
-    let wasm_path = support::root().join("plugins/target/wasm32-wasip2/release/payment.wasm");
+    let wasm_path = kit::root().join("plugins/target/wasm32-wasip2/release/payment.wasm");
     let mut upload = std::fs::read(&wasm_path).unwrap();
     upload.extend_from_slice(&[0, 10, 9]);
     upload.extend_from_slice(b"page-test");
@@ -177,10 +177,8 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
         // A few chart samples (one per 5 s) and some traffic to draw.
         for i in 0..3 {
             let mut event: Value = serde_json::from_slice(
-                &std::fs::read(
-                    support::root().join("examples/booking/events/booking-created.json"),
-                )
-                .unwrap(),
+                &std::fs::read(kit::root().join("examples/booking/events/booking-created.json"))
+                    .unwrap(),
             )
             .unwrap();
             event["event_id"] = format!("e0000001-0000-4000-8000-00000000010{i}").into();
@@ -193,7 +191,7 @@ fn the_status_page_shows_the_map_dead_letters_replay_and_reloads() {
             }]);
             std::thread::sleep(Duration::from_secs(5));
         }
-        let shot = support::root().join("docs/status-page.png");
+        let shot = kit::root().join("docs/status-page.png");
         std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(&shot);
         chromium(
@@ -224,7 +222,7 @@ fn dead_letter_replays_do_not_block_the_router() {
         broker.create_topic(t, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["r.in"]"#);
+    let config = kit::echo_config(dir.path(), r#"subscribe.topics = ["r.in"]"#);
     let mut router = Router::start_with(
         &config,
         &broker,

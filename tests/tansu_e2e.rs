@@ -8,10 +8,10 @@
 //! `scripts/tansu.sh` (`cargo test --test tansu_e2e -- --ignored`), out of
 //! the default suite, whose time they would double.
 
-mod support;
+use switchyard_testkit as kit;
 
-use support::e2e::run_example;
-use support::kafka::Broker;
+use kit::Broker;
+use kit::e2e::run_example;
 
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
@@ -47,11 +47,11 @@ fn pet_delivery_example_on_tansu() {
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_topic_created_after_startup_is_routed_on_tansu() {
+    use kit::{Rec, Router};
     use std::time::{Duration, Instant};
-    use support::kafka::{Rec, Router};
     let broker = Broker::tansu();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(
+    let config = kit::echo_config(
         dir.path(),
         r#"subscribe.types = ["late.*"]
 topics = { "echo.late.topic" = "echo.late" }"#,
@@ -93,5 +93,5 @@ topics = { "echo.late.topic" = "echo.late" }"#,
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_tansu_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
-    support::outage::broker_outage_loses_nothing(&Broker::tansu_durable());
+    kit::outage::broker_outage_loses_nothing(&Broker::tansu_durable());
 }

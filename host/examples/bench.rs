@@ -55,14 +55,7 @@ use switchyard::state::{MemoryStore, StateRead};
 
 const INPUT: &str = "booking.booking.created";
 
-/// The tests' Apache Kafka broker, for P1.
-#[path = "../../tests/support/apache.rs"]
-mod apache;
-
-/// The tests' throwaway PostgreSQL server, for P6.
-#[path = "../../tests/support/postgres.rs"]
-#[allow(dead_code)]
-mod postgres;
+use switchyard_testkit::{apache, postgres};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,8 +1,7 @@
 //! Apache Kafka for the tests: a single-node KRaft broker (broker and
 //! controller in one JVM) on free loopback ports, in a temporary folder,
 //! from the jars `scripts/setup.sh --test` fetched from Maven Central
-//! (pinned in `scripts/kafka/pom.xml`). The benchmark includes this file
-//! too; it needs only a `root()` beside it.
+//! (pinned in `scripts/kafka/pom.xml`). The benchmark's P1 runs on it too.
 //!
 //! The broker keeps its log in its folder, so [`ApacheKafka::set_down`] can
 //! kill it and start it again with every record, offset and transaction
@@ -15,8 +14,8 @@
 //! the broker enforces ACLs: `admin` (password `admin-secret`) is a super
 //! user; `router` (password `router-secret`) has only the rights a test
 //! grants it.
-#![allow(dead_code)]
 
+use crate::free_port;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +48,7 @@ pub fn jars() -> PathBuf {
     if let Some(dir) = std::env::var_os("SWITCHYARD_KAFKA_JARS") {
         return PathBuf::from(dir);
     }
-    let pom = std::fs::read_to_string(super::root().join("scripts/kafka/pom.xml")).unwrap();
+    let pom = std::fs::read_to_string(crate::root().join("scripts/kafka/pom.xml")).unwrap();
     let version = pom
         .split("<kafka.version>")
         .nth(1)
@@ -231,15 +230,6 @@ impl ApacheKafka {
             .unwrap();
         }
     }
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fixed cluster id: every test broker is its own one-node cluster.

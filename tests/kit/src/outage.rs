@@ -5,10 +5,9 @@
 //! - `/readyz` was false, saying why, while the broker was gone;
 //! - every record, from before and after the outage, was routed;
 //! - `/readyz` is true again.
-#![allow(dead_code)]
 
-use super::http::{ready_within, unready_during};
-use super::kafka::{Broker, Rec, Router};
+use crate::http::{ready_within, unready_during};
+use crate::{Broker, Rec, Router};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +18,7 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
         broker.create_topic(t, 2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = super::echo_config(dir.path(), r#"subscribe.types = ["o.*"]"#);
+    let config = crate::echo_config(dir.path(), r#"subscribe.types = ["o.*"]"#);
     let mut router = Router::start(
         &config,
         broker,

@@ -1,5 +1,4 @@
 //! A minimal HTTP/1.1 client over std, for the admin API tests.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,9 +1,8 @@
 //! Fixture files driven through a real broker: produce each step's record
 //! with an outside client, wait for the router to handle it, then consume
 //! the output and dead-letter topics and compare them with the fixture.
-#![allow(dead_code)]
 
-use super::kafka::{Broker, Rec, Router};
+use crate::{Broker, Rec, Router};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -206,11 +205,11 @@ pub fn run_fixture(
 /// Runs every eligible fixture of every plugin of `example`, each on a fresh
 /// router; returns how many ran.
 pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
-    let dir = super::root().join("examples").join(example);
+    let dir = crate::root().join("examples").join(example);
     // Compiled plugins are shared between tests (entries are keyed by
     // content): a Python or JavaScript plugin compiles once, not per fixture.
-    let cache = super::root().join("target/test-cache");
-    super::build_wasm("plugins");
+    let cache = crate::root().join("target/test-cache");
+    crate::build_wasm("plugins");
     let config = RouterConfig::load(&dir.join("router.toml")).unwrap();
     switchyard::rebuild::build_stale(&config, None).unwrap();
     let mut ran = 0;
@@ -235,7 +234,7 @@ pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
 pub fn auto_created_topic_routed_after(broker: &Broker, client: &str) -> Duration {
     broker.create_topic("chain.start", 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = super::echo_config(
+    let config = crate::echo_config(
         dir.path(),
         r#"subscribe.types = ["chain.start", "echo.chain.start"]"#,
     );
