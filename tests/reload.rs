@@ -4,7 +4,7 @@
 use switchyard_testkit as kit;
 
 use kit::http::{get, request};
-use kit::{Broker, Client, Kcat, Rec, Router};
+use kit::{Broker, Client, Kcat, Rec, Router, eventually};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "s3cret-token";
 
@@ -82,7 +82,7 @@ fn start() -> (Setup, Broker, Router, String) {
     for t in ["load", "load.dlq", "echo.load.event"] {
         broker.create_topic(t, 3);
     }
-    let mut router = Router::start(
+    let router = Router::start(
         &s.config,
         &broker,
         &s.dir.path().join("state"),
@@ -115,17 +115,9 @@ fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
-    let (s, broker, mut router, url) = start();
+    let (s, broker, router, url) = start();
     let echo = std::fs::read(kit::guest("echo")).unwrap();
     let initial = label(&variant(&echo, 0));
     assert_eq!(plugin(&url)["version"], initial.as_str());
@@ -167,11 +159,11 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
         } else {
             replace_file(&s.wasm, &bytes);
             if broken.contains_key(&step) {
-                wait_until("the refusal", Duration::from_secs(60), || {
+                eventually("the refusal", Duration::from_secs(60), || {
                     plugin(&url)["last_error"] != before["last_error"]
                 });
             } else {
-                wait_until("the new version", Duration::from_secs(60), || {
+                eventually("the new version", Duration::from_secs(60), || {
                     plugin(&url)["version"] == label(&bytes).as_str()
                 });
             }
@@ -197,8 +189,8 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 
     producer.join().unwrap();
     assert!(done.load(Ordering::Relaxed));
-    router.wait("every event", Duration::from_secs(120), |r| {
-        r.handled("load", "load.event") >= N
+    eventually("every event", Duration::from_secs(120), || {
+        router.or_log(router.processed("load") >= N as u64)
     });
 
     let kcat = Kcat(broker.bootstrap());
@@ -346,15 +338,15 @@ fn which(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
-    let (s, broker, mut router, url) = start();
+    let (s, broker, router, url) = start();
     let kcat = Kcat(broker.bootstrap());
     kcat.produce(&(0..5).map(load_event).collect::<Vec<_>>());
     kcat.produce(&[Rec {
         value: b"not json".to_vec(),
         ..load_event(99)
     }]);
-    router.wait("six records", Duration::from_secs(60), |r| {
-        r.handled("load", "load.event") >= 5 && r.handled("load", "-") >= 1
+    eventually("six records", Duration::from_secs(60), || {
+        router.or_log(router.invocations("echo") >= 5 && router.dead_lettered("load") >= 1)
     });
 
     let metrics = get(&format!("{url}/metrics"));

@@ -15,12 +15,12 @@
 //! user; `router` (password `router-secret`) has only the rights a test
 //! grants it.
 
-use crate::free_port;
+use crate::{eventually, free_port};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How the client listener is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,26 +146,22 @@ impl ApacheKafka {
                 .spawn()
                 .expect("java runs"),
         );
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        eventually("Apache Kafka to start", Duration::from_secs(90), || {
             let mut text = String::new();
             if let Ok(mut f) = std::fs::File::open(&log_path) {
                 use std::io::Seek;
                 let _ = f.seek(std::io::SeekFrom::Start(started_at));
                 let _ = f.read_to_string(&mut text);
             }
-            if text.contains("Kafka Server started") {
-                break;
-            }
             if let Some(status) = child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("Apache Kafka exited ({status}):\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "Apache Kafka did not start in 90 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            if text.contains("Kafka Server started") {
+                Ok(())
+            } else {
+                Err(format!("its log:\n{text}"))
+            }
+        });
     }
 
     fn write_config(&self) {

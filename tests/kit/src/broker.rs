@@ -4,11 +4,11 @@
 
 use crate::apache::{ApacheKafka, Security};
 use crate::client::{Client, Kcat, PyClient, settings_json, which};
-use crate::free_port;
+use crate::{eventually, free_port};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard::kafka::broker::EmbeddedBroker;
 
 /// A broker for one test.
@@ -108,18 +108,20 @@ impl Broker {
                         .spawn()
                         .expect("tansu starts"),
                 );
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                    if let Some(status) = child.as_mut().unwrap().try_wait().unwrap() {
-                        panic!(
-                            "tansu exited ({status}): {}",
-                            std::fs::read_to_string(dir.path().join("tansu.log"))
-                                .unwrap_or_default()
-                        );
-                    }
-                    assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                eventually(
+                    &format!("tansu to listen on {port}"),
+                    Duration::from_secs(30),
+                    || {
+                        if let Some(status) = child.as_mut().unwrap().try_wait().unwrap() {
+                            panic!(
+                                "tansu exited ({status}): {}",
+                                std::fs::read_to_string(dir.path().join("tansu.log"))
+                                    .unwrap_or_default()
+                            );
+                        }
+                        std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
+                    },
+                );
                 if let Some(file) = storage.strip_prefix("sqlite://") {
                     index_tansu_headers(&dir.path().join(file));
                 }

@@ -97,11 +97,13 @@ pub mod http;
 pub mod outage;
 pub mod postgres;
 pub mod router;
+pub mod wait;
 pub mod workload;
 
 pub use broker::Broker;
 pub use client::{Client, Kcat, PyClient, Rec, which};
 pub use router::Router;
+pub use wait::{Check, eventually};
 
 /// Loads `url` in headless Chromium (Debian's `chromium`, installed by
 /// `scripts/setup.sh --test`), lets its scripts run for 6 s of virtual time,
