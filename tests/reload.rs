@@ -4,7 +4,7 @@
 use switchyard_testkit as kit;
 
 use kit::http::{get, request};
-use kit::{Broker, Client, Kcat, Rec, Router, eventually};
+use kit::{Broker, Client, Kcat, Rec, Router, eventually, wasm_variant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,20 +20,6 @@ fn label(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..12].to_string()
 }
 
-/// `wasm` plus a custom section naming `n`: the same plugin, a new version.
-fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
-    let name = b"switchyard-test";
-    let payload = format!("variant {n}");
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    out.push(section.len() as u8);
-    out.extend(section);
-    out
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     wasm: PathBuf,
@@ -46,7 +32,7 @@ fn setup() -> Setup {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(plugins.join("fixtures")).unwrap();
     let wasm = plugins.join("echo.wasm");
-    std::fs::write(&wasm, variant(&echo, 0)).unwrap();
+    std::fs::write(&wasm, wasm_variant(&echo, 0)).unwrap();
     std::fs::copy(
         kit::root().join("tests/faults/fixtures/echo/echo.json"),
         plugins.join("fixtures/echo.json"),
@@ -119,7 +105,7 @@ fn replace_file(path: &Path, bytes: &[u8]) {
 fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
     let (s, broker, router, url) = start();
     let echo = std::fs::read(kit::guest("echo")).unwrap();
-    let initial = label(&variant(&echo, 0));
+    let initial = label(&wasm_variant(&echo, 0));
     assert_eq!(plugin(&url)["version"], initial.as_str());
 
     // Traffic flows the whole time.
@@ -148,7 +134,7 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
         let bytes = broken
             .get(&step)
             .cloned()
-            .unwrap_or_else(|| variant(&echo, step));
+            .unwrap_or_else(|| wasm_variant(&echo, step));
         let via_api = step % 2 == 0;
         let before = plugin(&url);
         if via_api {
@@ -261,7 +247,7 @@ fn without_the_token_every_change_is_refused_and_nothing_changes() {
     let (_s, _broker, router, url) = start();
     let echo = std::fs::read(kit::guest("echo")).unwrap();
     let before = plugin(&url);
-    let upload = variant(&echo, 42);
+    let upload = wasm_variant(&echo, 42);
     for (method, path, body) in [
         ("PUT", "/plugins/echo", upload.as_slice()),
         ("POST", "/plugins/echo/reload", b"".as_slice()),

@@ -35,6 +35,21 @@ pub fn switchyard_bin() -> PathBuf {
     profile.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX))
 }
 
+/// `wasm` plus a custom section naming variant `n`: the same plugin
+/// under another hash, as a rebuild or a new version would be.
+pub fn wasm_variant(wasm: &[u8], n: usize) -> Vec<u8> {
+    let name = b"switchyard-variant";
+    let payload = format!("variant {n}");
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend(section);
+    out
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
