@@ -3,11 +3,11 @@
 //! started per test on free ports, driven by confluent-kafka (PyPI) as the
 //! outside client, reading committed records only.
 
-mod support;
+use switchyard_testkit as kit;
 
-use std::time::{Duration, Instant};
-use support::e2e::run_example;
-use support::kafka::{Broker, Rec, Router};
+use kit::e2e::run_example;
+use kit::{Broker, Rec, Router, eventually};
+use std::time::Duration;
 
 #[test]
 fn booking_example_on_apache_kafka() {
@@ -38,12 +38,12 @@ fn pet_delivery_example_on_apache_kafka() {
 /// catalog event and reads the router's output back, read_committed.
 #[test]
 fn kcat_drives_the_router_on_apache_kafka() {
-    use support::kafka::{Client, Kcat};
+    use kit::{Client, Kcat};
     let broker = Broker::kafka();
     broker.create_topic("k.in", 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.types = ["k.*"]"#);
-    let mut router = Router::start(
+    let config = kit::echo_config(dir.path(), r#"subscribe.types = ["k.*"]"#);
+    let router = Router::start(
         &config,
         &broker,
         &dir.path().join("state"),
@@ -57,19 +57,17 @@ fn kcat_drives_the_router_on_apache_kafka() {
         headers: vec![],
         value: br#"{"event_id":"k-1","event_type":"k.in","data":{"n":1}}"#.to_vec(),
     }]);
-    router.wait("the kcat record", Duration::from_secs(60), |r| {
-        r.handled("k.in", "k.in") >= 1
+    eventually("the kcat record", Duration::from_secs(60), || {
+        router.or_log(router.processed("k.in") >= 1)
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let out = eventually("its output, read by kcat", Duration::from_secs(30), || {
         let out = kcat.consume("echo.k.in");
-        if out.len() == 1 {
-            assert_eq!(out[0].header("switchyard-plugin"), Some("echo"));
-            break;
+        match out.len() {
+            1 => Ok(out),
+            n => Err(format!("kcat read {n} records")),
         }
-        assert!(Instant::now() < deadline, "kcat read {} records", out.len());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
+    assert_eq!(out[0].header("switchyard-plugin"), Some("echo"));
     router.stop();
 }
 
@@ -78,7 +76,7 @@ fn kcat_drives_the_router_on_apache_kafka() {
 /// plugin subscribed to it within the 5 s metadata refresh, with margin.
 #[test]
 fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
-    let took = support::e2e::auto_created_topic_routed_after(&Broker::kafka(), "");
+    let took = kit::e2e::auto_created_topic_routed_after(&Broker::kafka(), "");
     println!("routed {took:?} after its first record");
     assert!(
         took < Duration::from_secs(12),
@@ -91,14 +89,14 @@ fn a_topic_auto_created_by_the_routers_output_is_routed_on_apache_kafka() {
 /// the broker is gone, and every record is routed afterwards.
 #[test]
 fn an_apache_kafka_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
-    support::outage::broker_outage_loses_nothing(&Broker::kafka());
+    kit::outage::broker_outage_loses_nothing(&Broker::kafka());
 }
 
 /// A router for the secured broker with `config`, started.
 fn secured_router(broker: &Broker, config: &std::path::Path, dir: &std::path::Path) -> Router {
-    let mut router = Router::start(config, broker, &dir.join("state"), &dir.join("cache"));
-    router.wait("startup", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
+    let router = Router::start(config, broker, &dir.join("state"), &dir.join("cache"));
+    eventually("startup", Duration::from_secs(60), || {
+        router.or_log(router.logged("router started"))
     });
     router
 }
@@ -128,7 +126,7 @@ subscribe.types = ["{prefix}.*"]
 emits = ["echo.*"]
 topics = {{ "echo.{prefix}.in" = "echo.{prefix}.in" }}
 "#,
-            support::guest("echo").display()
+            kit::guest("echo").display()
         ),
     )
     .unwrap();
@@ -148,7 +146,7 @@ fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_pa
     broker.py().grant("User:router");
     let dir = tempfile::tempdir().unwrap();
     let config = secured_config(dir.path(), "router-secret");
-    let mut router = secured_router(&broker, &config, dir.path());
+    let router = secured_router(&broker, &config, dir.path());
     assert!(
         router.log().contains("cannot create topics"),
         "no warning about the topics it may not create\n{}",
@@ -162,43 +160,29 @@ fn the_router_routes_on_a_sasl_broker_without_create_rights_and_names_a_wrong_pa
         headers: vec![],
         value: br#"{"event_id":"s-1","event_type":"sec.in","data":{}}"#.to_vec(),
     }]);
-    router.wait(
+    eventually(
         "the record on the secured broker",
         Duration::from_secs(60),
-        |r| r.handled("sec.in", "sec.in") >= 1,
+        || router.or_log(router.processed("sec.in") >= 1),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.consume("echo.sec.in").is_empty() {
-        assert!(Instant::now() < deadline, "no output\n{}", router.log());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    eventually("its output", Duration::from_secs(30), || {
+        router.or_log(!client.consume("echo.sec.in").is_empty())
+    });
     router.stop();
 
     std::fs::create_dir_all(dir.path().join("wrong")).unwrap();
     let wrong = secured_config(&dir.path().join("wrong"), "not-the-password");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["run", "--config"])
-        .arg(&wrong)
-        .args(["--brokers", &broker.bootstrap(), "--state-dir"])
-        .arg(dir.path().join("state-wrong"))
-        .env("SWITCHYARD_CACHE_DIR", dir.path().join("cache"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the router did not stop on a wrong password");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = Router::start_plain(
+        &wrong,
+        &broker,
+        &dir.path().join("state-wrong"),
+        &dir.path().join("cache"),
+        &[],
+    )
+    .exit_within(
+        "the router to stop on a wrong password",
+        Duration::from_secs(60),
+    );
     assert!(!status.success(), "{stderr}");
     let error: Vec<&str> = stderr
         .lines()
@@ -220,7 +204,7 @@ fn with_exactly_once_an_output_the_broker_refuses_is_dead_lettered_and_the_parti
     broker.create_topic("big.in.dlq", 1);
     broker.create_topic_with("echo.big.in", 1, &[("max.message.bytes", "2000")]);
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(dir.path(), r#"subscribe.types = ["big.*"]"#);
+    let config = kit::echo_config(dir.path(), r#"subscribe.types = ["big.*"]"#);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -245,15 +229,10 @@ fn with_exactly_once_an_output_the_broker_refuses_is_dead_lettered_and_the_parti
     // One at a time: outputs produced together share a request, which the
     // broker refuses whole.
     let until = |what: &str, topic: &str| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        eventually(what, Duration::from_secs(90), || {
             let got = client.consume(topic);
-            if !got.is_empty() {
-                return got;
-            }
-            assert!(Instant::now() < deadline, "no {what}\n{}", router.log());
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            router.or_log((!got.is_empty()).then_some(got))
+        })
     };
     client.produce(&[record("b-1", &"x".repeat(4000))]);
     let letters = until("dead letter", "big.in.dlq");
@@ -289,7 +268,7 @@ fn a_dead_letter_the_broker_refuses_waits_and_is_produced_once_it_may() {
     py.deny_write("User:router", "bad.in.dlq", true);
     let dir = tempfile::tempdir().unwrap();
     let config = secured_config_for(dir.path(), "router-secret", "bad");
-    let mut router = secured_router(&broker, &config, dir.path());
+    let router = secured_router(&broker, &config, dir.path());
     let client = broker.client();
     // A good event first: an undecodable record is dead-lettered on a
     // topic the router has routed (elsewhere it is skipped).
@@ -303,25 +282,21 @@ fn a_dead_letter_the_broker_refuses_waits_and_is_produced_once_it_may() {
     client.produce(&[rec(
         br#"{"event_id":"g-1","event_type":"bad.in","data":{}}"#,
     )]);
-    router.wait("the good event", Duration::from_secs(60), |r| {
-        r.handled("bad.in", "bad.in") >= 1
+    eventually("the good event", Duration::from_secs(60), || {
+        router.or_log(router.processed("bad.in") >= 1)
     });
     client.produce(&[rec(b"not json")]);
-    router.wait("the refused dead letter", Duration::from_secs(60), |r| {
-        r.log().contains("dead letter to bad.in.dlq")
+    eventually("the refused dead letter", Duration::from_secs(60), || {
+        router.or_log(router.logged("dead letter to bad.in.dlq"))
     });
     std::thread::sleep(Duration::from_secs(2));
     assert!(client.consume("bad.in.dlq").is_empty());
     py.deny_write("User:router", "bad.in.dlq", false);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client.consume("bad.in.dlq").is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the dead letter was dropped\n{}",
-            router.log()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    eventually(
+        "the dead letter, once it may be written",
+        Duration::from_secs(60),
+        || router.or_log(!client.consume("bad.in.dlq").is_empty()),
+    );
     let log = router.stop();
     let letters = client.consume("bad.in.dlq");
     assert_eq!(letters.len(), 1, "{log}");

@@ -1,6 +1,6 @@
 //! The `switchyard` binary, as a user runs it.
 
-mod support;
+use switchyard_testkit as kit;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,9 +16,9 @@ fn output(cmd: &mut std::process::Command) -> (bool, String) {
 fn validate_accepts_a_plugin_and_names_the_mismatch_of_a_wrong_world() {
     let cache = tempfile::tempdir().unwrap();
     let (ok, text) = output(
-        support::switchyard(cache.path())
+        kit::switchyard(cache.path())
             .arg("validate")
-            .arg(support::guest("echo")),
+            .arg(kit::guest("echo")),
     );
     assert!(ok, "{text}");
     assert!(
@@ -27,9 +27,9 @@ fn validate_accepts_a_plugin_and_names_the_mismatch_of_a_wrong_world() {
     );
 
     let (ok, text) = output(
-        support::switchyard(cache.path())
+        kit::switchyard(cache.path())
             .arg("validate")
-            .arg(support::guest("wrong_world")),
+            .arg(kit::guest("wrong_world")),
     );
     assert!(!ok, "{text}");
     assert_eq!(text.lines().count(), 1, "one line: {text}");
@@ -42,7 +42,7 @@ fn validate_accepts_a_plugin_and_names_the_mismatch_of_a_wrong_world() {
         "{text}"
     );
 
-    let (ok, text) = output(support::switchyard(cache.path()).args(["validate", "Cargo.toml"]));
+    let (ok, text) = output(kit::switchyard(cache.path()).args(["validate", "Cargo.toml"]));
     assert!(!ok);
     assert!(
         text.contains("Cargo.toml: not a WebAssembly file"),
@@ -53,8 +53,8 @@ fn validate_accepts_a_plugin_and_names_the_mismatch_of_a_wrong_world() {
 #[test]
 fn the_fault_fixtures_pass_with_their_typed_errors() {
     let cache = tempfile::tempdir().unwrap();
-    support::guest("echo");
-    let (ok, text) = output(support::switchyard(cache.path()).args(["test", "tests/faults"]));
+    kit::guest("echo");
+    let (ok, text) = output(kit::switchyard(cache.path()).args(["test", "tests/faults"]));
     assert!(ok, "{text}");
     assert!(text.contains("tests/faults: 7 passed, 0 failed"), "{text}");
 }
@@ -62,8 +62,8 @@ fn the_fault_fixtures_pass_with_their_typed_errors() {
 /// Copies `tests/faults` to a temp folder with absolute wasm paths, so a
 /// test can edit fixtures freely.
 fn scratch_faults(dir: &Path) {
-    let src = support::root().join("tests/faults");
-    let guests = support::build_wasm("tests/guests");
+    let src = kit::root().join("tests/faults");
+    let guests = kit::build_wasm("tests/guests");
     let config = std::fs::read_to_string(src.join("router.toml"))
         .unwrap()
         .replace(
@@ -92,7 +92,7 @@ fn a_one_field_change_in_an_expected_emit_fails_with_a_diff() {
     let text = std::fs::read_to_string(&fixture).unwrap();
     std::fs::write(&fixture, text.replacen("\"count\": 1,", "\"count\": 2,", 1)).unwrap();
     let (ok, text) = output(
-        support::switchyard(cache.path())
+        kit::switchyard(cache.path())
             .arg("test")
             .arg(dir.path())
             .args(["--plugin", "echo"]),
@@ -119,14 +119,14 @@ fn an_infinite_loop_ends_at_its_deadline_with_a_timeout_error() {
     );
     assert_ne!(text, edited);
     std::fs::write(&fixture, edited).unwrap();
-    support::switchyard(cache.path())
+    kit::switchyard(cache.path())
         .args(["validate"])
-        .arg(support::guest("spin"))
+        .arg(kit::guest("spin"))
         .output()
         .unwrap();
     let started = Instant::now();
     let (ok, text) = output(
-        support::switchyard(cache.path())
+        kit::switchyard(cache.path())
             .arg("test")
             .arg(dir.path())
             .args(["--plugin", "spin"]),
@@ -152,11 +152,7 @@ fn a_bad_config_gets_one_line_naming_the_file_and_the_fix() {
         "[[plugin]]\nname = \"p\"\nwasm = \"missing.wasm\"\nsubscribe.types = [\"x\"]\n",
     )
     .unwrap();
-    let (ok, text) = output(
-        support::switchyard(cache.path())
-            .arg("test")
-            .arg(dir.path()),
-    );
+    let (ok, text) = output(kit::switchyard(cache.path()).arg("test").arg(dir.path()));
     assert!(!ok);
     assert_eq!(text.trim().lines().count(), 1, "{text}");
     assert!(
@@ -168,7 +164,7 @@ fn a_bad_config_gets_one_line_naming_the_file_and_the_fix() {
 
 #[test]
 fn only_the_engine_configures_wasmtime_and_only_bindings_calls_bindgen() {
-    let src = support::root().join("host/src");
+    let src = kit::root().join("host/src");
     let mut files = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
@@ -213,8 +209,8 @@ fn only_the_engine_configures_wasmtime_and_only_bindings_calls_bindgen() {
 #[test]
 fn a_plugin_whose_emits_depend_on_instance_history_fails_and_is_named() {
     let cache = tempfile::tempdir().unwrap();
-    support::guest("history");
-    let (ok, text) = output(support::switchyard(cache.path()).args(["test", "tests/history"]));
+    kit::guest("history");
+    let (ok, text) = output(kit::switchyard(cache.path()).args(["test", "tests/history"]));
     assert!(!ok, "{text}");
     assert!(
         text.contains("FAIL history      tests/history/fixtures/call-1.json"),
@@ -239,12 +235,12 @@ fn dev_refuses_exactly_once_with_one_line_naming_the_file() {
         &config,
         format!(
             "[kafka]\nguarantee = \"exactly-once\"\n\n[[plugin]]\nname = \"echo\"\nwasm = \"{}\"\nsubscribe.types = [\"x\"]\n",
-            support::guest("echo").display()
+            kit::guest("echo").display()
         ),
     )
     .unwrap();
     let (ok, text) = output(
-        support::switchyard(cache.path())
+        kit::switchyard(cache.path())
             .args(["dev", "--config"])
             .arg(&config),
     );

@@ -28,14 +28,14 @@
 //! With two instances, every kill also moves partitions between them, some
 //! of them paused for back-pressure at the time.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::postgres::Postgres;
+use kit::workload::{self, count_event, payment_event};
+use kit::{Broker, Kcat, Rec, Router, eventually};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::kafka::{Broker, Kcat, Rec, Router};
-use support::postgres::Postgres;
-use support::workload::{self, count_event, payment_event};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -239,10 +239,10 @@ queue_records = 100
         // later.
         let victim = rng.below(instances as u64) as usize;
         let since = Instant::now();
-        while !routers[victim].log().contains("handled ") && since.elapsed() < patience {
+        while routers[victim].records() == 0 && since.elapsed() < patience {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if routers[victim].log().contains("handled ") {
+        if routers[victim].records() > 0 {
             mid_stream += 1;
         }
         std::thread::sleep(Duration::from_millis(200 + rng.below(1300)));
@@ -254,33 +254,35 @@ queue_records = 100
     // Waits until every input has an output. (A read of Tansu's topics
     // takes minutes at 100,000 events.)
     let client = broker.client();
-    let deadline = Instant::now() + Duration::from_secs(env("CRASH_TIMEOUT_SECS", 300));
-    loop {
-        let reading = Instant::now();
-        let counted = workload::outputs(&*client, "counted", "event");
-        let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
-        let promoted = workload::promotions(&*client, "waitlist-events");
-        if counted.len() >= events && receipts.len() >= payments && promoted.len() >= cancellations
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "outputs missing: {} of {events} counts, {} of {payments} receipts, \
-             {} of {cancellations} promotions (seed {seed})\n{}",
-            counted.len(),
-            receipts.len(),
-            promoted.len(),
-            routers
-                .iter()
-                .map(Router::log)
-                .collect::<Vec<_>>()
-                .join("\n---\n")
-        );
-        // A read competes with the routers for the broker (on Tansu it is
-        // most of the broker's work): wait at least as long as it took.
-        std::thread::sleep(reading.elapsed().max(Duration::from_secs(1)));
-    }
+    // A read competes with the routers for the broker (on Tansu it is
+    // most of the broker's work): eventually waits as long as it took.
+    eventually(
+        "every input's output",
+        Duration::from_secs(env("CRASH_TIMEOUT_SECS", 300)),
+        || {
+            let counted = workload::outputs(&*client, "counted", "event");
+            let receipts = workload::outputs(&*client, "receipt.receipt.generated", "payment_id");
+            let promoted = workload::promotions(&*client, "waitlist-events");
+            if counted.len() >= events
+                && receipts.len() >= payments
+                && promoted.len() >= cancellations
+            {
+                return Ok(());
+            }
+            Err(format!(
+                "outputs missing: {} of {events} counts, {} of {payments} receipts, \
+                 {} of {cancellations} promotions (seed {seed})\n{}",
+                counted.len(),
+                receipts.len(),
+                promoted.len(),
+                routers
+                    .iter()
+                    .map(Router::log)
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            ))
+        },
+    );
     for r in routers {
         r.stop();
     }
@@ -379,7 +381,7 @@ queue_records = 100
         took.as_secs_f64(),
     );
     println!("{table}");
-    let report = support::root().join(format!(
+    let report = kit::root().join(format!(
         "target/crash-loop-{}-{instances}.md",
         match on {
             On::Tansu => "tansu",
@@ -443,14 +445,10 @@ fn fresh_waitlist(
         &["--no-create-topics"],
     );
     let client = broker.client();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let promoted = loop {
+    let promoted = eventually("every promotion", Duration::from_secs(120), || {
         let promoted = workload::promotions(&*client, "waitlist-events");
-        if promoted.len() >= cancellations || Instant::now() > deadline {
-            break promoted;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        router.or_log((promoted.len() >= cancellations).then_some(promoted))
+    });
     router.stop();
     let queues = workload::queues(&promoted);
     // Each promotion lists who is still waiting; comparing records without
@@ -513,24 +511,17 @@ batch_records = 50
     // The group spreads `count.in` and `counted` over the two: the zombie
     // is whichever routes `count.in` first (the other may hold only
     // `counted` until the zombie's partitions move to it).
-    let routing = |r: &Router| r.log().contains("handled count.in");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !routing(&first) && !routing(&second) {
-        assert!(
-            Instant::now() < deadline,
-            "neither instance routed\n{}\n---\n{}",
-            first.log(),
-            second.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (zombie, mut survivor) = if routing(&first) {
+    let routing = |r: &Router| r.processed("count.in") > 0;
+    eventually("an instance routing", Duration::from_secs(90), || {
+        first.or_log(second.or_log(routing(&first) || routing(&second)))
+    });
+    let (zombie, survivor) = if routing(&first) {
         (first, second)
     } else {
         (second, first)
     };
-    survivor.wait("the survivor starting", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
+    eventually("the survivor starting", Duration::from_secs(60), || {
+        survivor.or_log(survivor.logged("router started"))
     });
 
     let signal = |sig: &str, pid: u32| {
@@ -543,7 +534,7 @@ batch_records = 50
     };
     signal("-STOP", zombie.pid());
     let stopped = Instant::now();
-    let survivor_before = survivor.log().matches("handled count.in").count();
+    let survivor_before = survivor.processed("count.in");
     feed(
         &broker,
         "count.in",
@@ -552,29 +543,26 @@ batch_records = 50
     // Past the 6 s session the survivor is given every partition; the
     // zombie wakes once the survivor has routed some of them.
     std::thread::sleep(Duration::from_secs(12).saturating_sub(stopped.elapsed()));
-    survivor.wait(
+    eventually(
         "the survivor taking the zombie's partitions",
         Duration::from_secs(90),
-        |r| r.log().matches("handled count.in").count() > survivor_before,
+        || survivor.or_log(survivor.processed("count.in") > survivor_before),
     );
-    let handled_before = survivor.log().matches("handled count.in").count() - survivor_before;
+    let handled_before = survivor.processed("count.in") - survivor_before;
     signal("-CONT", zombie.pid());
     let client = broker.client();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
+    eventually("every count", Duration::from_secs(180), || {
         let counted = workload::outputs(&*client, "counted", "event");
         if counted.len() >= events {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "{} of {events} counts\n{}\n---\n{}",
             counted.len(),
             zombie.log(),
             survivor.log()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+        ))
+    });
     let zombie_log = zombie.stop();
     let survivor_log = survivor.stop();
     let counted = workload::outputs(&*client, "counted", "event");

@@ -1,7 +1,7 @@
 //! The engine against misbehaving guests: each failure is typed, confined to
 //! its call, and the same engine then runs a good plugin normally.
 
-mod support;
+use switchyard_testkit as kit;
 
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ fn engine(cache: &std::path::Path) -> Engine {
 }
 
 fn call(engine: &Engine, guest: &str, limits: Limits) -> Result<Vec<Value>, Fault> {
-    let version = engine.load_file(guest, &support::guest(guest)).unwrap();
+    let version = engine.load_file(guest, &kit::guest(guest)).unwrap();
     let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let out = engine.call(
@@ -90,7 +90,7 @@ fn each_fault_is_typed_and_the_engine_keeps_working() {
 fn wrong_world_and_non_components_are_rejected_with_the_reason() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
-    match engine.load_file("w", &support::guest("wrong_world")) {
+    match engine.load_file("w", &kit::guest("wrong_world")) {
         Err(LoadError::WrongWorld(m)) => {
             assert!(m.contains("export `handle` has the wrong type"), "{m}");
             assert!(m.contains("expected `record` found `string`"), "{m}");
@@ -111,7 +111,7 @@ fn wrong_world_and_non_components_are_rejected_with_the_reason() {
 #[test]
 fn compiled_components_are_cached_across_engines() {
     let cache = tempfile::tempdir().unwrap();
-    let wasm = std::fs::read(support::guest("echo")).unwrap();
+    let wasm = std::fs::read(kit::guest("echo")).unwrap();
     let first = engine(cache.path());
     assert_eq!(first.load("echo", &wasm).unwrap().origin, Origin::Compiled);
     assert_eq!(first.compiles(), 1);
@@ -121,7 +121,7 @@ fn compiled_components_are_cached_across_engines() {
     assert_eq!(version.origin, Origin::Cached);
     assert_eq!(second.compiles(), 0, "a restart must not recompile");
     // A changed file is a different key: it compiles.
-    let other = std::fs::read(support::guest("trap")).unwrap();
+    let other = std::fs::read(kit::guest("trap")).unwrap();
     assert_eq!(
         second.load("trap", &other).unwrap().origin,
         Origin::Compiled
@@ -134,7 +134,7 @@ fn staged_writes_come_back_only_from_successful_calls() {
     let engine = engine(cache.path());
     let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
-    let version = engine.load_file("echo", &support::guest("echo")).unwrap();
+    let version = engine.load_file("echo", &kit::guest("echo")).unwrap();
     let input = || CallInput {
         state: &store,
         config: &config,
@@ -157,7 +157,7 @@ fn host_allocations_count_against_the_memory_cap() {
         timeout: Duration::from_secs(10),
         memory_bytes: 16 << 20,
     };
-    let version = engine.load_file("rogue", &support::guest("rogue")).unwrap();
+    let version = engine.load_file("rogue", &kit::guest("rogue")).unwrap();
     let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let run = |mode: &str| {
@@ -194,7 +194,7 @@ fn host_allocations_count_against_the_memory_cap() {
 fn a_plugin_that_prints_on_every_call_never_fails_for_it() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
-    let version = engine.load_file("rogue", &support::guest("rogue")).unwrap();
+    let version = engine.load_file("rogue", &kit::guest("rogue")).unwrap();
     let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let mut instance = engine.instantiate(&version).unwrap();

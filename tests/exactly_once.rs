@@ -3,15 +3,15 @@
 //! is not idempotent by itself applies every event once across a `kill -9`
 //! in the middle of a batch.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::{Broker, Client, Kcat, Router, eventually};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-use support::kafka::{Broker, Client, Kcat, Router};
 
-fn value(r: &support::kafka::Rec) -> Value {
+fn value(r: &kit::Rec) -> Value {
     serde_json::from_slice(&r.value).unwrap()
 }
 
@@ -28,13 +28,13 @@ fn receipt_numbers_stay_gapless_on_six_partitions_under_load() {
         broker.create_topic(&format!("{t}.dlq"), 6);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = support::workload::write_config(
+    let config = kit::workload::write_config(
         dir.path(),
         "[kafka]\nbatch_records = 64",
-        &[support::workload::receipt_plugin()],
+        &[kit::workload::receipt_plugin()],
     );
     let kcat = Kcat(broker.bootstrap());
-    let mut router = start(&config, &broker, dir.path());
+    let router = start(&config, &broker, dir.path());
     // Six partitions, all busy at once: produce each partition's share in
     // its own kcat run, in parallel.
     let producers: Vec<_> = (0..6)
@@ -42,7 +42,7 @@ fn receipt_numbers_stay_gapless_on_six_partitions_under_load() {
             let bootstrap = broker.bootstrap();
             std::thread::spawn(move || {
                 let lines: Vec<(String, String)> = (0..N / 6)
-                    .map(|j| support::workload::payment_event('1', p * (N / 6) + j))
+                    .map(|j| kit::workload::payment_event('1', p * (N / 6) + j))
                     .collect();
                 Kcat(bootstrap).produce_lines("payment.payment.succeeded", Some(p as i32), &lines);
             })
@@ -51,8 +51,8 @@ fn receipt_numbers_stay_gapless_on_six_partitions_under_load() {
     for p in producers {
         p.join().unwrap();
     }
-    router.wait("every receipt", Duration::from_secs(180), |r| {
-        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= N
+    eventually("every receipt", Duration::from_secs(180), || {
+        router.or_log(router.processed("payment.payment.succeeded") >= N as u64)
     });
     router.stop();
     let dead = kcat.consume("payment.payment.succeeded.dlq");
@@ -93,34 +93,34 @@ fn a_kill_9_mid_batch_applies_every_event_exactly_once() {
         broker.create_topic(&format!("{t}.dlq"), 3);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = support::workload::write_config(
+    let config = kit::workload::write_config(
         dir.path(),
         "[kafka]\nbatch_records = 200",
-        &[support::workload::counter_plugin()],
+        &[kit::workload::counter_plugin()],
     );
     let kcat = Kcat(broker.bootstrap());
-    let lines: Vec<(String, String)> = (0..N).map(support::workload::count_event).collect();
+    let lines: Vec<(String, String)> = (0..N).map(kit::workload::count_event).collect();
     kcat.produce_lines("count.in", None, &lines);
 
-    let mut first = start(&config, &broker, dir.path());
-    first.wait("some batches", Duration::from_secs(60), |r| {
-        r.handled("count.in", "count.in") >= 300
+    let first = start(&config, &broker, dir.path());
+    eventually("some batches", Duration::from_secs(60), || {
+        first.or_log(first.processed("count.in") >= 300)
     });
-    let before = first.kill9();
-    let handled_before = before.matches("handled count.in[").count();
+    let handled_before = first.processed("count.in");
+    first.kill9();
     assert!(
-        handled_before < N,
+        handled_before < N as u64,
         "killed after everything was done; not mid-stream"
     );
 
-    let mut second = start(&config, &broker, dir.path());
-    second.wait("every count", Duration::from_secs(180), |_| {
+    let second = start(&config, &broker, dir.path());
+    eventually("every count", Duration::from_secs(180), || {
         let seen: BTreeSet<String> = kcat
             .consume("counted")
             .iter()
             .map(|r| value(r)["data"]["event"].as_str().unwrap().to_string())
             .collect();
-        seen.len() == N
+        second.or_log(seen.len() == N)
     });
     second.stop();
 

@@ -1,10 +1,10 @@
 //! The router end to end on librdkafka's mock cluster (the embedded dev
 //! broker), driven by Debian's kcat as the outside client.
 
-mod support;
+use switchyard_testkit as kit;
 
-use support::e2e::run_example;
-use support::kafka::Broker;
+use kit::Broker;
+use kit::e2e::run_example;
 
 #[test]
 fn booking_example_end_to_end() {
@@ -53,7 +53,7 @@ fn js_receipt_example_end_to_end() {
 /// rejoin); the bound stays under the 44 s a single default hold takes.
 #[test]
 fn a_topic_auto_created_by_the_routers_output_is_routed_on_the_embedded_broker() {
-    let took = support::e2e::auto_created_topic_routed_after(
+    let took = kit::e2e::auto_created_topic_routed_after(
         &Broker::mock(),
         "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
     );

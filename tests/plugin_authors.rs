@@ -4,15 +4,15 @@
 //! are printed once while the last good version keeps serving. It prints how
 //! long each step took.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::{Client, Kcat, eventually};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::kafka::{Client, Kcat};
 
 /// A running `switchyard dev`, its output collected as it comes.
 struct Dev {
@@ -23,7 +23,7 @@ struct Dev {
 
 impl Dev {
     fn start(config: &Path, cache: &Path) -> Dev {
-        let mut child = support::switchyard(cache)
+        let mut child = kit::switchyard(cache)
             .args(["dev", "--summary-secs", "60", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
@@ -51,47 +51,49 @@ impl Dev {
     }
 
     /// Asks for a greeting of `name` until one comes back that satisfies
-    /// `wanted`; returns its message.
+    /// `wanted`; returns its message. A request unanswered for 3 s, or
+    /// answered unwanted, is asked again under a new name.
     fn greet_until(&self, name: &str, timeout: Duration, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
         let mut n = 0;
-        loop {
-            n += 1;
-            let who = format!("{name}-{n}");
-            let value = json!({
-                "event_id": format!("{who}-{}", std::process::id()),
-                "event_type": "greeting.requested",
-                "timestamp": "2026-01-05T09:00:00Z",
-                "data": { "name": who },
-            });
-            self.kcat.produce_lines(
-                "greeting.requested",
-                None,
-                &[(who.clone(), value.to_string())],
-            );
-            let answer_deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < answer_deadline {
-                let answer = self
-                    .kcat
-                    .consume("greeting.sent")
-                    .iter()
-                    .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
-                    .find(|v| v["data"]["name"] == who.as_str());
-                if let Some(answer) = answer {
+        let mut asked: Option<(String, Instant)> = None;
+        let what = format!("a wanted greeting for {name}");
+        eventually(&what, timeout, || {
+            let (who, at) = match asked.take() {
+                Some((who, at)) if at.elapsed() < Duration::from_secs(3) => (who, at),
+                _ => {
+                    n += 1;
+                    let who = format!("{name}-{n}");
+                    let value = json!({
+                        "event_id": format!("{who}-{}", std::process::id()),
+                        "event_type": "greeting.requested",
+                        "timestamp": "2026-01-05T09:00:00Z",
+                        "data": { "name": who },
+                    });
+                    self.kcat.produce_lines(
+                        "greeting.requested",
+                        None,
+                        &[(who.clone(), value.to_string())],
+                    );
+                    (who, Instant::now())
+                }
+            };
+            let answer = self
+                .kcat
+                .consume("greeting.sent")
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+                .find(|v| v["data"]["name"] == who.as_str());
+            match answer {
+                Some(answer) => {
                     let message = answer["data"]["message"].as_str().unwrap().to_string();
                     if wanted(&message) {
-                        return message;
+                        return Ok(message);
                     }
-                    break;
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                None => asked = Some((who, at)),
             }
-            assert!(
-                Instant::now() < deadline,
-                "no wanted greeting for {name} within {timeout:?}; log:\n{}",
-                self.log()
-            );
-        }
+            Err(format!("log:\n{}", self.log()))
+        })
     }
 
     fn stop(mut self) -> String {
@@ -139,7 +141,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
     let started = Instant::now();
 
     // 1. `new`, and `test` at once (it builds the plugin first).
-    let out = support::switchyard(&cache)
+    let out = kit::switchyard(&cache)
         .args(["new", "hello", "--lang", lang, "--dir"])
         .arg(&dir)
         .output()
@@ -149,7 +151,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = support::switchyard(&cache)
+    let out = kit::switchyard(&cache)
         .arg("test")
         .arg(&dir)
         .output()
@@ -182,15 +184,13 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
     //    version keeps serving.
     let mark = Instant::now();
     edit(&dir.join(handler), "Howdy, ", broken);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !dev.log().contains("build of `hello` failed") {
-        assert!(
-            Instant::now() < deadline,
-            "no build failure:\n{}",
-            dev.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the build failure", Duration::from_secs(120), || {
+        let log = dev.log();
+        if log.contains("build of `hello` failed") {
+            return Ok(());
+        }
+        Err(log)
+    });
     times.push(("broken edit -> errors printed".to_string(), mark.elapsed()));
     let still = dev.greet_until("Cy", Duration::from_secs(30), |_| true);
     assert!(still.starts_with("Howdy, Cy-"), "{still}");

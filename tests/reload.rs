@@ -1,8 +1,10 @@
 //! Hot reload under load, the admin API's token, its metrics and its status
 //! page, against the router on the mock cluster.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::http::{get, request};
+use kit::{Broker, Client, Kcat, Rec, Router, eventually, wasm_variant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,28 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
+use std::time::Duration;
 
 const TOKEN: &str = "s3cret-token";
 
 fn label(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..12].to_string()
-}
-
-/// `wasm` plus a custom section naming `n`: the same plugin, a new version.
-fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
-    let name = b"switchyard-test";
-    let payload = format!("variant {n}");
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    out.push(section.len() as u8);
-    out.extend(section);
-    out
 }
 
 struct Setup {
@@ -42,13 +28,13 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(plugins.join("fixtures")).unwrap();
     let wasm = plugins.join("echo.wasm");
-    std::fs::write(&wasm, variant(&echo, 0)).unwrap();
+    std::fs::write(&wasm, wasm_variant(&echo, 0)).unwrap();
     std::fs::copy(
-        support::root().join("tests/faults/fixtures/echo/echo.json"),
+        kit::root().join("tests/faults/fixtures/echo/echo.json"),
         plugins.join("fixtures/echo.json"),
     )
     .unwrap();
@@ -82,7 +68,7 @@ fn start() -> (Setup, Broker, Router, String) {
     for t in ["load", "load.dlq", "echo.load.event"] {
         broker.create_topic(t, 3);
     }
-    let mut router = Router::start(
+    let router = Router::start(
         &s.config,
         &broker,
         &s.dir.path().join("state"),
@@ -115,19 +101,11 @@ fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
-    let (s, broker, mut router, url) = start();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
-    let initial = label(&variant(&echo, 0));
+    let (s, broker, router, url) = start();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
+    let initial = label(&wasm_variant(&echo, 0));
     assert_eq!(plugin(&url)["version"], initial.as_str());
 
     // Traffic flows the whole time.
@@ -147,8 +125,8 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 
     let broken: BTreeMap<usize, Vec<u8>> = BTreeMap::from([
         (5, b"this is not wasm".to_vec()),
-        (11, std::fs::read(support::guest("wrong_world")).unwrap()),
-        (16, std::fs::read(support::guest("trap")).unwrap()),
+        (11, std::fs::read(kit::guest("wrong_world")).unwrap()),
+        (16, std::fs::read(kit::guest("trap")).unwrap()),
     ]);
     let mut accepted = vec![initial.clone()];
     let mut refused = BTreeSet::new();
@@ -156,7 +134,7 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
         let bytes = broken
             .get(&step)
             .cloned()
-            .unwrap_or_else(|| variant(&echo, step));
+            .unwrap_or_else(|| wasm_variant(&echo, step));
         let via_api = step % 2 == 0;
         let before = plugin(&url);
         if via_api {
@@ -167,11 +145,11 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
         } else {
             replace_file(&s.wasm, &bytes);
             if broken.contains_key(&step) {
-                wait_until("the refusal", Duration::from_secs(60), || {
+                eventually("the refusal", Duration::from_secs(60), || {
                     plugin(&url)["last_error"] != before["last_error"]
                 });
             } else {
-                wait_until("the new version", Duration::from_secs(60), || {
+                eventually("the new version", Duration::from_secs(60), || {
                     plugin(&url)["version"] == label(&bytes).as_str()
                 });
             }
@@ -197,8 +175,8 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 
     producer.join().unwrap();
     assert!(done.load(Ordering::Relaxed));
-    router.wait("every event", Duration::from_secs(120), |r| {
-        r.handled("load", "load.event") >= N
+    eventually("every event", Duration::from_secs(120), || {
+        router.or_log(router.processed("load") >= N as u64)
     });
 
     let kcat = Kcat(broker.bootstrap());
@@ -267,9 +245,9 @@ fn twenty_reloads_under_load_route_every_event_exactly_once_on_one_version() {
 #[test]
 fn without_the_token_every_change_is_refused_and_nothing_changes() {
     let (_s, _broker, router, url) = start();
-    let echo = std::fs::read(support::guest("echo")).unwrap();
+    let echo = std::fs::read(kit::guest("echo")).unwrap();
     let before = plugin(&url);
-    let upload = variant(&echo, 42);
+    let upload = wasm_variant(&echo, 42);
     for (method, path, body) in [
         ("PUT", "/plugins/echo", upload.as_slice()),
         ("POST", "/plugins/echo/reload", b"".as_slice()),
@@ -346,15 +324,15 @@ fn which(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
-    let (s, broker, mut router, url) = start();
+    let (s, broker, router, url) = start();
     let kcat = Kcat(broker.bootstrap());
     kcat.produce(&(0..5).map(load_event).collect::<Vec<_>>());
     kcat.produce(&[Rec {
         value: b"not json".to_vec(),
         ..load_event(99)
     }]);
-    router.wait("six records", Duration::from_secs(60), |r| {
-        r.handled("load", "load.event") >= 5 && r.handled("load", "-") >= 1
+    eventually("six records", Duration::from_secs(60), || {
+        router.or_log(router.invocations("echo") >= 5 && router.dead_lettered("load") >= 1)
     });
 
     let metrics = get(&format!("{url}/metrics"));
@@ -383,7 +361,7 @@ fn metrics_pass_promtool_and_the_status_page_shows_the_plugins() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let dom = support::chromium(&format!("{url}/"), &["--dump-dom"]);
+    let dom = kit::chromium(&format!("{url}/"), &["--dump-dom"]);
     let version = plugin(&url)["version"].as_str().unwrap().to_string();
     assert!(dom.contains("id=\"plugin-echo\""), "{dom}");
     assert!(dom.contains(&format!("<td>{version}</td>")), "{dom}");

@@ -1,14 +1,14 @@
 //! The router under bad input, crashes and shutdowns, on the mock cluster
 //! with kcat as the outside client.
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::{Broker, Client, Kcat, Rec, Router, eventually};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::kafka::{Broker, Client, Kcat, Rec, Router};
 
 fn booking_created(i: usize) -> Value {
     json!({
@@ -38,7 +38,7 @@ fn event_id(r: &Rec) -> String {
 
 /// Writes a router config with the test guests and returns its path.
 fn fault_config(dir: &Path) -> std::path::PathBuf {
-    let guests = support::build_wasm("tests/guests");
+    let guests = kit::build_wasm("tests/guests");
     let g = |name: &str| guests.join(format!("{name}.wasm")).display().to_string();
     let config = format!(
         r#"
@@ -94,7 +94,7 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = fault_config(dir.path());
-    let mut router = Router::start(
+    let router = Router::start(
         &config,
         &broker,
         &dir.path().join("state"),
@@ -118,10 +118,12 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
         rec("rogue-orders", Some(0), booking_created(6).to_string()),
     ];
     kcat.produce(&orders);
-    router.wait("the last good record", Duration::from_secs(60), |r| {
-        r.handled("orders", "booking.booking.created") >= 2
-            && r.handled("slow-orders", "booking.booking.created") >= 2
-            && r.handled("rogue-orders", "booking.booking.created") >= 1
+    eventually("the last good record", Duration::from_secs(60), || {
+        router.or_log(
+            router.processed("orders") >= 5
+                && router.processed("slow-orders") >= 2
+                && router.processed("rogue-orders") >= 1,
+        )
     });
 
     // Both good records around the bad ones were routed.
@@ -213,7 +215,7 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
     router.stop();
 
     // Replay sends the dead letters back, unchanged and without the DLQ headers.
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let out = Command::new(kit::switchyard_bin())
         .args([
             "dlq",
             "replay",
@@ -249,8 +251,8 @@ fn bad_input_is_dead_lettered_with_its_reason_and_the_partition_moves_on() {
 }
 
 fn start_booking(broker: &Broker, state: &Path, cache: &Path) -> Router {
-    let config = support::root().join("examples/booking/router.toml");
-    support::build_wasm("plugins");
+    let config = kit::root().join("examples/booking/router.toml");
+    kit::build_wasm("plugins");
     Router::start(&config, broker, state, cache)
 }
 
@@ -280,19 +282,19 @@ fn a_kill_9_mid_stream_loses_nothing_and_duplicates_are_byte_identical() {
         .map(|i| (format!("k{i}"), booking_created(i).to_string()))
         .collect();
     kcat.produce_lines("booking.booking.created", None, &inputs);
-    let mut first = start_booking(&broker, &state, &cache);
-    first.wait("some records", Duration::from_secs(60), |r| {
-        r.handled("booking.booking.created", "booking.booking.created") >= 20
+    let first = start_booking(&broker, &state, &cache);
+    eventually("some records", Duration::from_secs(60), || {
+        first.or_log(first.processed("booking.booking.created") >= 20)
     });
-    let before = first.kill9();
-    let handled_before = before.matches("handled booking.booking.created[").count();
+    let handled_before = first.processed("booking.booking.created");
+    first.kill9();
     assert!(
-        handled_before < N,
+        handled_before < N as u64,
         "killed after everything was done ({handled_before}); not mid-stream"
     );
 
-    let mut second = start_booking(&broker, &state, &cache);
-    second.wait("every receipt", Duration::from_secs(120), |_| {
+    let second = start_booking(&broker, &state, &cache);
+    eventually("every receipt", Duration::from_secs(120), || {
         let receipts: BTreeSet<String> = kcat
             .consume("receipt.receipt.generated")
             .iter()
@@ -303,7 +305,7 @@ fn a_kill_9_mid_stream_loses_nothing_and_duplicates_are_byte_identical() {
                     .to_string()
             })
             .collect();
-        receipts.len() == N
+        second.or_log(receipts.len() == N)
     });
     second.stop();
 
@@ -359,34 +361,32 @@ fn a_graceful_stop_commits_offsets_so_a_restart_routes_nothing_twice() {
             })
             .collect::<Vec<_>>(),
     );
-    let mut first = start_booking(&broker, &state, &cache);
-    first.wait("five receipts", Duration::from_secs(60), |r| {
-        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= 5
+    let first = start_booking(&broker, &state, &cache);
+    eventually("five receipts", Duration::from_secs(60), || {
+        first.or_log(first.processed("payment.payment.succeeded") >= 5)
     });
     let log = first.stop();
     assert!(log.contains("router stopped"), "{log}");
 
-    let mut second = start_booking(&broker, &state, &cache);
+    let second = start_booking(&broker, &state, &cache);
     kcat.produce(&[rec(
         "booking.booking.created",
         None,
         booking_created(99).to_string(),
     )]);
-    second.wait("the new record's receipt", Duration::from_secs(60), |r| {
-        r.handled("payment.payment.succeeded", "payment.payment.succeeded") >= 1
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    let topics = ["booking.booking.created", "payment.payment.succeeded"];
+    eventually(
+        "the new record's receipt, and every partition committed to its end",
+        Duration::from_secs(60),
+        || {
+            second.or_log(
+                second.processed("payment.payment.succeeded") >= 1 && second.caught_up(&topics),
+            )
+        },
+    );
+    let handled = topics.map(|t| second.processed(t));
     let log = second.stop();
-    assert_eq!(
-        log.matches("handled booking.booking.created[").count(),
-        1,
-        "{log}"
-    );
-    assert_eq!(
-        log.matches("handled payment.payment.succeeded[").count(),
-        1,
-        "{log}"
-    );
+    assert_eq!(handled, [1, 1], "{log}");
     assert!(!log.contains("redelivered"), "{log}");
     assert_eq!(kcat.consume("payment.payment.succeeded").len(), 6);
 }
@@ -394,9 +394,9 @@ fn a_graceful_stop_commits_offsets_so_a_restart_routes_nothing_twice() {
 #[test]
 fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     use std::io::{BufRead, BufReader};
-    support::build_wasm("plugins");
+    kit::build_wasm("plugins");
     let cache = tempfile::tempdir().unwrap();
-    let mut dev = support::switchyard(cache.path())
+    let mut dev = kit::switchyard(cache.path())
         .args([
             "dev",
             "--config",
@@ -421,7 +421,7 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
     let kcat = Kcat(bootstrap);
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            support::root().join("examples/booking/fixtures/payment/succeeded.json"),
+            kit::root().join("examples/booking/fixtures/payment/succeeded.json"),
         )
         .unwrap(),
     )
@@ -431,21 +431,39 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
         None,
         fixture["steps"][0]["value"].to_string(),
     )]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let receipts = loop {
+    let receipts = eventually("the receipt", Duration::from_secs(60), || {
         let receipts = kcat.consume("receipt.receipt.generated");
-        if !receipts.is_empty() || std::time::Instant::now() > deadline {
-            break receipts;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+        (!receipts.is_empty()).then_some(receipts)
+    });
     let payments = kcat.consume("payment.payment.succeeded");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its summary line, printed every second, after the record's.
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (mut from, into) = (dev.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    eventually("a summary line", Duration::from_secs(30), || {
+        let log = stderr.lock().unwrap();
+        log.contains("dead letters")
+            .then_some(())
+            .ok_or_else(|| log.clone())
+    });
     let _ = Command::new("kill")
         .args(["-INT", &dev.id().to_string()])
         .status();
-    let out = dev.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let status = dev.wait().unwrap();
+    reader.join().unwrap();
+    let log = stderr.lock().unwrap().clone();
     assert_eq!(receipts.len(), 1, "{log}");
     let receipt: Value = serde_json::from_slice(&receipts[0].value).unwrap();
     assert_eq!(receipt["data"]["receipt_number"], "RCP-2025-000001");
@@ -456,7 +474,7 @@ fn dev_mode_prints_its_bootstrap_and_routes_a_catalog_event() {
         "{log}"
     );
     assert!(log.contains("dead letters"), "summary line: {log}");
-    assert!(out.status.success(), "{log}");
+    assert!(status.success(), "{log}");
 }
 
 /// A mock cluster with `topic` (and its dead-letter topic) and `output`, and
@@ -466,7 +484,7 @@ fn echo_on(dir: &Path, topic: &str, output: &str) -> (Broker, Router) {
     for t in [topic, &format!("{topic}.dlq"), output] {
         broker.create_topic(t, 1);
     }
-    let config = support::echo_config(dir, &format!(r#"subscribe.topics = ["{topic}"]"#));
+    let config = kit::echo_config(dir, &format!(r#"subscribe.topics = ["{topic}"]"#));
     let router = Router::start(&config, &broker, &dir.join("state"), &dir.join("cache"));
     (broker, router)
 }
@@ -478,7 +496,7 @@ fn echo_on(dir: &Path, topic: &str, output: &str) -> (Broker, Router) {
 #[test]
 fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, mut router) = echo_on(dir.path(), "bad.in", "echo.bad.fixed");
+    let (broker, router) = echo_on(dir.path(), "bad.in", "echo.bad.fixed");
     let kcat = Kcat(broker.bootstrap());
     let ce = |attrs: &[(&str, &str)]| Rec {
         headers: attrs
@@ -528,10 +546,11 @@ fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
         Some(0),
         r#"{"event_id":"good-1","event_type":"bad.fixed","data":{"ok":true}}"#,
     )]);
-    router.wait(
+    // Four bad records, the tombstone, and the good one.
+    eventually(
         "the good event after the bad ones",
         Duration::from_secs(60),
-        |r| r.handled("bad.in", "bad.fixed") >= 1,
+        || router.or_log(router.processed("bad.in") >= 6),
     );
     router.stop();
 
@@ -586,7 +605,7 @@ fn every_kind_of_bad_input_is_dead_lettered_and_the_partition_moves_on() {
 #[test]
 fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, mut router) = echo_on(dir.path(), "big.in", "echo.big.ok");
+    let (broker, router) = echo_on(dir.path(), "big.in", "echo.big.ok");
     let kcat = Kcat(broker.bootstrap());
     let big = "x".repeat(999_700);
     kcat.produce(&[
@@ -597,10 +616,10 @@ fn an_oversized_bad_record_is_dead_lettered_cut_to_fit() {
             r#"{"event_id":"ok-1","event_type":"big.ok","data":{}}"#,
         ),
     ]);
-    router.wait(
+    eventually(
         "the event after the big one",
         Duration::from_secs(60),
-        |r| r.handled("big.in", "big.ok") >= 1,
+        || router.or_log(router.processed("big.in") >= 2),
     );
     router.stop();
     let dead = kcat.consume("big.in.dlq");
@@ -631,8 +650,8 @@ fn a_host_panic_mid_batch_runs_the_batch_again_and_skips_nothing() {
     for t in ["p.in", "p.in.dlq", "echo.p.in"] {
         broker.create_topic(t, 1);
     }
-    let config = support::echo_config(dir.path(), r#"subscribe.topics = ["p.in"]"#);
-    let mut router = Router::start_with(
+    let config = kit::echo_config(dir.path(), r#"subscribe.topics = ["p.in"]"#);
+    let router = Router::start_with(
         &config,
         &broker,
         &dir.path().join("state"),
@@ -651,12 +670,12 @@ fn a_host_panic_mid_batch_runs_the_batch_again_and_skips_nothing() {
         )
     };
     kcat.produce_lines("p.in", Some(0), &(0..20).map(line).collect::<Vec<_>>());
-    router.wait("the injected panic", Duration::from_secs(60), |r| {
-        r.log().contains("injected by SWITCHYARD_TEST_PANIC_ON")
+    eventually("the injected panic", Duration::from_secs(60), || {
+        router.or_log(router.logged("injected by SWITCHYARD_TEST_PANIC_ON"))
     });
     kcat.produce_lines("p.in", Some(0), &(20..25).map(line).collect::<Vec<_>>());
-    router.wait("every record", Duration::from_secs(60), |r| {
-        r.handled("p.in", "p.in") >= 25
+    eventually("every record", Duration::from_secs(60), || {
+        router.or_log(router.processed("p.in") >= 25)
     });
     let log = router.stop();
     let out: BTreeSet<String> = kcat

@@ -1,18 +1,18 @@
 //! Scale-out: router instances in one consumer group sharing their plugin
 //! state and versions in a real PostgreSQL server, which each test starts on
-//! a free port (see `support::postgres`).
+//! a free port (see `kit::postgres`).
 
-mod support;
+use switchyard_testkit as kit;
 
+use kit::http::{get, request};
+use kit::postgres::Postgres;
+use kit::workload;
+use kit::{Broker, Client, Kcat, Router, eventually};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use support::http::{get, request};
-use support::kafka::{Broker, Client, Kcat, Router};
-use support::postgres::Postgres;
-use support::workload;
+use std::time::Duration;
 use switchyard::state::{Effect, PgStore, StateRead, StateStore, contract};
 
 const TOKEN: &str = "scale-token";
@@ -96,11 +96,9 @@ fn the_postgres_store_keeps_the_contract_and_loses_no_update_between_instances()
     assert!(why.contains("cannot reach PostgreSQL"), "{why}");
     assert!(stores[0].health().is_err());
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stores[0].health().is_err() {
-        assert!(Instant::now() < deadline, "the store did not come back");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the store to come back", Duration::from_secs(30), || {
+        stores[0].health().map_err(|e| format!("{e:#}"))
+    });
     assert!(bump(&stores[0], "after"));
 }
 
@@ -158,44 +156,43 @@ fn three_instances_keep_a_counter_and_receipt_numbers_exact_through_a_kill_9() {
     let mut routers: Vec<Router> = (0..3)
         .map(|n| start(&config, &broker, dir.path(), &url, n))
         .collect();
-    for r in &mut routers {
-        r.wait("startup", Duration::from_secs(120), |r| {
-            r.log().contains("router started")
+    for r in &routers {
+        eventually("startup", Duration::from_secs(120), || {
+            r.or_log(r.logged("router started"))
         });
     }
     kcat.produce_lines("count.in", None, &counts);
     kcat.produce_lines("payment.payment.succeeded", None, &payments);
     // Kill one instance once the group is well into the stream.
-    let busy = |r: &Router| r.handled("count.in", "count.in") >= 100;
-    let victim = loop {
-        if let Some(i) = routers.iter().position(busy) {
-            break i;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let killed = routers.remove(victim).kill9();
-    let done_before: usize = killed.matches("handled count.in[").count();
-    assert!(done_before < N, "killed after the stream was done");
+    let busy = |r: &Router| r.processed("count.in") >= 100;
+    let victim = eventually(
+        "an instance well into the stream",
+        Duration::from_secs(120),
+        || routers.iter().position(busy),
+    );
+    let done_before = routers[victim].processed("count.in");
+    routers.remove(victim).kill9();
+    assert!(done_before < N as u64, "killed after the stream was done");
     routers.push(start(&config, &broker, dir.path(), &url, 3));
 
     let outputs = |topic: &str, field: &str| workload::outputs(&kcat, topic, field);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while outputs("counted", "event").len() < N
-        || outputs("receipt.receipt.generated", "payment_id").len() < PAYMENTS
-    {
-        assert!(
-            Instant::now() < deadline,
-            "outputs missing: {} of {N} counts, {} of {PAYMENTS} receipts\n{}",
+    eventually("every output", Duration::from_secs(300), || {
+        let (counted, receipts) = (
             outputs("counted", "event").len(),
             outputs("receipt.receipt.generated", "payment_id").len(),
+        );
+        if counted >= N && receipts >= PAYMENTS {
+            return Ok(());
+        }
+        Err(format!(
+            "outputs missing: {counted} of {N} counts, {receipts} of {PAYMENTS} receipts\n{}",
             routers
                 .iter()
                 .map(Router::log)
                 .collect::<Vec<_>>()
                 .join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        ))
+    });
     for r in routers {
         r.stop();
     }
@@ -247,18 +244,13 @@ fn live_hash(admin: &str) -> (String, String, bool) {
 }
 
 fn wait_all(admins: &[String], what: &str, ok: impl Fn(&(String, String, bool)) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(what, Duration::from_secs(10), || {
         let seen: Vec<_> = admins.iter().map(|a| live_hash(a)).collect();
         if seen.iter().all(&ok) {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not on every instance: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Err(format!("not on every instance: {seen:?}"))
+    });
 }
 
 #[test]
@@ -274,11 +266,11 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
     let mut routers: Vec<Router> = (0..3)
         .map(|n| start(&config, &broker, dir.path(), &url, n))
         .collect();
-    let admins: Vec<String> = routers.iter_mut().map(Router::admin_url).collect();
+    let admins: Vec<String> = routers.iter().map(Router::admin_url).collect();
     let file_hash = live_hash(&admins[0]).0;
 
     // Upload another component as `counter` to the first instance only.
-    let upload = std::fs::read(support::guest("echo")).unwrap();
+    let upload = std::fs::read(kit::guest("echo")).unwrap();
     let (status, body) = request(
         "PUT",
         &format!("{}/plugins/counter", admins[0]),
@@ -313,7 +305,7 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
     // A restart keeps the uploaded version instead of the file.
     let restarted = routers.remove(2);
     restarted.stop();
-    let mut again = start(&config, &broker, dir.path(), &url, 2);
+    let again = start(&config, &broker, dir.path(), &url, 2);
     let admin = again.admin_url();
     assert_eq!(
         live_hash(&admin).0,
@@ -335,49 +327,51 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
 
     // Each instance says which partitions it owns and where its state is;
     // together they own all six, once each.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let owned: Vec<String> = admins
-            .iter()
-            .flat_map(|a| {
-                let v: Value = serde_json::from_str(&get(&format!("{a}/api/summary"))).unwrap();
-                assert!(
-                    v["store"]["backend"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("PostgreSQL"),
-                    "{v}"
-                );
-                serde_json::from_value::<Vec<String>>(v["partitions"].clone()).unwrap()
-            })
-            .collect();
-        let distinct: BTreeSet<&String> = owned.iter().collect();
-        if owned.len() == 6 && distinct.len() == 6 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "owned partitions: {owned:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    eventually(
+        "all six partitions owned once",
+        Duration::from_secs(30),
+        || {
+            let owned: Vec<String> = admins
+                .iter()
+                .flat_map(|a| {
+                    let v: Value = serde_json::from_str(&get(&format!("{a}/api/summary"))).unwrap();
+                    assert!(
+                        v["store"]["backend"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("PostgreSQL"),
+                        "{v}"
+                    );
+                    serde_json::from_value::<Vec<String>>(v["partitions"].clone()).unwrap()
+                })
+                .collect();
+            let distinct: BTreeSet<&String> = owned.iter().collect();
+            if owned.len() == 6 && distinct.len() == 6 {
+                return Ok(());
+            }
+            Err(format!("owned partitions: {owned:?}"))
+        },
+    );
     assert!(get(&format!("{}/metrics", admins[0])).contains("switchyard_partition_owned{"));
 
     // /readyz follows the store's health.
     let ready = |admin: &str| request("GET", &format!("{admin}/readyz"), None, b"");
     pg.stop();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = ready(&admins[0]);
-        if status == 503 && body.contains("state store") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/readyz stayed {status} {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "/readyz to say the store is down",
+        Duration::from_secs(15),
+        || {
+            let (status, body) = ready(&admins[0]);
+            if status == 503 && body.contains("state store") {
+                return Ok(());
+            }
+            Err(format!("/readyz stayed {status} {body}"))
+        },
+    );
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ready(&admins[0]).0 != 200 {
-        assert!(Instant::now() < deadline, "/readyz did not recover");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("/readyz to recover", Duration::from_secs(30), || {
+        ready(&admins[0]).0 == 200
+    });
     for r in routers {
         r.stop();
     }

@@ -8,10 +8,10 @@
 //! `scripts/tansu.sh` (`cargo test --test tansu_e2e -- --ignored`), out of
 //! the default suite, whose time they would double.
 
-mod support;
+use switchyard_testkit as kit;
 
-use support::e2e::run_example;
-use support::kafka::Broker;
+use kit::Broker;
+use kit::e2e::run_example;
 
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
@@ -47,37 +47,43 @@ fn pet_delivery_example_on_tansu() {
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_topic_created_after_startup_is_routed_on_tansu() {
+    use kit::{Rec, Router, eventually};
     use std::time::{Duration, Instant};
-    use support::kafka::{Rec, Router};
     let broker = Broker::tansu();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::echo_config(
+    let config = kit::echo_config(
         dir.path(),
         r#"subscribe.types = ["late.*"]
 topics = { "echo.late.topic" = "echo.late" }"#,
     );
     broker.create_topic("echo.late", 1);
-    let mut router = Router::start(
+    broker.create_topic("early.topic", 1);
+    let router = Router::start(
         &config,
         &broker,
         &dir.path().join("state"),
         &dir.path().join("cache"),
     );
-    router.wait("startup", Duration::from_secs(60), |r| {
-        r.log().contains("router started")
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    broker.create_topic("late.topic", 1);
-    let created = Instant::now();
-    broker.client().produce(&[Rec {
-        topic: "late.topic".into(),
+    let record = |topic: &str, id: &str| Rec {
+        topic: topic.into(),
         partition: Some(0),
         key: Some("k".into()),
         headers: vec![],
-        value: br#"{"event_id":"l-1","event_type":"late.topic","data":{}}"#.to_vec(),
-    }]);
-    router.wait("the late topic", Duration::from_secs(30), |r| {
-        r.handled("late.topic", "late.topic") >= 1
+        value: format!(r#"{{"event_id":"{id}","event_type":"{topic}","data":{{}}}}"#).into_bytes(),
+    };
+    // The consumer runs, and has read the topics there were: the late one
+    // comes after.
+    broker.client().produce(&[record("early.topic", "e-1")]);
+    eventually(
+        "a record on a topic there was",
+        Duration::from_secs(60),
+        || router.or_log(router.processed("early.topic") >= 1),
+    );
+    broker.create_topic("late.topic", 1);
+    let created = Instant::now();
+    broker.client().produce(&[record("late.topic", "l-1")]);
+    eventually("the late topic", Duration::from_secs(30), || {
+        router.or_log(router.processed("late.topic") >= 1)
     });
     let took = created.elapsed();
     assert!(
@@ -93,5 +99,5 @@ topics = { "echo.late.topic" = "echo.late" }"#,
 #[test]
 #[ignore = "Tansu runs behind scripts/tansu.sh"]
 fn a_tansu_restart_mid_stream_loses_nothing_and_dead_letters_nothing() {
-    support::outage::broker_outage_loses_nothing(&Broker::tansu_durable());
+    kit::outage::broker_outage_loses_nothing(&Broker::tansu_durable());
 }

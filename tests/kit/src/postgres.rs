@@ -6,9 +6,10 @@
 //! as root, so as root the server runs as the `postgres` user the package
 //! creates.
 
+use crate::{eventually, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running server, stopped on drop.
 pub struct Postgres {
@@ -59,14 +60,6 @@ fn as_server_user(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Postgres {
@@ -133,11 +126,9 @@ impl Postgres {
             "pg_ctl start failed; see {}/log",
             self.dir.path().display()
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "PostgreSQL did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually("PostgreSQL to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
     }
 
     /// Stops the server at once (in-flight transactions are lost, committed

@@ -5,10 +5,9 @@
 //! - `/readyz` was false, saying why, while the broker was gone;
 //! - every record, from before and after the outage, was routed;
 //! - `/readyz` is true again.
-#![allow(dead_code)]
 
-use super::http::{ready_within, unready_during};
-use super::kafka::{Broker, Rec, Router};
+use crate::http::{request, unready_during};
+use crate::{Broker, Rec, Router, eventually};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,8 +18,8 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
         broker.create_topic(t, 2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = super::echo_config(dir.path(), r#"subscribe.types = ["o.*"]"#);
-    let mut router = Router::start(
+    let config = crate::echo_config(dir.path(), r#"subscribe.types = ["o.*"]"#);
+    let router = Router::start(
         &config,
         broker,
         &dir.path().join("state"),
@@ -41,8 +40,8 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
             .collect()
     };
     client.produce(&batch(0));
-    router.wait("the first records", Duration::from_secs(60), |r| {
-        r.handled("o.in", "o.in") >= 1
+    eventually("the first records", Duration::from_secs(60), || {
+        router.or_log(router.processed("o.in") >= 1)
     });
     broker.set_down(true);
     let saw_not_ready = unready_during(&url, Duration::from_secs(20));
@@ -53,10 +52,10 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
         router.log()
     );
     client.produce(&batch(100));
-    router.wait(
+    eventually(
         "every record after the outage",
         Duration::from_secs(180),
-        |_| {
+        || {
             let seen: BTreeSet<String> = client
                 .consume("echo.o.in")
                 .iter()
@@ -65,14 +64,12 @@ pub fn broker_outage_loses_nothing(broker: &Broker) {
                         .to_string()
                 })
                 .collect();
-            seen.len() == 200
+            router.or_log(seen.len() == 200)
         },
     );
-    assert!(
-        ready_within(&url, Duration::from_secs(15)),
-        "not ready again\n{}",
-        router.log()
-    );
+    eventually("ready again", Duration::from_secs(15), || {
+        router.or_log(request("GET", &format!("{url}/readyz"), None, b"").0 == 200)
+    });
     let log = router.stop();
     assert!(
         client.consume("o.in.dlq").is_empty(),

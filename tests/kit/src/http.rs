@@ -1,15 +1,25 @@
 //! A minimal HTTP/1.1 client over std, for the admin API tests.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-/// Sends one request to `url` (`http://host:port/path`); returns status and body.
+/// Sends one request to `url` (`http://host:port/path`); returns status and
+/// body. Panics if the server cannot be reached.
 pub fn request(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    try_request(method, url, token, body).expect("admin API reachable")
+}
+
+/// [`request`], or why the server could not be reached or read.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut stream = TcpStream::connect(host).expect("admin API reachable");
+    let mut stream = TcpStream::connect(host)?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -18,10 +28,10 @@ pub fn request(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u1
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split_whitespace()
@@ -36,7 +46,7 @@ pub fn request(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u1
     let chunked = text
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    (status, if chunked { dechunk(&body) } else { body })
+    Ok((status, if chunked { dechunk(&body) } else { body }))
 }
 
 fn dechunk(body: &str) -> String {
@@ -69,8 +79,7 @@ pub fn unready_during(url: &str, span: std::time::Duration) -> bool {
     let since = std::time::Instant::now();
     let mut seen = false;
     while since.elapsed() < span {
-        let probe =
-            std::panic::catch_unwind(|| request("GET", &format!("{url}/readyz"), None, b""));
+        let probe = try_request("GET", &format!("{url}/readyz"), None, b"");
         if let Ok((503, body)) = probe
             && body.contains("unreachable")
         {
@@ -81,16 +90,4 @@ pub fn unready_during(url: &str, span: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     seen
-}
-
-/// Whether `/readyz` answers 200 within `span`.
-pub fn ready_within(url: &str, span: std::time::Duration) -> bool {
-    let since = std::time::Instant::now();
-    while request("GET", &format!("{url}/readyz"), None, b"").0 != 200 {
-        if since.elapsed() > span {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    true
 }

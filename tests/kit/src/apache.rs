@@ -1,8 +1,7 @@
 //! Apache Kafka for the tests: a single-node KRaft broker (broker and
 //! controller in one JVM) on free loopback ports, in a temporary folder,
 //! from the jars `scripts/setup.sh --test` fetched from Maven Central
-//! (pinned in `scripts/kafka/pom.xml`). The benchmark includes this file
-//! too; it needs only a `root()` beside it.
+//! (pinned in `scripts/kafka/pom.xml`). The benchmark's P1 runs on it too.
 //!
 //! The broker keeps its log in its folder, so [`ApacheKafka::set_down`] can
 //! kill it and start it again with every record, offset and transaction
@@ -15,13 +14,13 @@
 //! the broker enforces ACLs: `admin` (password `admin-secret`) is a super
 //! user; `router` (password `router-secret`) has only the rights a test
 //! grants it.
-#![allow(dead_code)]
 
+use crate::{eventually, free_port};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How the client listener is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +48,7 @@ pub fn jars() -> PathBuf {
     if let Some(dir) = std::env::var_os("SWITCHYARD_KAFKA_JARS") {
         return PathBuf::from(dir);
     }
-    let pom = std::fs::read_to_string(super::root().join("scripts/kafka/pom.xml")).unwrap();
+    let pom = std::fs::read_to_string(crate::root().join("scripts/kafka/pom.xml")).unwrap();
     let version = pom
         .split("<kafka.version>")
         .nth(1)
@@ -147,26 +146,22 @@ impl ApacheKafka {
                 .spawn()
                 .expect("java runs"),
         );
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        eventually("Apache Kafka to start", Duration::from_secs(90), || {
             let mut text = String::new();
             if let Ok(mut f) = std::fs::File::open(&log_path) {
                 use std::io::Seek;
                 let _ = f.seek(std::io::SeekFrom::Start(started_at));
                 let _ = f.read_to_string(&mut text);
             }
-            if text.contains("Kafka Server started") {
-                break;
-            }
             if let Some(status) = child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("Apache Kafka exited ({status}):\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "Apache Kafka did not start in 90 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            if text.contains("Kafka Server started") {
+                Ok(())
+            } else {
+                Err(format!("its log:\n{text}"))
+            }
+        });
     }
 
     fn write_config(&self) {
@@ -231,15 +226,6 @@ impl ApacheKafka {
             .unwrap();
         }
     }
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fixed cluster id: every test broker is its own one-node cluster.

@@ -2,9 +2,8 @@
 //! `counter` guest that is not idempotent by itself (every event takes the
 //! next number from a counter in state) and the receipt plugin (gapless
 //! receipt numbers), their input events, and reading their outputs back.
-#![allow(dead_code)]
 
-use super::kafka::Client;
+use crate::Client;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ wasm = "{}"
 subscribe.types = ["count.*"]
 emits = ["counted"]
 "#,
-        super::guest("counter").display()
+        crate::guest("counter").display()
     )
 }
 
@@ -38,7 +37,7 @@ key_field = "payment_id"
 [plugin.config]
 receipt_base_url = "https://receipts.example/"
 "#,
-        super::build_wasm("plugins").join("receipt.wasm").display()
+        crate::build_wasm("plugins").join("receipt.wasm").display()
     )
 }
 
@@ -121,7 +120,7 @@ key_field = "resourceId"
 lift = ["waitlistId", "userId", "resourceId"]
 source = "booking-service"
 "#,
-        super::build_wasm("plugins").join("waitlist.wasm").display()
+        crate::build_wasm("plugins").join("waitlist.wasm").display()
     )
 }
 

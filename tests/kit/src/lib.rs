@@ -1,6 +1,11 @@
-//! Shared helpers for the end-to-end tests: building guest components and
-//! locating the repository.
-#![allow(dead_code)]
+//! What Switchyard's integration tests (`tests/*.rs`) and its benchmark
+//! (`host/examples/bench`) share: the repository's paths and guest builds,
+//! brokers ([`Broker`]: the embedded mock cluster, Tansu, Apache Kafka),
+//! outside clients ([`Kcat`], [`PyClient`]), a `switchyard run` process
+//! ([`Router`]) and its admin API ([`http`]), a throwaway PostgreSQL
+//! ([`postgres`]), config builders and workloads ([`workload`]), fixture
+//! runs ([`e2e`]) and the broker-outage scenario ([`outage`]).
+#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,9 +14,49 @@ use std::sync::OnceLock;
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("tests/kit/ has a grandparent")
         .to_path_buf()
+}
+
+/// The `switchyard` binary Cargo built beside the running test
+/// (`target/<profile>/deps/<test>`) or example
+/// (`target/<profile>/examples/<name>`): `target/<profile>/switchyard`.
+/// Cargo builds it for the integration tests; an example needs
+/// `cargo build --bin switchyard` first.
+pub fn switchyard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running program's path");
+    let dir = exe.parent().expect("the program is in a folder");
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("deps" | "examples") => dir.parent().expect("a profile folder"),
+        _ => dir,
+    };
+    profile.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// `wasm` plus a custom section naming variant `n`: the same plugin
+/// under another hash, as a rebuild or a new version would be.
+pub fn wasm_variant(wasm: &[u8], n: usize) -> Vec<u8> {
+    let name = b"switchyard-variant";
+    let payload = format!("variant {n}");
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend(section);
+    out
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Builds a wasm workspace (`plugins` or `tests/guests`) for wasm32-wasip2 in
@@ -54,24 +99,33 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// The `switchyard` binary under test, with its own compile cache.
 pub fn switchyard(cache: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    let mut cmd = Command::new(switchyard_bin());
     cmd.env("SWITCHYARD_CACHE_DIR", cache).current_dir(root());
     cmd
 }
 
 pub mod apache;
+pub mod broker;
+pub mod client;
 pub mod e2e;
 pub mod http;
-pub mod kafka;
+pub mod outage;
 pub mod postgres;
+pub mod router;
+pub mod wait;
 pub mod workload;
+
+pub use broker::Broker;
+pub use client::{Client, Kcat, PyClient, Rec, which};
+pub use router::Router;
+pub use wait::{Check, eventually};
 
 /// Loads `url` in headless Chromium (Debian's `chromium`, installed by
 /// `scripts/setup.sh --test`), lets its scripts run for 6 s of virtual time,
 /// and returns its standard output (the DOM with `--dump-dom`).
 pub fn chromium(url: &str, extra: &[&str]) -> String {
     let chromium =
-        kafka::which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
+        which("chromium").expect("chromium is not installed; run scripts/setup.sh --test");
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium)
         .args([
@@ -93,7 +147,6 @@ pub fn chromium(url: &str, extra: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
-pub mod outage;
 
 /// Writes `dir/router.toml` with the one `echo` guest, subscribed as
 /// `subscribe` says (TOML lines, such as `subscribe.types = ["o.*"]`),

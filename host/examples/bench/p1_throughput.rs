@@ -1,0 +1,119 @@
+//! P1: records/s through the router against a passthrough with the same
+//! guarantees and a raw consume, on the embedded broker with 1, 3 and 12
+//! partitions and on Apache Kafka with 3 and 12, at-least-once and
+//! exactly-once.
+
+use crate::load::{INPUT, kafka_available, produce_inputs, start_broker};
+use crate::runs::{Run, passthrough, passthrough_txn, raw_consume, router_run};
+
+/// One configuration's result.
+pub struct P1 {
+    /// On Apache Kafka (else the embedded broker).
+    pub kafka: bool,
+    /// With exactly-once (else at-least-once).
+    pub exactly_once: bool,
+    /// Partitions of every topic.
+    pub partitions: i32,
+    /// Records through each path.
+    pub n: usize,
+    /// Mean bytes per input record.
+    pub size: usize,
+    /// The router.
+    pub router: Run,
+    /// The passthrough with the same guarantees.
+    pub passthrough: Run,
+    /// The raw consume.
+    pub raw: Run,
+}
+
+impl P1 {
+    /// The broker's and the guarantee's names, as the table shows them.
+    pub fn names(&self) -> (&'static str, &'static str) {
+        let name = if self.kafka {
+            "Apache Kafka 4.1"
+        } else {
+            "embedded (mock)"
+        };
+        let guarantee = if self.exactly_once {
+            "exactly-once"
+        } else {
+            "at-least-once"
+        };
+        (name, guarantee)
+    }
+
+    /// Steady-state records/s of the router, the passthrough and the raw
+    /// consume.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        let rate = |r: &Run| self.n as f64 / r.steady.as_secs_f64();
+        (rate(&self.router), rate(&self.passthrough), rate(&self.raw))
+    }
+}
+
+/// Every configuration; `BENCH_MOCK_ONLY=1` skips Apache Kafka, for quick
+/// sweeps.
+pub fn run(runtime: &tokio::runtime::Runtime) -> Vec<P1> {
+    let mut runs: Vec<(bool, bool, i32)> = [1, 3, 12].map(|p| (false, false, p)).to_vec();
+    if kafka_available() && std::env::var_os("BENCH_MOCK_ONLY").is_none() {
+        for p in [3, 12] {
+            runs.push((true, false, p));
+            runs.push((true, true, p));
+        }
+    }
+    let mut rows = Vec::new();
+    for (kafka, exactly_once, partitions) in runs {
+        let r = runtime.block_on(p1(partitions, kafka, exactly_once));
+        let (name, guarantee) = r.names();
+        let (router, pass, raw) = r.rates();
+        eprintln!(
+            "P1 {name} {guarantee} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
+        );
+        rows.push(r);
+    }
+    rows
+}
+
+/// One configuration: a raw consume and the passthrough on one broker, the
+/// router on another, each on the same records.
+async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
+    // The mock cluster keeps about 5 MB per partition; stay under it.
+    let n = if kafka {
+        40_000
+    } else {
+        4500 * partitions.min(10) as usize
+    };
+    let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
+    let (broker_a, broker_b) = tokio::task::block_in_place(|| {
+        (
+            start_broker(kafka, partitions, &topics),
+            start_broker(kafka, partitions, &topics),
+        )
+    });
+    let size = produce_inputs(&broker_a.bootstrap(), n).await;
+    produce_inputs(&broker_b.bootstrap(), n).await;
+    let raw = raw_consume(&broker_a.bootstrap(), n).await;
+    let passthrough = if exactly_once {
+        passthrough_txn(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await
+    } else {
+        passthrough(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let router = router_run(
+        &broker_b.bootstrap(),
+        n as u64,
+        dir.path(),
+        kafka,
+        exactly_once,
+    )
+    .await;
+    P1 {
+        kafka,
+        exactly_once,
+        partitions,
+        n,
+        size,
+        router,
+        passthrough,
+        raw,
+    }
+}

@@ -1,0 +1,136 @@
+//! P8: the receipt plugin in Rust, Python and JavaScript: compile, cache
+//! load and per-event cost, against the Rust handler compiled natively.
+
+use crate::runs::native_us;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+use switchyard::engine::{CallInput, Engine, EngineOptions, Limits};
+use switchyard::envelope;
+use switchyard::event::Record;
+use switchyard::state::{MemoryStore, StateRead};
+use switchyard_testkit::root;
+use switchyard_testkit::wasm_variant;
+
+/// One language's row of P8.
+pub struct P8 {
+    /// Rust, Python or JavaScript.
+    pub lang: &'static str,
+    /// The component's size.
+    pub size_mb: f64,
+    /// Compile with a cold cache.
+    pub cold_s: f64,
+    /// Compile of a rebuilt component, the function cache warm.
+    pub rebuilt_s: f64,
+    /// Load from the compile cache.
+    pub cached_ms: f64,
+    /// Per event on a reused instance.
+    pub reused_us: f64,
+    /// Per event on a fresh instance.
+    pub fresh_us: f64,
+}
+
+/// `payment.payment.succeeded` number `i`, in catalog 000's envelope.
+fn payment_succeeded(i: usize) -> switchyard::event::Event {
+    let value = json!({
+        "event_id": format!("e8-{i}"),
+        "event_type": "payment.payment.succeeded",
+        "timestamp": "2025-11-24T10:35:00Z",
+        "data": {
+            "payment_id": format!("pay-{i}"), "booking_id": format!("bk-{i}"),
+            "user_id": "u1", "amount": 99.99, "currency": "USD",
+            "succeeded_at": "2025-11-24T10:35:00Z"
+        }
+    });
+    envelope::decode(&Record {
+        topic: "payment.payment.succeeded".into(),
+        value: Some(value.to_string().into_bytes()),
+        ..Record::default()
+    })
+    .unwrap()
+}
+
+/// Measures each language whose plugin is built, and says so on stderr;
+/// returns the rows and the native handler's us/event.
+pub fn run() -> (Vec<P8>, f64) {
+    let config: serde_json::Map<String, Value> =
+        serde_json::from_value(json!({"receipt_base_url": "https://r/"})).unwrap();
+    let config = Arc::new(config);
+    let state: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let input = || CallInput {
+        state: &state,
+        config: &config,
+        limits: Limits::default(),
+    };
+    let events: Vec<_> = (0..300).map(payment_succeeded).collect();
+    let per_call = |f: &mut dyn FnMut(&switchyard::event::Event)| {
+        let started = Instant::now();
+        for e in &events {
+            f(e);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / events.len() as f64
+    };
+    let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(f64::MAX, f64::min);
+    let mut rows = Vec::new();
+    for (lang, file) in [
+        ("Rust", "receipt.wasm"),
+        ("Python", "receipt-py.wasm"),
+        ("JavaScript", "receipt-js.wasm"),
+    ] {
+        let path = root()
+            .join("plugins/target/wasm32-wasip2/release")
+            .join(file);
+        let Ok(wasm) = std::fs::read(&path) else {
+            eprintln!(
+                "P8: {} missing; scripts/build-plugins.sh --test builds it",
+                path.display()
+            );
+            continue;
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let engine = || {
+            Engine::new(EngineOptions {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..EngineOptions::default()
+            })
+            .unwrap()
+        };
+        let timed = |engine: &Engine, wasm: &[u8]| {
+            let started = Instant::now();
+            let version = engine.load("receipt", wasm).unwrap();
+            (started.elapsed().as_secs_f64(), version)
+        };
+        let (cold_s, _) = timed(&engine(), &wasm);
+        // A rebuilt component: the same code, another hash, so the component
+        // cache misses and the function cache hits.
+        let (rebuilt_s, _) = timed(&engine(), &wasm_variant(&wasm, 1));
+        let engine = engine();
+        let (cached_s, version) = timed(&engine, &wasm);
+        let mut instance = engine.instantiate(&version).unwrap();
+        let mut reused = |e: &switchyard::event::Event| {
+            assert!(instance.call(e, input()).unwrap().result.is_ok());
+        };
+        per_call(&mut reused);
+        let reused_us = best(&mut || per_call(&mut reused));
+        let mut fresh = |e: &switchyard::event::Event| {
+            assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
+        };
+        per_call(&mut fresh);
+        let fresh_us = best(&mut || per_call(&mut fresh));
+        eprintln!(
+            "P8 {lang}: cold {cold_s:.1} s rebuilt {rebuilt_s:.1} s cached {:.0} ms reused {reused_us:.0} us fresh {fresh_us:.0} us",
+            cached_s * 1e3
+        );
+        rows.push(P8 {
+            lang,
+            size_mb: wasm.len() as f64 / 1e6,
+            cold_s,
+            rebuilt_s,
+            cached_ms: cached_s * 1e3,
+            reused_us,
+            fresh_us,
+        });
+    }
+    let native = native_us::<receipt::Receipt>(&events, &json!({"receipt_base_url": "https://r/"}));
+    (rows, native)
+}

@@ -1,0 +1,280 @@
+//! What the measures time besides `switchyard run`: the router's own
+//! service loop in this process, its Rust baselines (consume→produce
+//! passthroughs, a raw consume, the handler compiled natively), and the
+//! arithmetic on the samples.
+
+use crate::load::{INPUT, client, payment_config};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use switchyard::partition::Stats;
+use switchyard::service::{self, RunOptions};
+
+/// Times of one run: start → last record acknowledged, and first record →
+/// last acknowledged (the steady state, without the group join).
+#[derive(Clone, Copy)]
+pub struct Run {
+    /// Start → last record acknowledged.
+    pub total: Duration,
+    /// First record → last acknowledged.
+    pub steady: Duration,
+}
+
+/// Runs the router until it has acknowledged `n` records, then shuts it
+/// down (drain, commit, flush).
+pub async fn router_run(
+    bootstrap: &str,
+    n: u64,
+    dir: &Path,
+    create_topics: bool,
+    exactly_once: bool,
+) -> Run {
+    // BENCH_KAFKA adds `[kafka]` keys, for sweeping the batch settings.
+    let mut extra = std::env::var("BENCH_KAFKA").unwrap_or_default();
+    if exactly_once {
+        extra.push_str("\nguarantee = \"exactly-once\"\n");
+    }
+    let config = payment_config(dir, &extra);
+    let stats = Arc::new(Stats::default());
+    let options = RunOptions {
+        brokers: bootstrap.to_string(),
+        group: "router".into(),
+        instance_id: None,
+        state_dir: dir.join("state"),
+        state_url: None,
+        cache_dir: Some(dir.join("cache")),
+        summary_every: None,
+        create_topics,
+        admin: None,
+        watch: false,
+        rebuild: false,
+        workers: None,
+        stats: Some(stats.clone()),
+    };
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done = {
+        let stats = stats.clone();
+        async move {
+            let mut first = None;
+            while stats.acked.load(Ordering::Relaxed) < n {
+                if first.is_none() && stats.records.load(Ordering::Relaxed) > 0 {
+                    first = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let end = Instant::now();
+            let _ = tx.send(Run {
+                total: end - started,
+                steady: end - first.unwrap_or(started),
+            });
+        }
+    };
+    service::run(config, options, done).await.expect("router");
+    rx.await.expect("a finished run")
+}
+
+/// The passthroughs' consumer of the input: offsets stored by hand and
+/// auto-committed, or (`transactional`) read_committed with nothing
+/// committed but through the producer's transactions.
+fn input_consumer(bootstrap: &str, group: &str, transactional: bool) -> StreamConsumer {
+    let mut config = client(bootstrap);
+    config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10");
+    if transactional {
+        config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    } else {
+        config
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false");
+    }
+    let consumer: StreamConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[INPUT]).unwrap();
+    consumer
+}
+
+/// A Rust consume→produce passthrough with the router's guarantees.
+pub async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
+    let started = Instant::now();
+    let consumer = input_consumer(bootstrap, group, false);
+    let producer: FutureProducer = client(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let consumer = Arc::new(consumer);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let acker = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            let mut acked = 0;
+            while let Some((partition, offset, delivery)) = rx.recv().await {
+                let delivery: rdkafka::producer::DeliveryFuture = delivery;
+                delivery.await.expect("delivered").expect("acked");
+                consumer.store_offset(INPUT, partition, offset).unwrap();
+                acked += 1;
+                if acked == n {
+                    break;
+                }
+            }
+        })
+    };
+    let mut first = None;
+    for _ in 0..n {
+        let m = consumer.recv().await.expect("record");
+        first.get_or_insert_with(Instant::now);
+        let delivery = loop {
+            let record = FutureRecord::to(out)
+                .payload(m.payload().unwrap_or_default())
+                .key(m.key().unwrap_or_default());
+            match producer.send_result(record) {
+                Ok(d) => break d,
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        tx.send((m.partition(), m.offset(), delivery))
+            .await
+            .unwrap();
+    }
+    acker.await.unwrap();
+    let end = Instant::now();
+    consumer.commit_consumer_state(CommitMode::Sync).ok();
+    Run {
+        total: end - started,
+        steady: end - first.unwrap_or(started),
+    }
+}
+
+/// The passthrough with exactly-once: a transactional producer, the input
+/// offsets sent with the consumer's group metadata, one transaction every
+/// 100 ms (Kafka Streams' commit interval under exactly-once).
+pub async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) -> Run {
+    use rdkafka::producer::Producer;
+    let started = Instant::now();
+    let consumer = input_consumer(bootstrap, group, true);
+    let producer: FutureProducer = client(bootstrap)
+        .set("transactional.id", format!("{group}-txn"))
+        .set("transaction.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(10);
+    tokio::task::block_in_place(|| {
+        producer.init_transactions(timeout).expect("init");
+        producer.begin_transaction().expect("begin");
+    });
+    let commit = |offsets: &std::collections::HashMap<i32, i64>| {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for (p, o) in offsets {
+            list.add_partition_offset(INPUT, *p, rdkafka::Offset::Offset(*o))
+                .unwrap();
+        }
+        let metadata = consumer.group_metadata().expect("group metadata");
+        tokio::task::block_in_place(|| {
+            producer
+                .send_offsets_to_transaction(&list, &metadata, timeout)
+                .expect("offsets");
+            producer.commit_transaction(timeout).expect("commit");
+            producer.begin_transaction().expect("begin");
+        });
+    };
+    let mut offsets = std::collections::HashMap::new();
+    let mut last = Instant::now();
+    let mut first = None;
+    for _ in 0..n {
+        let m = consumer.recv().await.expect("record");
+        first.get_or_insert_with(Instant::now);
+        loop {
+            let record = FutureRecord::to(out)
+                .payload(m.payload().unwrap_or_default())
+                .key(m.key().unwrap_or_default());
+            match producer.send_result(record) {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+        offsets.insert(m.partition(), m.offset() + 1);
+        if last.elapsed() >= Duration::from_millis(100) {
+            commit(&offsets);
+            offsets.clear();
+            last = Instant::now();
+        }
+    }
+    commit(&offsets);
+    let end = Instant::now();
+    Run {
+        total: end - started,
+        steady: end - first.unwrap_or(started),
+    }
+}
+
+/// Consumes `n` records of the input and nothing else: the ceiling.
+pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
+    let started = Instant::now();
+    let mut first = None;
+    let consumer: StreamConsumer = client(bootstrap)
+        .set("group.id", "raw")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[INPUT]).unwrap();
+    for _ in 0..n {
+        consumer.recv().await.expect("record");
+        first.get_or_insert_with(Instant::now);
+    }
+    Run {
+        total: started.elapsed(),
+        steady: first.map_or(started.elapsed(), |f| f.elapsed()),
+    }
+}
+
+/// Microseconds per event for handler `H` compiled natively into this
+/// program, on fresh state per event; best of three.
+pub fn native_us<H: switchyard_sdk::Handler>(
+    events: &[switchyard::event::Event],
+    config: &Value,
+) -> f64 {
+    let sdk_events: Vec<switchyard_sdk::Event> = events
+        .iter()
+        .map(|e| switchyard_sdk::Event {
+            id: e.id.clone(),
+            ty: e.ty.clone(),
+            source: e.source.clone(),
+            time: e.time.clone(),
+            data: e.data.clone(),
+            topic: e.topic.clone(),
+            ..switchyard_sdk::Event::default()
+        })
+        .collect();
+    let run = || {
+        let started = Instant::now();
+        for e in &sdk_events {
+            let mut state = switchyard_sdk::testing::MemoryState::default();
+            let out = switchyard_sdk::testing::run::<H>(&mut state, config.clone(), e).unwrap();
+            // What the host does with emits besides the call: JSON text.
+            std::hint::black_box(out.iter().map(|e| e.data.len()).sum::<usize>());
+        }
+        started.elapsed().as_secs_f64() * 1e6 / sdk_events.len() as f64
+    };
+    (0..3).map(|_| run()).fold(f64::MAX, f64::min)
+}
+
+/// The `p` quantile of `samples` (sorted in place).
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
