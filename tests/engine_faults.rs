@@ -230,7 +230,7 @@ fn a_full_instance_pool_is_busy_not_a_fault_of_the_plugin() {
         pool_size: 1,
     })
     .unwrap();
-    let version = engine.load_file("echo", &support::guest("echo")).unwrap();
+    let version = engine.load_file("echo", &kit::guest("echo")).unwrap();
     let held = engine.instantiate(&version).expect("the one slot");
     match engine.instantiate(&version) {
         Err(fault @ Fault::Busy(_)) => assert!(fault.is_transient(), "{fault}"),

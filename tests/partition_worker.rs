@@ -3,7 +3,7 @@
 //! (`Outputs` and `Offsets`), so its ordering, acknowledgement and
 //! dead-letter rules are checked directly.
 
-mod support;
+use switchyard_testkit as kit;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -90,7 +90,7 @@ type Run = (Vec<OutRecord>, Vec<i64>, usize);
 /// in `refused` refused by the producer and `[kafka]` as `kafka` sets it.
 async fn run(records: Vec<Record>, refused: &[&str], kafka: impl FnOnce(&mut KafkaConfig)) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let path = support::echo_config(dir.path(), "subscribe.types = [\"order.*\"]");
+    let path = kit::echo_config(dir.path(), "subscribe.types = [\"order.*\"]");
     let mut config = RouterConfig::load(&path).unwrap();
     kafka(&mut config.kafka);
     let engine = Arc::new(
