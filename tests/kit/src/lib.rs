@@ -4,7 +4,8 @@
 //! outside clients ([`Kcat`], [`PyClient`]), a `switchyard run` process
 //! ([`Router`]) and its admin API ([`http`]), a throwaway PostgreSQL
 //! ([`postgres`]), config builders and workloads ([`workload`]), fixture
-//! runs ([`e2e`]) and the broker-outage scenario ([`outage`]).
+//! runs ([`e2e`]), the broker-outage scenario ([`outage`]), and
+//! [`eventually`], the one wait.
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};

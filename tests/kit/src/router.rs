@@ -185,8 +185,8 @@ impl Router {
 
     /// How many records of `topic` the router has handled (decoded and
     /// routed, dead-lettered or skipped), by
-    /// `kafka_consumer_processing_duration_seconds_count`. A batch run
-    /// again counts again.
+    /// `kafka_consumer_processing_duration_seconds_count`. A record run
+    /// again after an exactly-once transaction aborted counts again.
     pub fn processed(&self, topic: &str) -> u64 {
         self.metric(
             "kafka_consumer_processing_duration_seconds_count",
