@@ -6,10 +6,9 @@ use switchyard_testkit as kit;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::engine::{CallInput, Engine, EngineOptions, Fault, Limits, LoadError, Origin};
-use switchyard::envelope;
-use switchyard::event::{Event, Record};
-use switchyard::state::{MemoryStore, StateRead};
+use switchyard::{CallInput, Engine, EngineOptions, Fault, Limits, LoadError, Origin};
+use switchyard::{Event, Record};
+use switchyard::{MemoryStore, StateRead};
 
 fn event() -> Event {
     let value = json!({
@@ -18,7 +17,7 @@ fn event() -> Event {
         "timestamp": "2025-11-24T10:30:00Z",
         "data": {"booking_id": "b-1"}
     });
-    envelope::decode(&Record {
+    switchyard::decode(&Record {
         topic: "booking.booking.created".into(),
         value: Some(value.to_string().into_bytes()),
         ..Record::default()
@@ -198,7 +197,7 @@ fn a_plugin_that_prints_on_every_call_never_fails_for_it() {
     let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
     let config = Arc::new(Map::new());
     let mut instance = engine.instantiate(&version).unwrap();
-    let calls = switchyard::engine::RECYCLE_AFTER + 10;
+    let calls = switchyard::RECYCLE_AFTER + 10;
     for i in 0..calls {
         let mut e = event();
         e.id = format!("print-{i}");

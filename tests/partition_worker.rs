@@ -9,18 +9,18 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard::committer::Committer;
-use switchyard::config::{KafkaConfig, RouterConfig};
-use switchyard::engine::{Engine, EngineOptions};
-use switchyard::event::{OutRecord, Record};
-use switchyard::kafka::sink::{Delivery, ProduceError};
-use switchyard::kafka::source::{Lease, Partition};
-use switchyard::metrics::Metrics;
-use switchyard::partition::{Offsets, Outputs, PartitionQueue, Shared};
-use switchyard::pool::WorkerPool;
-use switchyard::registry::PluginRegistry;
-use switchyard::router::Router;
-use switchyard::state::{MemoryStore, StateStore};
+use switchyard::Committer;
+use switchyard::Metrics;
+use switchyard::PluginRegistry;
+use switchyard::Router;
+use switchyard::WorkerPool;
+use switchyard::{Delivery, ProduceError};
+use switchyard::{Engine, EngineOptions};
+use switchyard::{KafkaConfig, RouterConfig};
+use switchyard::{Lease, Partition};
+use switchyard::{MemoryStore, StateStore};
+use switchyard::{Offsets, Outputs, PartitionQueue, Shared};
+use switchyard::{OutRecord, Record};
 
 /// Keeps what is produced; refuses the topics in `refused` for good.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::state::{Effect, PgStore, StateRead, StateStore, contract};
+use switchyard::{Effect, PgStore, StateRead, StateStore, contract};
 
 const TOKEN: &str = "scale-token";
 

@@ -71,7 +71,10 @@ impl Committer {
     /// by itself; [`StateError::Stopped`] means the commit thread is gone.
     /// The effects are shared, not copied, so a caller that must retry after
     /// a store failure hands the same batch in again.
-    pub async fn commit(&self, effects: Arc<Vec<RecordEffects>>) -> Result<usize, StateError> {
+    pub(crate) async fn commit(
+        &self,
+        effects: Arc<Vec<RecordEffects>>,
+    ) -> Result<usize, StateError> {
         if effects.iter().all(Vec::is_empty) {
             return Ok(effects.len());
         }

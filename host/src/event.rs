@@ -28,15 +28,15 @@ pub enum EnvelopeKind {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EnvelopeStyle {
     /// The envelope kind.
-    pub kind: EnvelopeKind,
+    pub(crate) kind: EnvelopeKind,
     /// For camelCase: the top-level business fields the cause carried, which
     /// are lifted out of `data` again when an emit is encoded.
-    pub lifted: Vec<String>,
+    pub(crate) lifted: Vec<String>,
 }
 
 impl EnvelopeStyle {
     /// A style of the given kind with nothing lifted.
-    pub fn of(kind: EnvelopeKind) -> Self {
+    pub(crate) fn of(kind: EnvelopeKind) -> Self {
         EnvelopeStyle {
             kind,
             lifted: Vec::new(),
@@ -46,11 +46,11 @@ impl EnvelopeStyle {
 
 /// The most bytes of guest-provided error text (panic messages, stderr)
 /// kept anywhere: logs, dead-letter headers, metrics and the admin API.
-pub const MAX_ERROR_TEXT: usize = 2048;
+pub(crate) const MAX_ERROR_TEXT: usize = 2048;
 
 /// `text` cut to at most `max` bytes on a character boundary, saying how
 /// much was cut.
-pub fn truncate_text(text: &str, max: usize) -> String {
+pub(crate) fn truncate_text(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -87,7 +87,7 @@ impl Header {
 
     /// A header as read from Kafka: any bytes (a missing value reads as
     /// empty).
-    pub fn from_bytes(key: impl Into<String>, bytes: Option<&[u8]>) -> Self {
+    pub(crate) fn from_bytes(key: impl Into<String>, bytes: Option<&[u8]>) -> Self {
         let bytes = bytes.unwrap_or_default();
         match std::str::from_utf8(bytes) {
             Ok(text) => Header::new(key, text),
@@ -100,7 +100,7 @@ impl Header {
     }
 
     /// The value's exact bytes.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.raw.as_deref().unwrap_or(self.value.as_bytes())
     }
 }
@@ -127,7 +127,7 @@ pub struct Record {
 
 impl Record {
     /// The value of the first header named `key`, if present.
-    pub fn header(&self, key: &str) -> Option<&str> {
+    pub(crate) fn header(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.key.eq_ignore_ascii_case(key))
@@ -215,7 +215,7 @@ pub struct OutRecord {
 
 impl OutRecord {
     /// About how many bytes it takes in a produce request.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
@@ -225,7 +225,7 @@ impl OutRecord {
     }
 
     /// The value of the first header named `key`, if present.
-    pub fn header(&self, key: &str) -> Option<&str> {
+    pub(crate) fn header(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.key.eq_ignore_ascii_case(key))
@@ -244,7 +244,7 @@ impl OutRecord {
     /// layout; that text is valid UTF-8, so their outboxes decode to the
     /// same records as before. (An earlier version refuses an outbox holding
     /// a value that is not UTF-8 rather than alter it.)
-    pub fn encode_all(records: &[OutRecord]) -> Vec<u8> {
+    pub(crate) fn encode_all(records: &[OutRecord]) -> Vec<u8> {
         fn put(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -274,7 +274,7 @@ impl OutRecord {
     /// earlier one). A header value that is not UTF-8 comes back as
     /// [`Header::from_bytes`] reads it from Kafka: its exact bytes in
     /// [`Header::raw`], a lossy copy in [`Header::value`].
-    pub fn decode_all(bytes: &[u8]) -> Result<Vec<OutRecord>, String> {
+    pub(crate) fn decode_all(bytes: &[u8]) -> Result<Vec<OutRecord>, String> {
         struct Reader<'a>(&'a [u8]);
         impl Reader<'_> {
             fn take(&mut self, n: usize) -> Result<&[u8], String> {

@@ -11,46 +11,46 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many samples the history keeps (with [`SAMPLE_EVERY`], 5 minutes).
-pub const HISTORY: usize = 60;
+pub(crate) const HISTORY: usize = 60;
 
 /// How often the history is sampled.
-pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Counts of one plugin, cumulative.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Calls that ran.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Calls that failed (each attempt).
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Records dead-lettered by its failures.
-    pub dead_letters: u64,
+    pub(crate) dead_letters: u64,
 }
 
 /// One point of a plugin's chart: what happened in one sample interval.
 #[derive(Debug, Clone, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     /// The end of the interval, in Unix seconds.
-    pub at: u64,
+    pub(crate) at: u64,
     /// Calls in the interval.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Errors in the interval.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Dead letters in the interval.
-    pub dead_letters: u64,
+    pub(crate) dead_letters: u64,
 }
 
 /// One edge of the map, with the records that went along it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Edge {
+pub(crate) struct Edge {
     /// `topic:<name>` or `plugin:<name>`.
-    pub from: String,
+    pub(crate) from: String,
     /// `topic:<name>` or `plugin:<name>`.
-    pub to: String,
+    pub(crate) to: String,
     /// Records so far.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Records in the last sample interval, per second.
-    pub rate: f64,
+    pub(crate) rate: f64,
 }
 
 #[derive(Default)]
@@ -81,7 +81,7 @@ fn now() -> u64 {
 
 impl Flows {
     /// Counts one record along `from` → `to`.
-    pub fn edge(&self, from: String, to: String) {
+    pub(crate) fn edge(&self, from: String, to: String) {
         *self
             .inner
             .lock()
@@ -92,7 +92,7 @@ impl Flows {
     }
 
     /// Counts one call of `plugin`: failed or not, dead-lettered or not.
-    pub fn call(&self, plugin: &str, failed: bool, dead_lettered: bool) {
+    pub(crate) fn call(&self, plugin: &str, failed: bool, dead_lettered: bool) {
         let mut inner = self.inner.lock().expect("flows lock");
         let counts = inner.plugins.entry(plugin.to_string()).or_default();
         counts.calls += 1;
@@ -101,7 +101,7 @@ impl Flows {
     }
 
     /// Takes a sample for the charts; call every [`SAMPLE_EVERY`].
-    pub fn sample(&self) {
+    pub(crate) fn sample(&self) {
         let mut inner = self.inner.lock().expect("flows lock");
         let sample = Sample {
             at: now(),
@@ -115,7 +115,7 @@ impl Flows {
     }
 
     /// Every edge seen, with its count and its rate over the last interval.
-    pub fn edges(&self) -> Vec<Edge> {
+    pub(crate) fn edges(&self) -> Vec<Edge> {
         let inner = self.inner.lock().expect("flows lock");
         let window = inner.samples.len().checked_sub(2).map(|i| {
             let (a, b) = (&inner.samples[i], &inner.samples[i + 1]);
@@ -146,12 +146,12 @@ impl Flows {
     }
 
     /// Each plugin's cumulative counts.
-    pub fn totals(&self) -> BTreeMap<String, Counts> {
+    pub(crate) fn totals(&self) -> BTreeMap<String, Counts> {
         self.inner.lock().expect("flows lock").plugins.clone()
     }
 
     /// Each plugin's chart: one point per sample interval, oldest first.
-    pub fn history(&self) -> BTreeMap<String, Vec<Point>> {
+    pub(crate) fn history(&self) -> BTreeMap<String, Vec<Point>> {
         let inner = self.inner.lock().expect("flows lock");
         let mut out: BTreeMap<String, Vec<Point>> = BTreeMap::new();
         for (a, b) in inner.samples.iter().zip(inner.samples.iter().skip(1)) {

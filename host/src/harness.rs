@@ -18,16 +18,16 @@ use std::sync::Arc;
 
 /// The result of running a set of fixtures.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Fixtures that passed.
-    pub passed: usize,
+    pub(crate) passed: usize,
     /// Fixtures that failed, with why.
-    pub failed: Vec<(PathBuf, String)>,
+    pub(crate) failed: Vec<(PathBuf, String)>,
 }
 
 /// Runs the fixtures of every plugin in `config` (or only `only`), printing
 /// one line per fixture and a diff for each failure to `out`.
-pub fn run_config(
+pub(crate) fn run_config(
     engine: &Arc<Engine>,
     config: &RouterConfig,
     only: Option<&str>,

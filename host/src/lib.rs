@@ -69,40 +69,77 @@
 //! Decoding a record in the booking catalog's snake_case envelope:
 //!
 //! ```
-//! use switchyard::{envelope, event::Record};
+//! use switchyard::{Record, decode};
 //!
 //! let record = Record {
 //!     topic: "booking.booking.created".into(),
 //!     value: Some(br#"{"event_id":"e-1","event_type":"booking.booking.created","data":{}}"#.to_vec()),
 //!     ..Record::default()
 //! };
-//! let event = envelope::decode(&record).unwrap();
+//! let event = decode(&record).unwrap();
 //! assert_eq!(event.ty, "booking.booking.created");
 //! assert_eq!(event.id, "e-1");
 //! ```
 
 #![deny(missing_docs)]
 
-pub mod admin;
+mod admin;
 mod bindings;
-pub mod cli;
-pub mod committer;
-pub mod config;
-pub mod engine;
-pub mod envelope;
-pub mod event;
-pub mod fixtures;
-pub mod flows;
-pub mod harness;
-pub mod kafka;
-pub mod metrics;
-pub mod partition;
-pub mod pool;
-pub mod rebuild;
-pub mod registry;
-pub mod reload;
-pub mod router;
-pub mod scaffold;
-pub mod schemas;
-pub mod service;
-pub mod state;
+mod cli;
+mod committer;
+mod config;
+mod engine;
+mod envelope;
+mod event;
+mod fixtures;
+mod flows;
+mod harness;
+mod kafka;
+mod metrics;
+mod partition;
+mod pool;
+mod rebuild;
+mod registry;
+mod reload;
+mod router;
+mod scaffold;
+mod schemas;
+mod service;
+mod state;
+
+// The crate's surface: what the binary, the integration tests and the
+// benchmark use. Everything else is crate-private.
+
+/// The binary's entry point: parses the command line and runs it.
+pub use cli::main;
+/// Running the router as a service.
+pub use service::{RunOptions, run};
+
+/// Config, events and envelopes.
+pub use config::{ConfigError, KafkaConfig, Limits, RouterConfig};
+pub use envelope::decode;
+pub use event::{Event, Header, OutRecord, Record};
+
+pub use config::PluginSpec;
+/// The engine and the plugins.
+pub use engine::{CallInput, Engine, EngineOptions, Fault, LoadError, Origin, RECYCLE_AFTER};
+pub use harness::fixture_files;
+pub use rebuild::build_stale;
+pub use registry::PluginRegistry;
+pub use reload::Reloader;
+
+/// State.
+pub use state::{
+    Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead, StateStore, VersionStore,
+    contract,
+};
+
+/// A partition worker and its parts, to run one in-process.
+pub use committer::Committer;
+pub use kafka::broker::EmbeddedBroker;
+pub use kafka::sink::{Delivery, ProduceError};
+pub use kafka::source::{Lease, Partition};
+pub use metrics::Metrics;
+pub use partition::{Offsets, Outputs, PartitionQueue, Shared, Stats};
+pub use pool::{Instances, PoolError, WorkerPool};
+pub use router::Router;

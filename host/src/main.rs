@@ -1,5 +1,5 @@
 //! The `switchyard` command; see [`switchyard::cli`].
 
 fn main() -> std::process::ExitCode {
-    switchyard::cli::main()
+    switchyard::main()
 }

@@ -77,7 +77,7 @@ impl WorkerPool {
     }
 
     /// The number of workers: one per core by default.
-    pub fn default_size() -> usize {
+    pub(crate) fn default_size() -> usize {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 
@@ -110,7 +110,7 @@ impl WorkerPool {
     }
 
     /// Lets the workers exit once the queued jobs are done.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.jobs.lock().expect("pool lock").take();
     }
 }
@@ -132,7 +132,7 @@ pub struct Instances {
 
 impl Instances {
     /// No warm instances yet.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Instances {
             engine,
             warm: HashMap::new(),

@@ -37,14 +37,14 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long sources must be quiet after a save before a rebuild starts.
-pub const QUIET: Duration = Duration::from_millis(200);
+pub(crate) const QUIET: Duration = Duration::from_millis(200);
 
 /// The last lines of a failed build's output that are printed.
 const SHOWN_LINES: usize = 60;
 
 /// Whether `path` (inside a sources folder) is a build product or editor
 /// litter rather than a source.
-pub fn ignored(path: &Path) -> bool {
+pub(crate) fn ignored(path: &Path) -> bool {
     let hidden_or_product = path.components().any(|c| {
         let c = c.as_os_str().to_string_lossy();
         matches!(c.as_ref(), "target" | "node_modules" | "__pycache__")
@@ -100,7 +100,7 @@ fn source_folders(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether a plugin's `.wasm` is missing or older than one of its sources.
-pub fn is_stale(spec: &PluginSpec) -> bool {
+pub(crate) fn is_stale(spec: &PluginSpec) -> bool {
     let Some(build) = &spec.build else {
         return false;
     };
@@ -114,7 +114,7 @@ pub fn is_stale(spec: &PluginSpec) -> bool {
 
 /// Runs a plugin's build command; `Err` holds what to print (the command,
 /// its exit status and the end of its output).
-pub fn build(spec: &PluginSpec) -> Result<Duration, String> {
+pub(crate) fn build(spec: &PluginSpec) -> Result<Duration, String> {
     let Some(build) = &spec.build else {
         return Err(format!("plugin `{}` has no `sources` to build", spec.name));
     };
@@ -183,7 +183,7 @@ pub fn build_stale(config: &RouterConfig, only: Option<&str>) -> anyhow::Result<
 /// Watches the sources of every plugin that has them, rebuilding and
 /// reloading on a save. `None` when no plugin has sources; otherwise the
 /// watcher must be kept alive.
-pub fn watch(reloader: Arc<Reloader>) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+pub(crate) fn watch(reloader: Arc<Reloader>) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
     let plugins: Vec<(String, PathBuf)> = reloader
         .registry()
         .plugins()

@@ -11,13 +11,13 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// How many earlier versions each plugin keeps for rollback.
-pub const KEEP_VERSIONS: usize = 5;
+pub(crate) const KEEP_VERSIONS: usize = 5;
 
 /// A configured plugin and its current version.
 #[derive(Debug)]
 pub struct Plugin {
     /// Its resolved settings.
-    pub spec: PluginSpec,
+    pub(crate) spec: PluginSpec,
     current: RwLock<Arc<PluginVersion>>,
     status: Mutex<Status>,
     paused: std::sync::atomic::AtomicBool,
@@ -37,31 +37,31 @@ struct Status {
 
 /// What the admin API shows of a plugin.
 #[derive(Debug, Clone, Serialize)]
-pub struct PluginStatus {
+pub(crate) struct PluginStatus {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The live version label (content-hash prefix).
-    pub version: String,
+    pub(crate) version: String,
     /// The live version's full SHA-256.
-    pub hash: String,
+    pub(crate) hash: String,
     /// How it went live: `file`, `upload` or `rollback`.
-    pub origin: String,
+    pub(crate) origin: String,
     /// When the live version went live (RFC 3339).
-    pub loaded_at: String,
+    pub(crate) loaded_at: String,
     /// The event types it subscribes to.
-    pub subscribe_types: Vec<String>,
+    pub(crate) subscribe_types: Vec<String>,
     /// The topics it subscribes to.
-    pub subscribe_topics: Vec<String>,
+    pub(crate) subscribe_topics: Vec<String>,
     /// Calls so far.
-    pub invocations: u64,
+    pub(crate) invocations: u64,
     /// Failed calls so far.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// The last refused reload, or `null`.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Whether it is paused.
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// Earlier versions, newest first, for rollback.
-    pub previous: Vec<String>,
+    pub(crate) previous: Vec<String>,
 }
 
 fn now() -> String {
@@ -70,7 +70,7 @@ fn now() -> String {
 
 impl Plugin {
     /// A plugin running `version`.
-    pub fn new(spec: PluginSpec, version: Arc<PluginVersion>) -> Self {
+    pub(crate) fn new(spec: PluginSpec, version: Arc<PluginVersion>) -> Self {
         Plugin {
             spec,
             current: RwLock::new(version),
@@ -94,7 +94,7 @@ impl Plugin {
 
     /// Makes `version` live, keeping the one it replaces for rollback; `how`
     /// is `file`, `upload` or `rollback`.
-    pub fn install(&self, version: Arc<PluginVersion>, how: &'static str) {
+    pub(crate) fn install(&self, version: Arc<PluginVersion>, how: &'static str) {
         let mut status = self.status.lock().expect("plugin lock poisoned");
         status.how = how;
         let old = std::mem::replace(
@@ -109,7 +109,7 @@ impl Plugin {
     }
 
     /// Makes the previous version live again; `None` when there is none.
-    pub fn rollback(&self) -> Option<Arc<PluginVersion>> {
+    pub(crate) fn rollback(&self) -> Option<Arc<PluginVersion>> {
         let mut status = self.status.lock().expect("plugin lock poisoned");
         let previous = status.history.pop()?;
         *self.current.write().expect("plugin lock poisoned") = previous.clone();
@@ -119,52 +119,52 @@ impl Plugin {
     }
 
     /// The previous version, the one [`Plugin::rollback`] would make live.
-    pub fn previous(&self) -> Option<Arc<PluginVersion>> {
+    pub(crate) fn previous(&self) -> Option<Arc<PluginVersion>> {
         let status = self.status.lock().expect("plugin lock poisoned");
         status.history.last().cloned()
     }
 
     /// How the live version went live: `file`, `upload` or `rollback`.
-    pub fn how(&self) -> &'static str {
+    pub(crate) fn how(&self) -> &'static str {
         self.status.lock().expect("plugin lock poisoned").how
     }
 
     /// Records a refused reload.
-    pub fn refused(&self, error: String) {
+    pub(crate) fn refused(&self, error: String) {
         self.status.lock().expect("plugin lock poisoned").last_error = Some(error);
     }
 
     /// Counts one call.
-    pub fn count(&self, failed: bool) {
+    pub(crate) fn count(&self, failed: bool) {
         let mut status = self.status.lock().expect("plugin lock poisoned");
         status.invocations += 1;
         status.errors += u64::from(failed);
     }
 
     /// Pauses or resumes it. While paused, records it subscribes to wait.
-    pub fn set_paused(&self, paused: bool) {
+    pub(crate) fn set_paused(&self, paused: bool) {
         self.paused
             .store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Marks a new version as being checked (`true`) or done (`false`).
-    pub fn set_reloading(&self, reloading: bool) {
+    pub(crate) fn set_reloading(&self, reloading: bool) {
         self.reloading
             .store(reloading, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether a new version is being checked before it may go live.
-    pub fn is_reloading(&self) -> bool {
+    pub(crate) fn is_reloading(&self) -> bool {
         self.reloading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether it is paused.
-    pub fn is_paused(&self) -> bool {
+    pub(crate) fn is_paused(&self) -> bool {
         self.paused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Its status for the admin API.
-    pub fn status(&self) -> PluginStatus {
+    pub(crate) fn status(&self) -> PluginStatus {
         let current = self.current();
         let status = self.status.lock().expect("plugin lock poisoned");
         PluginStatus {
@@ -200,11 +200,11 @@ pub struct PluginRegistry {
 #[error("{path}: plugin `{plugin}` {error}{hint}")]
 pub struct PluginLoadError {
     /// The wasm file.
-    pub path: String,
+    pub(crate) path: String,
     /// The plugin's name.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// What went wrong.
-    pub error: LoadError,
+    pub(crate) error: LoadError,
     hint: String,
 }
 
@@ -253,12 +253,12 @@ impl PluginRegistry {
     }
 
     /// A registry of already loaded plugins.
-    pub fn from_plugins(plugins: Vec<Arc<Plugin>>) -> Self {
+    pub(crate) fn from_plugins(plugins: Vec<Arc<Plugin>>) -> Self {
         PluginRegistry { plugins }
     }
 
     /// Every plugin.
-    pub fn plugins(&self) -> &[Arc<Plugin>] {
+    pub(crate) fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
     }
 
@@ -268,7 +268,7 @@ impl PluginRegistry {
     }
 
     /// The plugins subscribed to an event of type `ty` read from `topic`.
-    pub fn subscribers<'a>(
+    pub(crate) fn subscribers<'a>(
         &'a self,
         ty: &'a str,
         topic: &'a str,

@@ -24,21 +24,21 @@ const README: &str = include_str!("../templates/common/README.md");
 
 /// What `new` needs beyond the name.
 #[derive(Debug, Clone)]
-pub struct NewPlugin {
+pub(crate) struct NewPlugin {
     /// The plugin's name: lowercase letters, digits, `-` and `_`, starting
     /// with a letter.
-    pub name: String,
+    pub(crate) name: String,
     /// Its language.
-    pub lang: Lang,
+    pub(crate) lang: Lang,
     /// The folder to create (default: `./<name>`); it must not exist or be
     /// empty.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The Rust SDK crate (default: this checkout's `plugins/sdk`).
-    pub sdk: Option<PathBuf>,
+    pub(crate) sdk: Option<PathBuf>,
 }
 
 /// Writes the plugin's folder; returns it.
-pub fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
+pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
     let name = &new.name;
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name

@@ -45,7 +45,7 @@ impl fmt::Debug for Schemas {
 
 impl Schemas {
     /// Reads and compiles every `<type>.json` in `dir`.
-    pub fn load(dir: &Path) -> Result<Self, String> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, String> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             format!(
                 "cannot read the schema folder {} ({e}); create it or fix `schemas`",
@@ -81,13 +81,13 @@ impl Schemas {
     }
 
     /// The types that have a schema.
-    pub fn types(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn types(&self) -> impl Iterator<Item = &str> {
         self.by_type.keys().map(String::as_str)
     }
 
     /// Checks the data of an emit of type `ty`; `Err` lists why it does not
     /// fit, one line per error (at most five), each with its JSON pointer.
-    pub fn check(&self, ty: &str, data: &Value) -> Result<(), String> {
+    pub(crate) fn check(&self, ty: &str, data: &Value) -> Result<(), String> {
         let Some(validator) = self.by_type.get(ty) else {
             return Ok(());
         };

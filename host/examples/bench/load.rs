@@ -8,7 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
-use switchyard::config::RouterConfig;
+use switchyard::RouterConfig;
 use switchyard_testkit::{Broker, Router, root};
 
 /// The input topic and event type.

@@ -6,10 +6,9 @@ use crate::runs::native_us;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard::engine::{CallInput, Engine, EngineOptions, Limits};
-use switchyard::envelope;
-use switchyard::event::Record;
-use switchyard::state::{MemoryStore, StateRead};
+use switchyard::Record;
+use switchyard::{CallInput, Engine, EngineOptions, Limits};
+use switchyard::{MemoryStore, StateRead};
 use switchyard_testkit::root;
 
 /// Microseconds per event on each path.
@@ -39,7 +38,7 @@ pub fn run() -> P2 {
     let config = Arc::new(config);
     let events: Vec<_> = (0..2000)
         .map(|i| {
-            envelope::decode(&Record {
+            switchyard::decode(&Record {
                 topic: INPUT.into(),
                 value: Some(booking(i).to_string().into_bytes()),
                 ..Record::default()
@@ -52,7 +51,7 @@ pub fn run() -> P2 {
         config: &config,
         limits: Limits::default(),
     };
-    let per_call = |f: &mut dyn FnMut(&switchyard::event::Event)| {
+    let per_call = |f: &mut dyn FnMut(&switchyard::Event)| {
         let started = Instant::now();
         for e in &events {
             f(e);
@@ -60,10 +59,10 @@ pub fn run() -> P2 {
         started.elapsed().as_secs_f64() * 1e6 / events.len() as f64
     };
     let mut instance = engine.instantiate(&version).unwrap();
-    let mut reused = |e: &switchyard::event::Event| {
+    let mut reused = |e: &switchyard::Event| {
         assert!(instance.call(e, input()).unwrap().result.is_ok());
     };
-    let mut fresh = |e: &switchyard::event::Event| {
+    let mut fresh = |e: &switchyard::Event| {
         assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
     };
     let native_config = json!({"vocabulary": "booking", "max_amount": 5000.0});

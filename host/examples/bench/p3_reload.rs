@@ -4,11 +4,11 @@
 use crate::runs::percentile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard::config::RouterConfig;
-use switchyard::engine::{Engine, EngineOptions};
-use switchyard::metrics::Metrics;
-use switchyard::registry::PluginRegistry;
-use switchyard::reload::Reloader;
+use switchyard::Metrics;
+use switchyard::PluginRegistry;
+use switchyard::Reloader;
+use switchyard::RouterConfig;
+use switchyard::{Engine, EngineOptions};
 use switchyard_testkit::root;
 use switchyard_testkit::wasm_variant;
 

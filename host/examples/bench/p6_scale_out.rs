@@ -6,8 +6,8 @@ use crate::load::{INPUT, payment_config, produce_inputs, start_broker};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchyard::partition::Stats;
-use switchyard::service::{self, RunOptions};
+use switchyard::RunOptions;
+use switchyard::Stats;
 use switchyard_testkit::postgres::Postgres;
 use switchyard_testkit::root;
 
@@ -60,7 +60,7 @@ async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Ar
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            service::run(config, options, shutdown)
+            switchyard::run(config, options, shutdown)
                 .await
                 .expect("router");
         }

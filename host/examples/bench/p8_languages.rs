@@ -5,10 +5,9 @@ use crate::runs::native_us;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard::engine::{CallInput, Engine, EngineOptions, Limits};
-use switchyard::envelope;
-use switchyard::event::Record;
-use switchyard::state::{MemoryStore, StateRead};
+use switchyard::Record;
+use switchyard::{CallInput, Engine, EngineOptions, Limits};
+use switchyard::{MemoryStore, StateRead};
 use switchyard_testkit::root;
 use switchyard_testkit::wasm_variant;
 
@@ -31,7 +30,7 @@ pub struct P8 {
 }
 
 /// `payment.payment.succeeded` number `i`, in catalog 000's envelope.
-fn payment_succeeded(i: usize) -> switchyard::event::Event {
+fn payment_succeeded(i: usize) -> switchyard::Event {
     let value = json!({
         "event_id": format!("e8-{i}"),
         "event_type": "payment.payment.succeeded",
@@ -42,7 +41,7 @@ fn payment_succeeded(i: usize) -> switchyard::event::Event {
             "succeeded_at": "2025-11-24T10:35:00Z"
         }
     });
-    envelope::decode(&Record {
+    switchyard::decode(&Record {
         topic: "payment.payment.succeeded".into(),
         value: Some(value.to_string().into_bytes()),
         ..Record::default()
@@ -63,7 +62,7 @@ pub fn run() -> (Vec<P8>, f64) {
         limits: Limits::default(),
     };
     let events: Vec<_> = (0..300).map(payment_succeeded).collect();
-    let per_call = |f: &mut dyn FnMut(&switchyard::event::Event)| {
+    let per_call = |f: &mut dyn FnMut(&switchyard::Event)| {
         let started = Instant::now();
         for e in &events {
             f(e);
@@ -107,12 +106,12 @@ pub fn run() -> (Vec<P8>, f64) {
         let engine = engine();
         let (cached_s, version) = timed(&engine, &wasm);
         let mut instance = engine.instantiate(&version).unwrap();
-        let mut reused = |e: &switchyard::event::Event| {
+        let mut reused = |e: &switchyard::Event| {
             assert!(instance.call(e, input()).unwrap().result.is_ok());
         };
         per_call(&mut reused);
         let reused_us = best(&mut || per_call(&mut reused));
-        let mut fresh = |e: &switchyard::event::Event| {
+        let mut fresh = |e: &switchyard::Event| {
             assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
         };
         per_call(&mut fresh);

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchyard::partition::Stats;
-use switchyard::service::{self, RunOptions};
+use switchyard::RunOptions;
+use switchyard::Stats;
 
 /// Times of one run: start → last record acknowledged, and first record →
 /// last acknowledged (the steady state, without the group join).
@@ -75,7 +75,9 @@ pub async fn router_run(
             });
         }
     };
-    service::run(config, options, done).await.expect("router");
+    switchyard::run(config, options, done)
+        .await
+        .expect("router");
     rx.await.expect("a finished run")
 }
 
@@ -243,10 +245,7 @@ pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
 
 /// Microseconds per event for handler `H` compiled natively into this
 /// program, on fresh state per event; best of three.
-pub fn native_us<H: switchyard_sdk::Handler>(
-    events: &[switchyard::event::Event],
-    config: &Value,
-) -> f64 {
+pub fn native_us<H: switchyard_sdk::Handler>(events: &[switchyard::Event], config: &Value) -> f64 {
     let sdk_events: Vec<switchyard_sdk::Event> = events
         .iter()
         .map(|e| switchyard_sdk::Event {

@@ -14,38 +14,38 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 /// What the admin API serves.
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// Reloads, rollbacks and the registry.
-    pub reloader: Arc<Reloader>,
+    pub(crate) reloader: Arc<Reloader>,
     /// The metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The router's counters.
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// The bearer token changes need; `None` refuses every change.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Set once the consumer runs.
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     /// What flowed where, for the routing map and the charts.
-    pub flows: Arc<crate::flows::Flows>,
+    pub(crate) flows: Arc<crate::flows::Flows>,
     /// The Kafka client settings, for browsing and replaying dead letters
     /// (`None`: not available).
-    pub kafka: Option<rdkafka::ClientConfig>,
+    pub(crate) kafka: Option<rdkafka::ClientConfig>,
     /// The last listing of the dead letters, and when it was made.
-    pub dlq_cache: std::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+    pub(crate) dlq_cache: std::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     /// The state store, as [`crate::state::StateStore::describe`] says.
-    pub store: String,
+    pub(crate) store: String,
     /// Why the router is waiting, while it is (brokers unreachable, state
     /// store failing); `/readyz` is false and says this.
-    pub waiting: std::sync::Mutex<Option<String>>,
+    pub(crate) waiting: std::sync::Mutex<Option<String>>,
     /// The consumer's shared state, set once the consumer exists: the
     /// partitions this instance owns come from there.
-    pub source: OnceLock<Arc<SourceState>>,
+    pub(crate) source: OnceLock<Arc<SourceState>>,
 }
 
 impl AdminState {
     /// The partitions this instance owns, sorted by topic, then partition
     /// (none before the consumer exists).
-    pub fn partitions(&self) -> Vec<Partition> {
+    pub(crate) fn partitions(&self) -> Vec<Partition> {
         self.source.get().map(|s| s.owned()).unwrap_or_default()
     }
 }
@@ -118,7 +118,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The admin token: `SWITCHYARD_ADMIN_TOKEN`, else `configured`; an empty
 /// one is no token.
-pub fn token(configured: Option<&str>) -> Option<String> {
+pub(crate) fn token(configured: Option<&str>) -> Option<String> {
     std::env::var("SWITCHYARD_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())

@@ -26,10 +26,10 @@
 mod guard;
 mod overview;
 mod plugins;
-pub mod status;
+pub(crate) mod status;
 
 use guard::guard;
-pub use guard::{AdminState, token};
+pub(crate) use guard::{AdminState, token};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -38,9 +38,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// The largest wasm upload accepted.
-pub const MAX_UPLOAD: usize = 32 << 20;
+pub(crate) const MAX_UPLOAD: usize = 32 << 20;
 /// The admin routes.
-pub fn routes(state: Arc<AdminState>) -> Router {
+pub(crate) fn routes(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/", get(overview::page))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -65,7 +65,7 @@ pub fn routes(state: Arc<AdminState>) -> Router {
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 /// The catalog's alert threshold for consumer lag.
-pub const LAG_ALERT: i64 = 1000;
+pub(crate) const LAG_ALERT: i64 = 1000;
 
 /// How many dead letters per topic the page lists.
 const LETTERS_PER_TOPIC: i64 = 20;
@@ -38,7 +38,7 @@ fn is_literal(pattern: &str) -> bool {
 }
 
 /// `GET /api/map`.
-pub async fn map(State(state): Shared) -> Json<Value> {
+pub(crate) async fn map(State(state): Shared) -> Json<Value> {
     let registry = state.reloader.registry();
     let mut edges: Vec<Edge> = state.flows.edges();
     let seen: HashSet<(String, String)> = edges
@@ -121,7 +121,7 @@ pub async fn map(State(state): Shared) -> Json<Value> {
 }
 
 /// `GET /api/history`.
-pub async fn history(State(state): Shared) -> Json<Value> {
+pub(crate) async fn history(State(state): Shared) -> Json<Value> {
     Json(json!({
         "every_secs": crate::flows::SAMPLE_EVERY.as_secs(),
         "plugins": state.flows.history(),
@@ -129,7 +129,7 @@ pub async fn history(State(state): Shared) -> Json<Value> {
 }
 
 /// `GET /api/lag`.
-pub async fn lag(State(state): Shared) -> Json<Value> {
+pub(crate) async fn lag(State(state): Shared) -> Json<Value> {
     let partitions: Vec<Value> = state
         .metrics
         .partition_lags(&state.partitions())
@@ -151,7 +151,7 @@ fn kafka(state: &AdminState) -> Result<rdkafka::ClientConfig, Box<Response>> {
 }
 
 /// `GET /api/dlq`: newest first, at most 20 per topic.
-pub async fn letters(State(state): Shared) -> Response {
+pub(crate) async fn letters(State(state): Shared) -> Response {
     if let Some((at, cached)) = state.dlq_cache.lock().expect("dlq cache").clone()
         && at.elapsed() < DLQ_CACHE
     {
@@ -177,7 +177,7 @@ pub async fn letters(State(state): Shared) -> Response {
 }
 
 /// `GET /api/dlq/{topic}/{partition}/{offset}`.
-pub async fn letter(
+pub(crate) async fn letter(
     State(state): Shared,
     Path((topic, partition, offset)): Path<(String, i32, i64)>,
 ) -> Response {
@@ -197,7 +197,7 @@ pub async fn letter(
 }
 
 /// `POST /api/dlq/{topic}/replay`.
-pub async fn replay(
+pub(crate) async fn replay(
     State(state): Shared,
     Path(topic): Path<String>,
     headers: HeaderMap,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// `--lang`: the languages `switchyard new` writes, as the command line
 /// spells them (the config's [`Lang`](crate::config::Lang) knows no clap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LangArg {
+pub(crate) enum LangArg {
     /// Rust with the `switchyard-sdk` crate.
     Rust,
     /// Python with componentize-py.
@@ -29,19 +29,19 @@ impl From<LangArg> for crate::config::Lang {
 /// Routes Kafka events to sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Where compiled plugins are cached (default: $SWITCHYARD_CACHE_DIR,
     /// else $XDG_CACHE_HOME/switchyard, else ~/.cache/switchyard).
     #[arg(long, global = true, env = "SWITCHYARD_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run plugins on fixture files, without a broker.
     Test {
         /// Example folders (holding router.toml) or router.toml files.
@@ -134,7 +134,7 @@ pub enum Command {
 
 /// `switchyard dlq` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum DlqCommand {
+pub(crate) enum DlqCommand {
     /// Send every record of a dead-letter topic back to its original topic.
     Replay {
         /// The dead-letter topic, such as `booking.booking.created.dlq`.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 mod args;
 
-pub use args::{Cli, Command, DlqCommand, LangArg};
+pub(crate) use args::{Cli, Command, DlqCommand};
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> ExitCode {

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Build {
     /// The folder `switchyard dev` watches (`sources`).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The shell command, run in `dir` (`build`, or the default for the
     /// folder's language); `{wasm}` stands for the plugin's `.wasm` path,
     /// inserted already quoted for the shell (do not quote it again; the
     /// path is also in `$SWITCHYARD_WASM`).
-    pub command: String,
+    pub(crate) command: String,
 }
 
 /// The languages a plugin can be written in.
@@ -29,7 +29,7 @@ pub enum Lang {
 impl Build {
     /// The language of the plugin whose sources are in `dir`: Rust when it
     /// holds `Cargo.toml`, Python for `app.py`, JavaScript for `app.js`.
-    pub fn detect(dir: &Path) -> Option<Lang> {
+    pub(crate) fn detect(dir: &Path) -> Option<Lang> {
         [
             ("Cargo.toml", Lang::Rust),
             ("app.py", Lang::Python),
@@ -41,7 +41,7 @@ impl Build {
     }
 
     /// The default build command for a language, run in the plugin's folder.
-    pub fn default_command_for(lang: Lang) -> &'static str {
+    pub(crate) fn default_command_for(lang: Lang) -> &'static str {
         match lang {
             Lang::Rust => "cargo build --release --target wasm32-wasip2",
             Lang::Python => "componentize-py -d wit -w handler componentize app -o {wasm}",
@@ -52,7 +52,7 @@ impl Build {
     }
 
     /// The command with `{wasm}` replaced by `wasm`, shell-quoted.
-    pub fn command_for(&self, wasm: &Path) -> String {
+    pub(crate) fn command_for(&self, wasm: &Path) -> String {
         let quoted = format!("'{}'", wasm.display().to_string().replace('\'', "'\\''"));
         self.command.replace("{wasm}", &quoted)
     }

@@ -126,7 +126,7 @@ impl KafkaConfig {
     }
 
     /// The delay before retry number `attempt` (1-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let ms = self
             .retry_backoff_ms
             .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
@@ -140,7 +140,7 @@ impl KafkaConfig {
 pub struct AdminConfig {
     /// The bearer token that admin API changes need; `SWITCHYARD_ADMIN_TOKEN`
     /// overrides it. Without either, every change is refused.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// The `[state]` table: where plugin state and versions are kept.
@@ -151,11 +151,11 @@ pub struct StateConfig {
     /// by every instance of the group; `--state-url` and
     /// `SWITCHYARD_STATE_URL` override it. Without one, each instance keeps
     /// a redb file in `--state-dir`.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// How many processed event ids each plugin remembers, newest first. A
     /// redelivered event within that window re-produces its stored outputs
     /// and changes no state; one older than it runs again as a new event.
-    pub keep_processed: u64,
+    pub(crate) keep_processed: u64,
 }
 
 impl Default for StateConfig {

@@ -18,7 +18,7 @@ impl RouterConfig {
     }
 
     /// Parses and resolves config text; relative paths resolve against `path`'s folder.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
         let fail = |line: Option<usize>, message: String| ConfigError {
             path: shown.clone(),
@@ -189,7 +189,7 @@ impl RouterConfig {
     /// The input topics the config names literally: subscribed topics, and
     /// subscribed types without wildcards (the catalogs name topics after
     /// types).
-    pub fn input_topics(&self) -> Vec<String> {
+    pub(crate) fn input_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .plugins
             .iter()
@@ -209,7 +209,7 @@ impl RouterConfig {
 
     /// The topics the router produces to that it can name up front: every
     /// mapped topic, and the topic of every literal (glob-free) emit type.
-    pub fn output_topics(&self) -> Vec<String> {
+    pub(crate) fn output_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = Vec::new();
         for p in &self.plugins {
             topics.extend(p.topic_map.values().cloned());

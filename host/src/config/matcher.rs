@@ -14,7 +14,7 @@ pub struct Matcher {
 
 impl Matcher {
     /// Compiles `patterns`.
-    pub fn new(patterns: &[String]) -> Result<Self, String> {
+    pub(crate) fn new(patterns: &[String]) -> Result<Self, String> {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
             builder.add(Glob::new(p).map_err(|e| format!("bad pattern `{p}`: {e}"))?);
@@ -26,12 +26,12 @@ impl Matcher {
     }
 
     /// Whether any pattern matches `text`.
-    pub fn matches(&self, text: &str) -> bool {
+    pub(crate) fn matches(&self, text: &str) -> bool {
         self.set.is_match(text)
     }
 
     /// The patterns as written.
-    pub fn patterns(&self) -> &[String] {
+    pub(crate) fn patterns(&self) -> &[String] {
         &self.patterns
     }
 }

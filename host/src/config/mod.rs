@@ -80,11 +80,11 @@ use std::time::Duration;
 #[error("{path}{line}: {message}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file at fault.
-    pub path: String,
+    pub(crate) path: String,
     /// The line at fault, when known.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// What is wrong and how to fix it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// Per-call limits, configurable per plugin.
@@ -170,7 +170,7 @@ pub struct PluginSpec {
 
 impl PluginSpec {
     /// Whether this plugin subscribed to an event of type `ty` read from `topic`.
-    pub fn subscribes(&self, ty: &str, topic: &str) -> bool {
+    pub(crate) fn subscribes(&self, ty: &str, topic: &str) -> bool {
         self.types.matches(ty) || self.topics.matches(topic)
     }
 

@@ -53,7 +53,7 @@ pub enum Fault {
 
 impl Fault {
     /// The error class used in logs, dead-letter headers and metrics.
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             Fault::Trap(_) => "trap",
             Fault::Timeout(_) => "timeout",

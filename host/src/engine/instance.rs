@@ -44,12 +44,12 @@ pub struct Instance {
 
 impl Instance {
     /// The content hash of the version it runs.
-    pub fn hash(&self) -> &str {
+    pub(crate) fn hash(&self) -> &str {
         &self.hash
     }
 
     /// Whether it has served its share of calls and should be replaced.
-    pub fn worn_out(&self) -> bool {
+    pub(crate) fn worn_out(&self) -> bool {
         self.calls >= RECYCLE_AFTER
     }
 

@@ -75,7 +75,7 @@ impl Default for EngineOptions {
 
 /// `$SWITCHYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/switchyard`, else
 /// `$HOME/.cache/switchyard`.
-pub fn default_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SWITCHYARD_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
@@ -110,7 +110,7 @@ pub struct PluginVersion {
 
 impl PluginVersion {
     /// The short version label put on emits: the first 12 hex digits of the hash.
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         &self.hash[..12]
     }
 }

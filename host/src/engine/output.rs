@@ -25,7 +25,7 @@ struct Captured {
 
 /// One output stream (stdout or stderr) of a warm instance.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CallOutput(Arc<Mutex<Captured>>);
+pub struct CallOutput(Arc<Mutex<Captured>>);
 
 impl CallOutput {
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The event type of an outgoing record, for logs (`-` when it has none).
-pub fn type_of(record: &OutRecord) -> String {
+pub(crate) fn type_of(record: &OutRecord) -> String {
     if let Some(ty) = record.header("ce_type") {
         return ty.to_string();
     }
@@ -27,27 +27,27 @@ pub fn type_of(record: &OutRecord) -> String {
 
 /// Everything the host fills in around an emit's payload.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a> {
     /// The emitted event's id.
-    pub id: &'a str,
+    pub(crate) id: &'a str,
     /// The emitted event's type.
-    pub ty: &'a str,
+    pub(crate) ty: &'a str,
     /// The emitting plugin's source name.
-    pub source: &'a str,
+    pub(crate) source: &'a str,
     /// The event time (the cause's time).
-    pub time: &'a str,
+    pub(crate) time: &'a str,
     /// The correlation id (the cause's, or the cause's id).
-    pub correlation_id: &'a str,
+    pub(crate) correlation_id: &'a str,
     /// The id of the event that caused this one.
-    pub causation_id: &'a str,
+    pub(crate) causation_id: &'a str,
     /// The CloudEvents subject, carried over from the cause.
-    pub subject: Option<&'a str>,
+    pub(crate) subject: Option<&'a str>,
     /// The payload.
-    pub data: &'a Value,
+    pub(crate) data: &'a Value,
 }
 
 /// Encodes an outgoing event; returns the record value and any `ce_*` headers.
-pub fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec<Header>) {
+pub(crate) fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec<Header>) {
     let mut obj = Map::new();
     let mut headers = Vec::new();
     let put = |obj: &mut Map<String, Value>, k: &str, v: &str| {

@@ -28,13 +28,13 @@ mod encode;
 
 pub use crate::event::{EnvelopeKind, EnvelopeStyle};
 pub use decode::{DecodeError, decode};
-pub use encode::{Outgoing, encode, type_of};
+pub(crate) use encode::{Outgoing, encode, type_of};
 
 /// The header that counts routing hops, to stop loops.
-pub const HOP_HEADER: &str = "switchyard-hop";
+pub(crate) const HOP_HEADER: &str = "switchyard-hop";
 
 /// The namespace of every name-based UUID the host derives.
-pub const ID_NAMESPACE: uuid::Uuid =
+pub(crate) const ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x5b1f_1c3e_7a0d_4e62_9f3b_2d4c_8e9a_0c11);
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! and the embedded dev broker ([`broker`]). These modules move [`Record`](crate::event::Record)s and
 //! know nothing about wasm or plugins.
 
-pub mod broker;
-pub mod dlq;
-pub mod sink;
-pub mod source;
-pub mod txn;
+pub(crate) mod broker;
+pub(crate) mod dlq;
+pub(crate) mod sink;
+pub(crate) mod source;
+pub(crate) mod txn;
 
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 
 /// A client config for `brokers` with the user's extra properties on top.
-pub fn client_config(brokers: &str, extra: &BTreeMap<String, String>) -> ClientConfig {
+pub(crate) fn client_config(brokers: &str, extra: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)

@@ -74,7 +74,7 @@ impl Delivery {
     }
 
     /// Waits for the broker's answer.
-    pub async fn wait(self) -> Result<(), ProduceError> {
+    pub(crate) async fn wait(self) -> Result<(), ProduceError> {
         match self.0 {
             Pending::Ready(result) => result,
             Pending::Broker(future) => match future.await {
@@ -87,7 +87,7 @@ impl Delivery {
 }
 
 /// Produces records and creates topics.
-pub struct Sink {
+pub(crate) struct Sink {
     /// The producer; replaced whole when a transactional one is fenced or
     /// fails fatally ([`Sink::recreate`]).
     producer: std::sync::RwLock<FutureProducer>,
@@ -112,7 +112,7 @@ impl Sink {
     /// `transaction.timeout.ms` from the config, and a record times out with
     /// its transaction, which then aborts and runs again
     /// ([`crate::kafka::txn`]).
-    pub fn new(
+    pub(crate) fn new(
         config: &ClientConfig,
         create: bool,
         kafka: &KafkaConfig,
@@ -151,7 +151,11 @@ impl Sink {
 
     /// Creates the topics that do not exist yet; existing ones are left
     /// alone. Returns the topics it could not create, with why.
-    pub async fn ensure_topics(&self, topics: &[String], kafka: &KafkaConfig) -> Vec<String> {
+    pub(crate) async fn ensure_topics(
+        &self,
+        topics: &[String],
+        kafka: &KafkaConfig,
+    ) -> Vec<String> {
         if !self.create {
             return Vec::new();
         }
@@ -196,7 +200,7 @@ impl Sink {
     }
 
     /// Hands `record` to the producer; waits only while its queue is full.
-    pub async fn enqueue(&self, record: &OutRecord) -> Result<Delivery, ProduceError> {
+    pub(crate) async fn enqueue(&self, record: &OutRecord) -> Result<Delivery, ProduceError> {
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for h in &record.headers {
@@ -224,7 +228,7 @@ impl Sink {
     }
 
     /// Produces every record and waits until all are acknowledged.
-    pub async fn send_all(&self, records: &[OutRecord]) -> Result<(), ProduceError> {
+    pub(crate) async fn send_all(&self, records: &[OutRecord]) -> Result<(), ProduceError> {
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
             deliveries.push(self.enqueue(record).await?);
@@ -236,7 +240,7 @@ impl Sink {
     }
 
     /// The producer in use.
-    pub fn producer(&self) -> FutureProducer {
+    pub(crate) fn producer(&self) -> FutureProducer {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -245,14 +249,14 @@ impl Sink {
 
     /// Replaces the producer with a new one of the same config (a fenced
     /// or fatally failed transactional producer cannot be used again).
-    pub fn recreate(&self) -> anyhow::Result<FutureProducer> {
+    pub(crate) fn recreate(&self) -> anyhow::Result<FutureProducer> {
         let fresh: FutureProducer = self.producer_config.create()?;
         *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
     }
 
     /// Waits up to `timeout` for everything queued to be delivered.
-    pub fn flush(&self, timeout: Duration) {
+    pub(crate) fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer().flush(timeout) {
             tracing::warn!("producer flush: {e}");
         }

@@ -68,19 +68,19 @@ pub struct Transactions {
     /// dead-letters it ([`Transactions::take_refusal`]).
     refusals: Mutex<HashMap<(Partition, i64), String>>,
     /// Transactions committed.
-    pub committed: AtomicU64,
+    pub(crate) committed: AtomicU64,
     /// Transactions aborted (each one's records ran again).
-    pub aborted: AtomicU64,
+    pub(crate) aborted: AtomicU64,
 }
 
 /// A partition worker's hold on the open transaction: while any is held,
 /// the transaction does not commit.
-pub struct Hold<'a>(RwLockReadGuard<'a, Open>);
+pub(crate) struct Hold<'a>(RwLockReadGuard<'a, Open>);
 
 impl Hold<'_> {
     /// Records that `partition` was handled up to `offset` (exclusive)
     /// under `lease`, its outputs already handed to the producer.
-    pub fn handled(&self, partition: &Partition, lease: &Lease, offset: i64) {
+    pub(crate) fn handled(&self, partition: &Partition, lease: &Lease, offset: i64) {
         self.0
             .offsets
             .lock()
@@ -90,7 +90,7 @@ impl Hold<'_> {
 
     /// Marks the transaction as unable to commit: it aborts and its records
     /// run again.
-    pub fn doom(&self, why: String) {
+    pub(crate) fn doom(&self, why: String) {
         self.0.doomed.lock().expect("doom lock").get_or_insert(why);
     }
 }
@@ -107,7 +107,7 @@ impl Transactions {
     /// Initialises the sink's transactional producer (waiting out a broker
     /// outage) and opens the first transaction. The receiver gets the
     /// partitions to rewind after an abort; the consumer loop serves it.
-    pub async fn start(
+    pub(crate) async fn start(
         sink: Arc<Sink>,
         source: Arc<Source>,
         interval: Duration,
@@ -131,7 +131,7 @@ impl Transactions {
     }
 
     /// A hold on the open transaction, to add outputs and offsets to it.
-    pub async fn hold(&self) -> Hold<'_> {
+    pub(crate) async fn hold(&self) -> Hold<'_> {
         Hold(self.open.read().await)
     }
 
@@ -149,7 +149,7 @@ impl Transactions {
 
     /// Commits what the open transaction holds, if anything, and opens the
     /// next; on failure aborts or replaces the producer, and rewinds.
-    pub async fn commit(&self) {
+    pub(crate) async fn commit(&self) {
         let open = self.open.write().await;
         let offsets: HashMap<Partition, (Lease, i64)> =
             std::mem::take(&mut *open.offsets.lock().expect("offsets lock"));
@@ -220,7 +220,7 @@ impl Transactions {
 
     /// Remembers that the broker refused an output of `partition`'s record
     /// at `offset` for good.
-    pub fn remember_refusal(&self, partition: &Partition, offset: i64, why: String) {
+    pub(crate) fn remember_refusal(&self, partition: &Partition, offset: i64, why: String) {
         tracing::warn!(
             "{}[{}]@{offset}: {why}; the transaction aborts and the input is dead-lettered",
             partition.0,
@@ -233,7 +233,7 @@ impl Transactions {
     }
 
     /// Why the broker refused an output of this record, if it did; once.
-    pub fn take_refusal(&self, partition: &Partition, offset: i64) -> Option<String> {
+    pub(crate) fn take_refusal(&self, partition: &Partition, offset: i64) -> Option<String> {
         let mut refusals = self.refusals.lock().expect("refusals lock");
         if refusals.is_empty() {
             return None;
@@ -243,7 +243,7 @@ impl Transactions {
 
     /// Asks the consumer loop again, in a second, to rewind `partitions`
     /// (a seek failed).
-    pub fn rewind_later(self: &Arc<Self>, partitions: Vec<Partition>) {
+    pub(crate) fn rewind_later(self: &Arc<Self>, partitions: Vec<Partition>) {
         let txn = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -344,7 +344,7 @@ fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Res
 /// a crashed process left open is aborted by the broker after
 /// `transaction_timeout_ms`). `[kafka.client] "transactional.id"` overrides
 /// it.
-pub fn transactional_id(group: &str, instance: Option<&str>) -> String {
+pub(crate) fn transactional_id(group: &str, instance: Option<&str>) -> String {
     match instance {
         Some(id) => format!("switchyard-{group}-{id}"),
         None => format!(
@@ -360,7 +360,7 @@ pub fn transactional_id(group: &str, instance: Option<&str>) -> String {
 
 /// The next partitions to rewind (the consumer loop's side of
 /// [`Transactions::start`]'s receiver), or never without exactly-once.
-pub async fn next_rewind(
+pub(crate) async fn next_rewind(
     rewinds: &mut Option<mpsc::UnboundedReceiver<Vec<Partition>>>,
 ) -> Option<Vec<Partition>> {
     match rewinds {

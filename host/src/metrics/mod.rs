@@ -21,7 +21,7 @@
 //!
 //! The router consumes every topic in the cluster, but only the topics
 //! plugins consume get a `topic` label value of their own; every other
-//! topic is counted under `topic="(other)"` ([`OTHER`]): its lag summed
+//! topic is counted under `topic="(other)"` (`OTHER`): its lag summed
 //! into `kafka_consumer_lag{topic="(other)"}`, its records into the
 //! `(other)` histogram and counters, its owned partitions into one
 //! `switchyard_partition_owned{topic="(other)",partition="(other)"}`
@@ -41,8 +41,6 @@ mod families;
 mod record;
 mod render;
 mod topics;
-
-pub use topics::{MAX_LEARNED_TOPICS, OTHER};
 
 use crate::config::PluginSpec;
 use families::Families;
@@ -82,7 +80,7 @@ impl Metrics {
     /// Creates every family's series at zero for the topics and plugins the
     /// config names, so that `/metrics` shows them from the first second and
     /// alerts such as "DLQ has > 10 messages" have a series to watch.
-    pub fn declare(&self, topics: &[String], plugins: &[String]) {
+    pub(crate) fn declare(&self, topics: &[String], plugins: &[String]) {
         for topic in topics {
             self.topics.declare(topic);
             let labels = [topic.as_str(), self.group.as_str()];
@@ -103,7 +101,7 @@ impl Metrics {
     /// `plugins`' topic or event type globs, within the bound (see the
     /// module docs); without this, only the declared topics and the ones a
     /// failure or dead letter showed are labelled.
-    pub fn label_topics_of(&self, plugins: &[PluginSpec]) {
+    pub(crate) fn label_topics_of(&self, plugins: &[PluginSpec]) {
         let matchers: Vec<_> = plugins
             .iter()
             .map(|p| (p.topics.clone(), p.types.clone()))

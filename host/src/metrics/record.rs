@@ -7,19 +7,19 @@ use std::time::Duration;
 
 impl Metrics {
     /// The broker deleted `count` records of `topic` before they were read.
-    pub fn lost(&self, topic: &str, count: u64) {
+    pub(crate) fn lost(&self, topic: &str, count: u64) {
         let topic = self.topics.label(topic);
         self.f.lost.with_label_values(&[topic]).inc_by(count);
     }
 
     /// A record of `topic` was handed to a plugin: the topic is one plugins
     /// consume, and gets its own label (within the bound).
-    pub fn routed(&self, topic: &str) {
+    pub(crate) fn routed(&self, topic: &str) {
         self.topics.consumed(topic);
     }
 
     /// One record of `topic` took `took`.
-    pub fn processed(&self, topic: &str, took: Duration) {
+    pub(crate) fn processed(&self, topic: &str, took: Duration) {
         let topic = self.topics.label(topic);
         self.f
             .processing
@@ -29,19 +29,19 @@ impl Metrics {
 
     /// A plugin call or decode failed on a record of `topic` (a topic
     /// plugins consume).
-    pub fn error(&self, topic: &str) {
+    pub(crate) fn error(&self, topic: &str) {
         let topic = self.topics.consumed(topic);
         self.f.errors.with_label_values(&[topic, &self.group]).inc();
     }
 
     /// A record of `topic` (a topic plugins consume) was dead-lettered.
-    pub fn dead_letter(&self, topic: &str) {
+    pub(crate) fn dead_letter(&self, topic: &str) {
         let topic = self.topics.consumed(topic);
         self.f.dlq.with_label_values(&[topic]).inc();
     }
 
     /// A plugin call finished (`class`: its error class, if it failed).
-    pub fn invocation(&self, plugin: &str, took: Duration, class: Option<&str>) {
+    pub(crate) fn invocation(&self, plugin: &str, took: Duration, class: Option<&str>) {
         self.f.invocations.with_label_values(&[plugin]).inc();
         self.f
             .plugin_duration
@@ -56,7 +56,7 @@ impl Metrics {
     }
 
     /// `plugin` now runs `version`.
-    pub fn live_version(&self, plugin: &str, version: &str) {
+    pub(crate) fn live_version(&self, plugin: &str, version: &str) {
         let mut live = self.live.lock().expect("metrics lock");
         if let Some(old) = live.insert(plugin.to_string(), version.to_string()) {
             let _ = self.f.version.remove_label_values(&[plugin, &old]);
@@ -68,7 +68,7 @@ impl Metrics {
     ///
     /// The partitions of topics without a label of their own are counted
     /// in one series, `{topic="(other)",partition="(other)"}`.
-    pub fn owned(&self, partitions: &[(String, i32)]) {
+    pub(crate) fn owned(&self, partitions: &[(String, i32)]) {
         let _rebuilding = self.owned_lock.lock().expect("metrics lock");
         self.f.owned.reset();
         for (topic, partition) in partitions {
@@ -84,12 +84,12 @@ impl Metrics {
     }
 
     /// One group commit took `took`.
-    pub fn committed(&self, took: Duration) {
+    pub(crate) fn committed(&self, took: Duration) {
         self.f.commit.observe(took.as_secs_f64());
     }
 
     /// A new version of `plugin` was refused.
-    pub fn reload_failed(&self, plugin: &str) {
+    pub(crate) fn reload_failed(&self, plugin: &str) {
         self.f.reload_failures.with_label_values(&[plugin]).inc();
     }
 
@@ -99,7 +99,7 @@ impl Metrics {
     /// topics without a label of their own summed under `(other)`, and
     /// keeps each partition's known lag for [`Metrics::partition_lags`]
     /// until the next report.
-    pub fn consumer_lag<'a>(&self, report: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+    pub(crate) fn consumer_lag<'a>(&self, report: impl IntoIterator<Item = (&'a str, i32, i64)>) {
         let mut partitions = BTreeMap::new();
         let mut labels: HashMap<&str, &str> = HashMap::new();
         let mut topics: HashMap<&str, i64> = HashMap::new();

@@ -7,7 +7,7 @@ use prometheus::{Encoder, TextEncoder};
 
 impl Metrics {
     /// Group commits so far and their mean time in seconds.
-    pub fn commits(&self) -> (u64, f64) {
+    pub(crate) fn commits(&self) -> (u64, f64) {
         let n = self.f.commit.get_sample_count();
         let mean = if n == 0 {
             0.0
@@ -19,7 +19,7 @@ impl Metrics {
 
     /// The last consumer lag reported for each of `partitions` (topic,
     /// partition) that has one.
-    pub fn partition_lags(&self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)> {
+    pub(crate) fn partition_lags(&self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)> {
         let lags = self.partition_lag.lock().expect("metrics lock");
         partitions
             .iter()
@@ -28,7 +28,7 @@ impl Metrics {
     }
 
     /// Totals for the status page: records dead-lettered and errors, summed.
-    pub fn totals(&self) -> (u64, u64, i64) {
+    pub(crate) fn totals(&self) -> (u64, u64, i64) {
         let sum = |families: Vec<prometheus::proto::MetricFamily>, name: &str| -> f64 {
             families
                 .iter()
@@ -49,7 +49,7 @@ impl Metrics {
     ///
     /// A family with no series yet (no topic named in the config has been
     /// seen) is still declared, with its `HELP` and `TYPE` lines.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let families = {
             // Not halfway through a rebuild of the owned partitions.
             let _owned = self.owned_lock.lock().expect("metrics lock");

@@ -1,3 +1,4 @@
+use super::topics::{MAX_LEARNED_TOPICS, OTHER};
 use super::*;
 use std::collections::BTreeSet;
 use std::time::Duration;

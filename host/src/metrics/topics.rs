@@ -15,10 +15,10 @@ use std::sync::{OnceLock, RwLock};
 /// The `topic` label value of every topic that has no label of its own
 /// (parentheses are not allowed in Kafka topic names, so no real topic
 /// reads like it).
-pub const OTHER: &str = "(other)";
+pub(crate) const OTHER: &str = "(other)";
 
 /// The most topics labelled beyond the ones the config names literally.
-pub const MAX_LEARNED_TOPICS: usize = 200;
+pub(crate) const MAX_LEARNED_TOPICS: usize = 200;
 
 /// Whether plugins consume a topic, judged from their subscriptions.
 pub(super) type Consumes = Box<dyn Fn(&str) -> bool + Send + Sync>;

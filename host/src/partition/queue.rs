@@ -52,7 +52,7 @@ impl PartitionQueue {
     }
 
     /// Whether the worker still holds the partition.
-    pub fn live(&self) -> bool {
+    pub(crate) fn live(&self) -> bool {
         self.lease.live() && !self.records.is_closed()
     }
 

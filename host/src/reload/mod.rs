@@ -41,11 +41,11 @@ use std::time::Duration;
 
 /// How often an instance sharing its store looks for versions changed by
 /// the others.
-pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a change to a plugin was refused; the live version stays.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// No plugin has that name.
     #[error("no plugin named `{0}`")]
     NoSuchPlugin(String),
@@ -125,7 +125,7 @@ impl Reloader {
     }
 
     /// Keeps every change in `store`; see the module docs.
-    pub fn with_versions(mut self, store: Arc<dyn VersionStore>) -> Self {
+    pub(crate) fn with_versions(mut self, store: Arc<dyn VersionStore>) -> Self {
         self.versions = Some(store);
         self
     }
@@ -137,7 +137,7 @@ impl Reloader {
     /// Makes `wasm` the live version of plugin `name` if it loads, fits the
     /// world and passes the plugin's fixtures. `origin` says where it came
     /// from, for messages.
-    pub fn reload(
+    pub(crate) fn reload(
         &self,
         name: &str,
         wasm: &[u8],
@@ -206,7 +206,7 @@ impl Reloader {
     }
 
     /// Reloads plugin `name` from its configured file.
-    pub fn reload_file(&self, name: &str) -> Result<Arc<PluginVersion>, ReloadError> {
+    pub(crate) fn reload_file(&self, name: &str) -> Result<Arc<PluginVersion>, ReloadError> {
         let plugin = self.plugin(name)?;
         let path = plugin.spec.wasm.clone();
         let bytes = std::fs::read(&path).map_err(|e| ReloadError::Unreadable {
@@ -224,7 +224,7 @@ impl Reloader {
     }
 
     /// Makes plugin `name`'s previous version live again.
-    pub fn rollback(&self, name: &str) -> Result<Arc<PluginVersion>, ReloadError> {
+    pub(crate) fn rollback(&self, name: &str) -> Result<Arc<PluginVersion>, ReloadError> {
         let plugin = self.plugin(name)?;
         let _changing = self.lock();
         let previous = plugin
@@ -238,7 +238,7 @@ impl Reloader {
     }
 
     /// Pauses (or resumes) plugin `name`: its records wait until it resumes.
-    pub fn pause(&self, name: &str, paused: bool) -> Result<(), ReloadError> {
+    pub(crate) fn pause(&self, name: &str, paused: bool) -> Result<(), ReloadError> {
         let plugin = self.plugin(name)?;
         let _changing = self.lock();
         self.store(name, &plugin.current(), plugin.how(), paused, false)?;
@@ -254,7 +254,7 @@ impl Reloader {
     }
 
     /// The plugins.
-    pub fn registry(&self) -> &Arc<PluginRegistry> {
+    pub(crate) fn registry(&self) -> &Arc<PluginRegistry> {
         &self.registry
     }
 }

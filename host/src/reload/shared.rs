@@ -34,7 +34,7 @@ impl Reloader {
     }
 
     /// Applies the stored versions at startup; see the module docs.
-    pub fn adopt(&self) -> anyhow::Result<()> {
+    pub(crate) fn adopt(&self) -> anyhow::Result<()> {
         let Some(store) = &self.versions else {
             return Ok(());
         };
@@ -114,7 +114,7 @@ impl Reloader {
 
     /// Polls a shared store for changes made by other instances, every
     /// [`FOLLOW_EVERY`], until the reloader is dropped.
-    pub fn follow(self: &Arc<Self>) -> std::io::Result<()> {
+    pub(crate) fn follow(self: &Arc<Self>) -> std::io::Result<()> {
         if !self.versions.as_ref().is_some_and(|v| v.shared()) {
             return Ok(());
         }

@@ -9,13 +9,13 @@ use crate::event::{Emit, Event, Header, OutRecord};
 use serde_json::Value;
 
 /// The header naming the plugin that produced a record.
-pub const PLUGIN_HEADER: &str = "switchyard-plugin";
+pub(crate) const PLUGIN_HEADER: &str = "switchyard-plugin";
 /// The header naming the plugin version (content-hash prefix) that produced a record.
-pub const VERSION_HEADER: &str = "switchyard-plugin-version";
+pub(crate) const VERSION_HEADER: &str = "switchyard-plugin-version";
 /// Emitted headers with these prefixes are the host's and are dropped from
 /// emits, so a plugin cannot forge hop counts, versions or CloudEvents
 /// attributes.
-pub const RESERVED_HEADER_PREFIXES: [&str; 2] = ["switchyard-", "ce_"];
+pub(crate) const RESERVED_HEADER_PREFIXES: [&str; 2] = ["switchyard-", "ce_"];
 
 /// Whether a record's key, when it has one, is the value of its data's
 /// `field` (a string, or a number or boolean as JSON text). A key that

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Why a plugin did not handle an event.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The handler returned an error.
     #[error("{0}")]
     Handler(HandlerError),
@@ -43,7 +43,7 @@ pub enum Failure {
 
 impl Failure {
     /// The error class for logs, dead-letter headers and metrics.
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             Failure::Handler(HandlerError::Retry(_)) => "retry",
             Failure::Handler(HandlerError::Reject(_)) => "reject",
@@ -61,7 +61,7 @@ impl Failure {
 
 /// What to do after a failure: the pure retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Dead-letter the record for this plugin and move on.
     DeadLetter,
     /// Run the record again after this delay (the partition waits).
@@ -72,7 +72,7 @@ pub enum Next {
 /// `max_retries`, then dead-letters; a paused plugin, a failing store or a
 /// busy host wait and retry without limit (they say nothing about the
 /// event); everything else is permanent and dead-letters at once.
-pub fn next_step(failure: &Failure, attempt: u32, kafka: &KafkaConfig) -> Next {
+pub(crate) fn next_step(failure: &Failure, attempt: u32, kafka: &KafkaConfig) -> Next {
     match failure {
         Failure::Handler(HandlerError::Retry(_)) if attempt <= kafka.max_retries => {
             Next::RetryAfter(kafka.backoff(attempt))

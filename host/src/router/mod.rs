@@ -18,8 +18,7 @@
 mod emit;
 mod failure;
 
-pub use emit::{PLUGIN_HEADER, RESERVED_HEADER_PREFIXES, VERSION_HEADER};
-pub use failure::{Failure, Next, next_step};
+pub(crate) use failure::{Failure, Next, next_step};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
@@ -33,25 +32,25 @@ use std::time::{Duration, Instant};
 
 /// What one plugin did with one event.
 #[derive(Debug)]
-pub struct PluginCall {
+pub(crate) struct PluginCall {
     /// The plugin.
-    pub plugin: Arc<Plugin>,
+    pub(crate) plugin: Arc<Plugin>,
     /// The version label it ran on.
-    pub version: String,
+    pub(crate) version: String,
     /// The records to produce, or why there are none.
-    pub result: Result<Vec<OutRecord>, Failure>,
+    pub(crate) result: Result<Vec<OutRecord>, Failure>,
     /// The plugin had already processed this event id; nothing ran and
     /// `result` holds the records it produced then.
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
     /// What it did to state, to commit (none for duplicates and failures).
-    pub effect: Option<Effect>,
+    pub(crate) effect: Option<Effect>,
     /// How long the call took.
-    pub took: Duration,
+    pub(crate) took: Duration,
 }
 
 /// What became of one record.
 #[derive(Debug)]
-pub enum RecordOutcome {
+pub(crate) enum RecordOutcome {
     /// Not for the router: an excluded topic, or a record that does not
     /// decode on a topic no plugin could want. Counted, not dead-lettered.
     Skipped(String),
@@ -70,7 +69,7 @@ pub enum RecordOutcome {
 
 impl RecordOutcome {
     /// The state effects of this record, in plugin order.
-    pub fn effect_refs(&self) -> impl Iterator<Item = &Effect> {
+    pub(crate) fn effect_refs(&self) -> impl Iterator<Item = &Effect> {
         let calls: &[PluginCall] = match self {
             RecordOutcome::Routed { calls, .. } => calls,
             _ => &[],
@@ -79,29 +78,29 @@ impl RecordOutcome {
     }
 
     /// The state effects to commit for this record.
-    pub fn effects(&self) -> RecordEffects {
+    pub(crate) fn effects(&self) -> RecordEffects {
         self.effect_refs().cloned().collect()
     }
 }
 
 /// A record that stopped its batch: it must wait and run again.
 #[derive(Debug)]
-pub struct Stop {
+pub(crate) struct Stop {
     /// The plugin that failed.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// Why.
-    pub failure: Failure,
+    pub(crate) failure: Failure,
     /// How long to wait.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
 }
 
 /// What [`Router::run_batch`] did.
 #[derive(Debug)]
-pub struct BatchRun {
+pub(crate) struct BatchRun {
     /// The outcomes of the records that completed, from the first, in order.
-    pub done: Vec<RecordOutcome>,
+    pub(crate) done: Vec<RecordOutcome>,
     /// Why the record after them must wait, if one must.
-    pub stop: Option<Stop>,
+    pub(crate) stop: Option<Stop>,
 }
 
 /// Routes records to plugins.
@@ -133,18 +132,13 @@ impl Router {
 
     /// Marks `topic` as one plugins consume, so that a record on it that
     /// does not decode is dead-lettered rather than skipped.
-    pub fn learn(&self, topic: &str) {
+    pub(crate) fn learn(&self, topic: &str) {
         if !self.learned.read().expect("learned lock").contains(topic) {
             self.learned
                 .write()
                 .expect("learned lock")
                 .insert(topic.to_string());
         }
-    }
-
-    /// The plugins.
-    pub fn registry(&self) -> &Arc<PluginRegistry> {
-        &self.registry
     }
 
     /// Whether a record on `topic` that does not decode is worth a dead
@@ -162,7 +156,7 @@ impl Router {
 
     /// Takes one record through every subscribed plugin, reading state
     /// through `view`. Nothing is committed.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         record: &Record,
         view: &Arc<BatchView>,
@@ -194,7 +188,7 @@ impl Router {
     /// Runs `records` in order, each seeing the state written by the ones
     /// before it, until one must wait (the first record counts as attempt
     /// `attempt`, the others as their first).
-    pub fn run_batch(
+    pub(crate) fn run_batch(
         &self,
         records: &[Record],
         attempt: u32,

@@ -26,7 +26,7 @@ mod consume;
 mod drain;
 mod tasks;
 
-pub use tasks::signals;
+pub(crate) use tasks::signals;
 
 use crate::config::RouterConfig;
 use crate::partition::Stats;

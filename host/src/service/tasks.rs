@@ -86,7 +86,7 @@ pub(super) fn sampler_task(flows: Arc<crate::flows::Flows>) -> tokio::task::Join
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn signals() {
+pub(crate) async fn signals() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {

@@ -31,26 +31,26 @@ pub(crate) trait Committed {
 /// An event a plan marks processed, with the outputs it produced.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Mark<'a> {
-    pub plugin: &'a str,
-    pub event_id: &'a str,
-    pub outputs: &'a [u8],
+    pub(crate) plugin: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) outputs: &'a [u8],
 }
 
 /// What one commit applies, borrowed from its batches.
 #[derive(Debug, Default)]
 pub(crate) struct Plan<'a> {
     /// For each batch, how many of its records pass.
-    pub applied: Vec<usize>,
+    pub(crate) applied: Vec<usize>,
     /// The last value each passing record wrote, by (plugin, key): `None`
     /// deletes.
-    pub writes: BTreeMap<(&'a str, &'a str), Option<&'a [u8]>>,
+    pub(crate) writes: BTreeMap<(&'a str, &'a str), Option<&'a [u8]>>,
     /// The events marked processed, in commit order.
-    pub marks: Vec<Mark<'a>>,
+    pub(crate) marks: Vec<Mark<'a>>,
 }
 
 impl Plan<'_> {
     /// How many events of each plugin the plan marks processed.
-    pub fn marks_per_plugin(&self) -> HashMap<String, i64> {
+    pub(crate) fn marks_per_plugin(&self) -> HashMap<String, i64> {
         let mut per = HashMap::new();
         for mark in &self.marks {
             *per.entry(mark.plugin.to_string()).or_default() += 1;
@@ -125,9 +125,9 @@ fn passes(
 #[derive(Debug, Default)]
 pub(crate) struct Touched<'a> {
     /// Every (plugin, key) any call read, once each.
-    pub keys: BTreeSet<(&'a str, &'a str)>,
+    pub(crate) keys: BTreeSet<(&'a str, &'a str)>,
     /// Every (plugin, event id) of the batches, once each.
-    pub events: BTreeSet<(&'a str, &'a str)>,
+    pub(crate) events: BTreeSet<(&'a str, &'a str)>,
 }
 
 /// The keys and event ids the check of `batches` may look up.
@@ -153,12 +153,12 @@ pub(crate) struct ReadAhead {
 
 impl ReadAhead {
     /// Records that `key` of `plugin` holds `value`.
-    pub fn value(&mut self, plugin: String, key: String, value: Vec<u8>) {
+    pub(crate) fn value(&mut self, plugin: String, key: String, value: Vec<u8>) {
         self.values.entry(plugin).or_default().insert(key, value);
     }
 
     /// Records that `plugin` processed `event_id`.
-    pub fn mark(&mut self, plugin: String, event_id: String) {
+    pub(crate) fn mark(&mut self, plugin: String, event_id: String) {
         self.marked.entry(plugin).or_default().insert(event_id);
     }
 }

@@ -38,7 +38,7 @@ pub enum StateError {
 impl StateError {
     /// Whether the same commit may succeed later without any change to the
     /// host: the store was unreachable or the commit kept conflicting.
-    pub fn transient(&self) -> bool {
+    pub(crate) fn transient(&self) -> bool {
         matches!(
             self,
             StateError::Unreachable(_) | StateError::Conflict { .. }

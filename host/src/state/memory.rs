@@ -40,7 +40,7 @@ impl MemoryStore {
     }
 
     /// Sets `key` in `plugin`'s namespace directly, as a fixture's initial state.
-    pub fn seed(&self, plugin: &str, key: &str, value: Vec<u8>) {
+    pub(crate) fn seed(&self, plugin: &str, key: &str, value: Vec<u8>) {
         let mut inner = self.inner.lock().expect("state lock poisoned");
         inner
             .values

@@ -47,19 +47,19 @@ mod memory;
 mod postgres;
 mod view;
 
-pub use disk::DiskStore;
+pub(crate) use disk::DiskStore;
 pub use error::StateError;
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, Unreachable, redact};
-pub use view::BatchView;
+pub use postgres::{PgStore, Unreachable};
+pub(crate) use view::BatchView;
 
 use std::collections::{BTreeMap, HashMap};
 
 /// Staged writes of one handler call: `Some(value)` sets, `None` deletes.
-pub type Writes = BTreeMap<String, Option<Vec<u8>>>;
+pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
 
 /// Values one handler call read, by key (`None`: absent).
-pub type Reads = BTreeMap<String, Option<Vec<u8>>>;
+pub(crate) type Reads = BTreeMap<String, Option<Vec<u8>>>;
 
 /// Reads state; what a plugin call sees.
 pub trait StateRead: Send + Sync {
@@ -83,7 +83,7 @@ pub struct Effect {
 }
 
 /// The effects of one record: one per plugin that ran on it.
-pub type RecordEffects = Vec<Effect>;
+pub(crate) type RecordEffects = Vec<Effect>;
 
 /// A transactional store of plugin state.
 pub trait StateStore: StateRead {

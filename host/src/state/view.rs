@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// A batch's view of the store: committed state with the writes and
 /// processed marks of the batch's earlier records on top.
-pub struct BatchView {
+pub(crate) struct BatchView {
     base: Arc<dyn StateStore>,
     overlay: Mutex<Overlay>,
 }
@@ -22,7 +22,7 @@ struct Overlay {
 
 impl BatchView {
     /// A view of `base` with nothing on top.
-    pub fn new(base: Arc<dyn StateStore>) -> Self {
+    pub(crate) fn new(base: Arc<dyn StateStore>) -> Self {
         BatchView {
             base,
             overlay: Mutex::default(),
@@ -30,7 +30,7 @@ impl BatchView {
     }
 
     /// Puts one record's effects on top, for the records after it.
-    pub fn apply<'a>(&self, effects: impl IntoIterator<Item = &'a Effect>) {
+    pub(crate) fn apply<'a>(&self, effects: impl IntoIterator<Item = &'a Effect>) {
         let mut overlay = self.overlay.lock().expect("overlay lock");
         for effect in effects {
             for (key, value) in &effect.writes {
@@ -49,7 +49,7 @@ impl BatchView {
     /// so that the records of the batch need no lookup of their own. A mark
     /// written after this by another instance is still caught: the commit
     /// checks every mark again.
-    pub fn prefetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<()> {
+    pub(crate) fn prefetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<()> {
         let found = self.base.processed_many(&keys)?;
         let mut overlay = self.overlay.lock().expect("overlay lock");
         for key in keys {
@@ -66,7 +66,11 @@ impl BatchView {
     }
 
     /// The outputs `plugin` produced for `event_id`, in this batch or before.
-    pub fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(crate) fn processed(
+        &self,
+        plugin: &str,
+        event_id: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let key = (plugin.to_string(), event_id.to_string());
         {
             let overlay = self.overlay.lock().expect("overlay lock");

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
-use switchyard::kafka::broker::EmbeddedBroker;
+use switchyard::EmbeddedBroker;
 
 /// A broker for one test.
 pub enum Broker {

@@ -7,9 +7,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use switchyard::config::RouterConfig;
-use switchyard::envelope;
-use switchyard::event::{Header, Record};
+use switchyard::RouterConfig;
+use switchyard::{Header, Record};
 
 fn step_record(step: &Value) -> Rec {
     let value = match (&step["value"], &step["raw"]) {
@@ -41,7 +40,7 @@ fn view(rec: &Rec, expected: &Value) -> Value {
         value: Some(rec.value.clone()),
         ..Record::default()
     };
-    let event = envelope::decode(&record).expect("the router's output decodes");
+    let event = switchyard::decode(&record).expect("the router's output decodes");
     let mut v = serde_json::Map::new();
     v.insert("type".into(), event.ty.into());
     if expected.get("topic").is_some() {
@@ -194,10 +193,10 @@ pub fn run_example(new_broker: impl Fn() -> Broker, example: &str) -> usize {
     let cache = crate::root().join("target/test-cache");
     crate::build_wasm("plugins");
     let config = RouterConfig::load(&dir.join("router.toml")).unwrap();
-    switchyard::rebuild::build_stale(&config, None).unwrap();
+    switchyard::build_stale(&config, None).unwrap();
     let mut ran = 0;
     for plugin in &config.plugins {
-        for file in switchyard::harness::fixture_files(plugin).unwrap() {
+        for file in switchyard::fixture_files(plugin).unwrap() {
             let fixture: Value =
                 serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
             if !eligible(&fixture) {

@@ -12,29 +12,29 @@ use std::time::{Duration, Instant};
 
 /// A dead letter as the status page lists it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Letter {
+pub(crate) struct Letter {
     /// The dead-letter topic.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Its partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Its offset there.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// When it was written (Unix milliseconds), if the broker says.
-    pub timestamp: Option<i64>,
+    pub(crate) timestamp: Option<i64>,
     /// The original topic, partition and offset.
-    pub original: String,
+    pub(crate) original: String,
     /// The plugin that failed (empty for undecodable records).
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// Its version.
-    pub version: String,
+    pub(crate) version: String,
     /// The error class.
-    pub class: String,
+    pub(crate) class: String,
     /// Why, cut to 2 KiB.
-    pub error: String,
+    pub(crate) error: String,
     /// The record's key, as text.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The record's value, as text (only when one record is asked for).
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
 }
 
 impl Letter {
@@ -87,7 +87,7 @@ fn browser(config: &ClientConfig) -> anyhow::Result<BaseConsumer> {
 /// newest of each partition, the topic's share spread over its partitions),
 /// newest first. Reads the topics directly (no consumer group), so every
 /// instance sees every letter; gives up after `timeout`.
-pub fn recent(
+pub(crate) fn recent(
     config: &ClientConfig,
     per_topic: i64,
     timeout: Duration,
@@ -173,7 +173,7 @@ pub(super) fn read_one(
 }
 
 /// The dead letter at `topic[partition]@offset`, with its value.
-pub fn letter(
+pub(crate) fn letter(
     config: &ClientConfig,
     topic: &str,
     partition: i32,

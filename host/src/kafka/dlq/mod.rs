@@ -24,36 +24,36 @@ use crate::event::{MAX_ERROR_TEXT, truncate_text};
 mod browse;
 mod replay;
 
-pub use browse::{Letter, letter, recent};
-pub use replay::{replay, replay_one};
+pub(crate) use browse::{letter, recent};
+pub(crate) use replay::{replay, replay_one};
 
 /// The prefix of every dead-letter header.
-pub const PREFIX: &str = "switchyard-dlq-";
+pub(crate) const PREFIX: &str = "switchyard-dlq-";
 
 /// Why a record is dead-lettered.
 #[derive(Debug, Clone)]
-pub struct DeadLetter<'a> {
+pub(crate) struct DeadLetter<'a> {
     /// The plugin that failed, if one ran.
-    pub plugin: Option<&'a str>,
+    pub(crate) plugin: Option<&'a str>,
     /// Its version label.
-    pub version: Option<&'a str>,
+    pub(crate) version: Option<&'a str>,
     /// Attempts made.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The error class.
-    pub class: &'a str,
+    pub(crate) class: &'a str,
     /// The error message.
-    pub message: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// The dead-letter topic of `topic`.
-pub fn topic_of(topic: &str) -> String {
+pub(crate) fn topic_of(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
 impl<'a> DeadLetter<'a> {
     /// The letter for an input whose outputs the broker refused for good
     /// (class `produce`), saying why.
-    pub fn refused(message: &'a str) -> Self {
+    pub(crate) fn refused(message: &'a str) -> Self {
         DeadLetter {
             plugin: None,
             version: None,
@@ -64,7 +64,7 @@ impl<'a> DeadLetter<'a> {
     }
 
     /// The dead-letter record for `record`, at most `max_bytes` long.
-    pub fn wrap(&self, record: &Record, max_bytes: usize) -> OutRecord {
+    pub(crate) fn wrap(&self, record: &Record, max_bytes: usize) -> OutRecord {
         let mut headers = record.headers.clone();
         let mut put =
             |name: &str, value: String| headers.push(Header::new(format!("{PREFIX}{name}"), value));

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// `switchyard-dlq-replay`, so a second replay sends only newer dead letters.
 /// It reads each partition up to its end as of the start, waiting at most
 /// `idle` for any one record. Returns how many records were replayed.
-pub async fn replay(
+pub(crate) async fn replay(
     config: &ClientConfig,
     dlq_topic: &str,
     idle: Duration,
@@ -109,7 +109,7 @@ fn restore(message: &impl Message) -> Option<OutRecord> {
 
 /// Sends the one dead letter at `topic[partition]@offset` back to its
 /// original topic, as [`replay`] does for a whole topic.
-pub async fn replay_one(
+pub(crate) async fn replay_one(
     config: &ClientConfig,
     topic: &str,
     partition: i32,

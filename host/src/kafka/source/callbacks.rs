@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 /// The consumer's callbacks: leases on rebalance, broker health, and
 /// librdkafka's statistics turned into the consumer lag metric.
-pub struct SourceContext {
+pub(crate) struct SourceContext {
     pub(super) state: Arc<SourceState>,
     pub(super) metrics: Option<Arc<Metrics>>,
 }

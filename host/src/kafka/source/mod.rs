@@ -39,7 +39,7 @@ pub use state::{Lease, Partition, SourceState};
 
 use crate::event::{Header, Record};
 use crate::metrics::Metrics;
-pub use callbacks::SourceContext;
+pub(crate) use callbacks::SourceContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The router's consumer.
-pub struct Source {
+pub(crate) struct Source {
     consumer: StreamConsumer<SourceContext>,
     state: Arc<SourceState>,
 }
@@ -72,7 +72,7 @@ impl Source {
     /// (`topic.blacklist`), so they are never fetched: not the dead
     /// letters, not Kafka's own `__consumer_offsets` and
     /// `__transaction_state`, which every transaction writes to.
-    pub fn new(
+    pub(crate) fn new(
         mut config: ClientConfig,
         group: &str,
         instance: Option<&str>,
@@ -118,13 +118,13 @@ impl Source {
     }
 
     /// What the callbacks share.
-    pub fn state(&self) -> &Arc<SourceState> {
+    pub(crate) fn state(&self) -> &Arc<SourceState> {
         &self.state
     }
 
     /// The lease of `partition`, taken when its first record arrives after
     /// an assignment.
-    pub fn lease(&self, partition: &Partition) -> Lease {
+    pub(crate) fn lease(&self, partition: &Partition) -> Lease {
         self.state
             .leases
             .lock()
@@ -135,7 +135,7 @@ impl Source {
     }
 
     /// The next record.
-    pub async fn next(&self) -> Result<Record, KafkaError> {
+    pub(crate) async fn next(&self) -> Result<Record, KafkaError> {
         let message = self.consumer.recv().await?;
         // A record arrived: a broker is reachable again.
         if self.state.broker_down.load(Ordering::Relaxed) {
@@ -190,14 +190,14 @@ impl Source {
     }
 
     /// Stops fetching `partition`.
-    pub fn pause(&self, partition: &Partition) {
+    pub(crate) fn pause(&self, partition: &Partition) {
         if let Err(e) = self.consumer.pause(&Self::list(partition)) {
             tracing::debug!(topic = %partition.0, partition = partition.1, "pause: {e}");
         }
     }
 
     /// Fetches `partition` again.
-    pub fn resume(&self, partition: &Partition) {
+    pub(crate) fn resume(&self, partition: &Partition) {
         if let Err(e) = self.consumer.resume(&Self::list(partition)) {
             tracing::debug!(topic = %partition.0, partition = partition.1, "resume: {e}");
         }
@@ -205,7 +205,7 @@ impl Source {
 
     /// Stores the offset after `offset` of `partition` for the next commit,
     /// if `lease` is still live.
-    pub fn store(&self, lease: &Lease, partition: &Partition, offset: i64) {
+    pub(crate) fn store(&self, lease: &Lease, partition: &Partition, offset: i64) {
         if !lease.live() {
             return;
         }
@@ -220,7 +220,7 @@ impl Source {
     /// The consumer's group metadata, for a transaction's offsets
     /// (KIP-447: the broker refuses them from a member fenced by a newer
     /// generation).
-    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
         self.consumer.group_metadata()
     }
 
@@ -229,7 +229,7 @@ impl Source {
     /// are dropped by librdkafka (and by the consumer loop until this
     /// returns, see [`SourceState::rewinding`]). Blocking: run it off the
     /// runtime. A partition no longer assigned is skipped.
-    pub fn rewind(&self, partitions: &[Partition]) -> anyhow::Result<()> {
+    pub(crate) fn rewind(&self, partitions: &[Partition]) -> anyhow::Result<()> {
         let assigned = self.consumer.assignment()?;
         let mut list = TopicPartitionList::new();
         for (topic, partition) in partitions {
@@ -273,7 +273,7 @@ impl Source {
     }
 
     /// Commits every stored offset now.
-    pub fn commit(&self) -> anyhow::Result<()> {
+    pub(crate) fn commit(&self) -> anyhow::Result<()> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.

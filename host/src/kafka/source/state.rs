@@ -53,7 +53,7 @@ pub struct SourceState {
 impl SourceState {
     /// Resolves with librdkafka's words once the brokers refuse this
     /// client's credentials (SASL): a config error, not an outage.
-    pub async fn authentication_failed(&self) -> String {
+    pub(crate) async fn authentication_failed(&self) -> String {
         loop {
             let notified = self.auth_notify.notified();
             if let Some(why) = self.auth_failed.lock().expect("auth lock").clone() {
@@ -65,13 +65,13 @@ impl SourceState {
 
     /// Taken while a transaction's offsets are sent and committed: no
     /// lease ends meanwhile.
-    pub fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.commit_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends every lease (their workers stop and drop what they queued) and
     /// marks the partitions for [`Source::rewind`]; returns them.
-    pub fn end_all_leases(&self) -> Vec<Partition> {
+    pub(crate) fn end_all_leases(&self) -> Vec<Partition> {
         let mut leases = self.leases.lock().expect("lease lock");
         let mut rewinding = self.rewinding.lock().expect("rewind lock");
         let ended: Vec<Partition> = leases.keys().cloned().collect();
@@ -84,7 +84,7 @@ impl SourceState {
     }
 
     /// Whether `partition`'s records are to be dropped until it is rewound.
-    pub fn rewinding(&self, partition: &Partition) -> bool {
+    pub(crate) fn rewinding(&self, partition: &Partition) -> bool {
         self.any_rewinding.load(Ordering::Acquire)
             && self
                 .rewinding
@@ -95,7 +95,7 @@ impl SourceState {
 
     /// The partitions this instance owns in its consumer group, sorted by
     /// topic, then partition.
-    pub fn owned(&self) -> Vec<Partition> {
+    pub(crate) fn owned(&self) -> Vec<Partition> {
         self.assigned
             .lock()
             .expect("assignment lock")
@@ -105,7 +105,7 @@ impl SourceState {
     }
 
     /// Whether the client last reported every broker down.
-    pub fn broker_down(&self) -> bool {
+    pub(crate) fn broker_down(&self) -> bool {
         self.broker_down.load(Ordering::Relaxed)
     }
 }

@@ -181,7 +181,7 @@ impl PgStore {
     }
 
     /// Whether the database answers, for `/readyz`.
-    pub fn ping(&self) -> anyhow::Result<()> {
+    pub(crate) fn ping(&self) -> anyhow::Result<()> {
         let pool = self.pool.clone();
         self.run(async move {
             Self::client(&pool).await?.simple_query("SELECT 1").await?;
