@@ -11,11 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::Committer;
 use switchyard::Metrics;
-use switchyard::PluginRegistry;
 use switchyard::Router;
 use switchyard::WorkerPool;
 use switchyard::{Delivery, ProduceError};
-use switchyard::{Engine, EngineOptions};
 use switchyard::{KafkaConfig, RouterConfig};
 use switchyard::{Lease, Partition};
 use switchyard::{MemoryStore, StateStore};
@@ -93,14 +91,7 @@ async fn run(records: Vec<Record>, refused: &[&str], kafka: impl FnOnce(&mut Kaf
     let path = kit::echo_config(dir.path(), "subscribe.types = [\"order.*\"]");
     let mut config = RouterConfig::load(&path).unwrap();
     kafka(&mut config.kafka);
-    let engine = Arc::new(
-        Engine::new(EngineOptions {
-            cache_dir: Some(dir.path().join("cache")),
-            ..EngineOptions::default()
-        })
-        .unwrap(),
-    );
-    let registry = Arc::new(PluginRegistry::load(&engine, &config, None).unwrap());
+    let (engine, registry) = kit::load_plugins(&config, &dir.path().join("cache"));
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let metrics = Arc::new(Metrics::new("in-process"));
     let outputs = Arc::new(MemoryOutputs {

@@ -5,10 +5,8 @@ use crate::runs::percentile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard::Metrics;
-use switchyard::PluginRegistry;
 use switchyard::Reloader;
 use switchyard::RouterConfig;
-use switchyard::{Engine, EngineOptions};
 use switchyard_testkit::root;
 use switchyard_testkit::wasm_variant;
 
@@ -42,14 +40,7 @@ vocabulary = "booking"
     )
     .unwrap();
     let config = RouterConfig::load(&config_path).unwrap();
-    let engine = Arc::new(
-        Engine::new(EngineOptions {
-            cache_dir: Some(dir.path().join("cache")),
-            ..EngineOptions::default()
-        })
-        .unwrap(),
-    );
-    let registry = Arc::new(PluginRegistry::load(&engine, &config, None).unwrap());
+    let (engine, registry) = switchyard_testkit::load_plugins(&config, &dir.path().join("cache"));
     let reloader = Arc::new(Reloader::new(
         engine,
         registry.clone(),

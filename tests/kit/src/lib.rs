@@ -164,3 +164,24 @@ pub fn echo_config(dir: &Path, subscribe: &str) -> PathBuf {
     .unwrap();
     config
 }
+
+/// An engine compiling into `cache`, and `config`'s plugins loaded on it:
+/// what a test or a measure needs to run plugins in-process.
+pub fn load_plugins(
+    config: &switchyard::RouterConfig,
+    cache: &Path,
+) -> (
+    std::sync::Arc<switchyard::Engine>,
+    std::sync::Arc<switchyard::PluginRegistry>,
+) {
+    let engine = std::sync::Arc::new(
+        switchyard::Engine::new(switchyard::EngineOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            ..switchyard::EngineOptions::default()
+        })
+        .unwrap(),
+    );
+    let registry =
+        std::sync::Arc::new(switchyard::PluginRegistry::load(&engine, config, None).unwrap());
+    (engine, registry)
+}
