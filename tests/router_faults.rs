@@ -688,3 +688,67 @@ fn a_host_panic_mid_batch_runs_the_batch_again_and_skips_nothing() {
     assert_eq!(out.len(), 25, "{out:?}\n{log}");
     assert!(log.contains("running the batch again"), "{log}");
 }
+
+/// A panic in a partition task itself (not in a plugin job, which the pool
+/// catches) stops the router with a one-line error naming the partition,
+/// rather than letting a new worker store offsets past records the dead one
+/// never acknowledged; a restart then routes every record.
+#[test]
+fn a_partition_task_that_panics_stops_the_router_and_a_restart_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::mock();
+    for t in ["w.in", "w.in.dlq", "echo.w.in"] {
+        broker.create_topic(t, 1);
+    }
+    let config = kit::echo_config(dir.path(), r#"subscribe.topics = ["w.in"]"#);
+    let start = |env: &[(&str, &str)]| {
+        Router::start_with(
+            &config,
+            &broker,
+            &dir.path().join("state"),
+            &dir.path().join("cache"),
+            &["--no-create-topics"],
+            env,
+        )
+    };
+    let router = start(&[("SWITCHYARD_TEST_PANIC_IN_WORKER", "crash-me")]);
+    let kcat = Kcat(broker.bootstrap());
+    let line = |i: usize| {
+        let mark = if i == 5 { "crash-me" } else { "fine" };
+        (
+            format!("k{i}"),
+            format!(
+                r#"{{"event_id":"w-{i}","event_type":"w.in","data":{{"i":{i},"m":"{mark}"}}}}"#
+            ),
+        )
+    };
+    // One at a time, so that the panicking batch starts after some have
+    // been acknowledged.
+    for i in 0..5 {
+        kcat.produce_lines("w.in", Some(0), &[line(i)]);
+    }
+    eventually("the first five records", Duration::from_secs(60), || {
+        router.or_log(router.processed("w.in") >= 5)
+    });
+    kcat.produce_lines("w.in", Some(0), &(5..12).map(line).collect::<Vec<_>>());
+    let (status, log) =
+        router.exit_within("the router to stop on the panic", Duration::from_secs(60));
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("the worker of w.in[0] failed"), "{log}");
+
+    let router = start(&[]);
+    eventually(
+        "every record after the restart",
+        Duration::from_secs(60),
+        || router.or_log(kcat.consume("echo.w.in").len() >= 12),
+    );
+    let log = router.stop();
+    let out: BTreeSet<String> = kcat
+        .consume("echo.w.in")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["data"]["data"]["i"].to_string()
+        })
+        .collect();
+    assert_eq!(out.len(), 12, "{out:?}\n{log}");
+}

@@ -158,6 +158,7 @@ impl Worker {
     /// Takes one batch to the producer; false when shutdown interrupted it.
     async fn handle(&self, batch: Vec<Record>, acks: &mpsc::Sender<Pending>) -> bool {
         let shared = &self.shared;
+        PANIC_IN_WORKER.check(&batch);
         let batch: Arc<[Record]> = batch.into();
         let mut start = 0;
         let mut attempt = 1;
@@ -178,7 +179,7 @@ impl Worker {
                 shared
                     .pool
                     .run(move |instances| {
-                        injected_panic(&records[start..]);
+                        PANIC_IN_POOL.check(&records[start..]);
                         router.run_batch(&records[start..], attempt, &store, instances, &kafka)
                     })
                     .await
@@ -314,27 +315,49 @@ impl Worker {
     }
 }
 
-/// A test-only fault: with `SWITCHYARD_TEST_PANIC_ON` set, the first batch
-/// holding a record whose value contains that text panics on its plugin
-/// worker, once per process, as a bug in the host would.
-fn injected_panic(records: &[Record]) {
-    static NEEDLE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let Some(needle) = NEEDLE
-        .get_or_init(|| std::env::var("SWITCHYARD_TEST_PANIC_ON").ok())
-        .as_deref()
-    else {
-        return;
-    };
-    let hit = records.iter().any(|r| {
-        r.value
+/// A test-only fault: with its variable set, the first batch holding a
+/// record whose value contains the variable's text panics, once per
+/// process, as a bug in the host would.
+struct PanicHook {
+    var: &'static str,
+    needle: std::sync::OnceLock<Option<String>>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl PanicHook {
+    const fn new(var: &'static str) -> Self {
+        PanicHook {
+            var,
+            needle: std::sync::OnceLock::new(),
+            fired: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Panics if `records` hold the needle and the hook has not fired yet.
+    fn check(&self, records: &[Record]) {
+        let Some(needle) = self
+            .needle
+            .get_or_init(|| std::env::var(self.var).ok())
             .as_deref()
-            .is_some_and(|v| String::from_utf8_lossy(v).contains(needle))
-    });
-    if hit && !FIRED.swap(true, Ordering::SeqCst) {
-        panic!("injected by SWITCHYARD_TEST_PANIC_ON");
+        else {
+            return;
+        };
+        let hit = records.iter().any(|r| {
+            r.value
+                .as_deref()
+                .is_some_and(|v| String::from_utf8_lossy(v).contains(needle))
+        });
+        if hit && !self.fired.swap(true, Ordering::SeqCst) {
+            panic!("injected by {}", self.var);
+        }
     }
 }
+
+/// A panic in a plugin worker's job (the pool catches it; the batch runs
+/// again).
+static PANIC_IN_POOL: PanicHook = PanicHook::new("SWITCHYARD_TEST_PANIC_ON");
+/// A panic in the partition task itself (the router stops loudly).
+static PANIC_IN_WORKER: PanicHook = PanicHook::new("SWITCHYARD_TEST_PANIC_IN_WORKER");
 
 fn attempt_of(index: usize, first: u32) -> u32 {
     if index == 0 { first } else { 1 }
