@@ -15,54 +15,54 @@
 //!
 //! Records in, through the per-record path, state and out:
 //!
-//! - [`kafka`]: Kafka I/O, no wasm: the consumer (`source/`: loop,
+//! - `kafka`: Kafka I/O, no wasm: the consumer (`source/`: loop,
 //!   rebalance callbacks, leases and assignment in `state.rs`), the
 //!   producer and topic admin (`sink.rs`), exactly-once transactions
 //!   (`txn.rs`), dead letters (`dlq/`: the letter, `replay.rs`,
 //!   `browse.rs`) and the embedded broker (`broker.rs`).
-//! - [`service`]: the router as a service, in three steps: `build.rs`
+//! - `service`: the router as a service, in three steps: `build.rs`
 //!   wires everything, `consume.rs` runs the consumer loop, `drain.rs`
 //!   drains and closes; `tasks.rs` has the background tasks.
-//! - [`partition`]: a partition worker: batch and run (`mod.rs`), the
+//! - `partition`: a partition worker: batch and run (`mod.rs`), the
 //!   byte-bounded queue (`queue.rs`), count, emit, ack in order (a file
 //!   each), and the two traits it talks to Kafka through (`ports.rs`).
-//! - [`pool`]: the fixed plugin worker pool and each worker's warm
+//! - `pool`: the fixed plugin worker pool and each worker's warm
 //!   instances.
-//! - [`router`]: the per-record path (no I/O): decode, match subscribers,
+//! - `router`: the per-record path (no I/O): decode, match subscribers,
 //!   run (`mod.rs`); check and wrap emits (`emit.rs`); failures and the
 //!   retry policy (`failure.rs`).
-//! - [`engine`]: wasmtime: compile cache, instances, call context, the
+//! - `engine`: wasmtime: compile cache, instances, call context, the
 //!   determinism shims (clocks, randomness, virtual sleeps), the host
 //!   imports, per-call output, typed faults.
 //! - `bindings`: the generated WIT bindings (private; the only `bindgen!`).
-//! - [`state`]: per-plugin transactional key-value state: memory, redb and
+//! - `state`: per-plugin transactional key-value state: memory, redb and
 //!   PostgreSQL stores, one commit check (`check.rs`), the batch view.
-//! - [`committer`]: group commit of every ready partition's batch.
+//! - `committer`: group commit of every ready partition's batch.
 //!
 //! The data they share, and the plugins:
 //!
-//! - [`event`]: the host's record, event and emit types, and the outbox
+//! - `event`: the host's record, event and emit types, and the outbox
 //!   codec.
-//! - [`envelope`]: decoding every catalog envelope style; encoding emits.
-//! - [`config`]: the `router.toml` format, parsed strictly and resolved.
-//! - [`registry`]: the configured plugins and their live versions.
-//! - [`schemas`]: the JSON Schemas a plugin's emits must match.
-//! - [`reload`]: hot reload from files and uploads, checked before going
+//! - `envelope`: decoding every catalog envelope style; encoding emits.
+//! - `config`: the `router.toml` format, parsed strictly and resolved.
+//! - `registry`: the configured plugins and their live versions.
+//! - `schemas`: the JSON Schemas a plugin's emits must match.
+//! - `reload`: hot reload from files and uploads, checked before going
 //!   live; versions kept in the state store (`shared.rs`); file watching.
-//! - [`rebuild`]: builds a plugin from its sources when stale, and on every
+//! - `rebuild`: builds a plugin from its sources when stale, and on every
 //!   save in dev.
-//! - [`fixtures`]: the fixture runner, through [`router`]'s batch code.
+//! - `fixtures`: the fixture runner, through `router`'s batch code.
 //!
 //! Operating it:
 //!
-//! - [`admin`]: the admin API (axum): plugins, readiness, metrics, and the
+//! - `admin`: the admin API (axum): plugins, readiness, metrics, and the
 //!   status page's data (`status.rs`).
-//! - [`metrics`]: Prometheus metrics with the catalog's names, with
+//! - `metrics`: Prometheus metrics with the catalog's names, with
 //!   bounded topic labels.
-//! - [`flows`]: what flowed along each edge of the routing map, and charts.
-//! - [`harness`]: `switchyard test`, fixtures with diffs.
-//! - [`scaffold`]: `switchyard new`, a working plugin in Rust, Python or JS.
-//! - [`cli`]: the `switchyard` command line.
+//! - `flows`: what flowed along each edge of the routing map, and charts.
+//! - `harness`: `switchyard test`, fixtures with diffs.
+//! - `scaffold`: `switchyard new`, a working plugin in Rust, Python or JS.
+//! - `cli`: the `switchyard` command line.
 //!
 //! # Example
 //!

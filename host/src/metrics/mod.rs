@@ -32,7 +32,7 @@
 //! startup, [`Metrics::declare`]), one that matches a plugin's topic or
 //! event type globs ([`Metrics::label_topics_of`]), or one where a record
 //! was routed to a plugin, failed in one or was dead-lettered. Beyond the declared topics, at
-//! most [`MAX_LEARNED_TOPICS`] get a label (a warning is logged when the
+//! most [`MAX_LEARNED_TOPICS`](topics::MAX_LEARNED_TOPICS) get a label (a warning is logged when the
 //! bound is reached; a plugin subscribed to `*` would otherwise label every
 //! topic). A topic keeps its label once given, so its series never move;
 //! what was counted under `(other)` before it got its label stays there.

@@ -121,7 +121,7 @@ impl SourceContext {
     }
 }
 
-/// Reads "topic [3]: offset reset (at offset 120 (leader epoch 0), broker 1) to ..."
+/// Reads `topic [3]: offset reset (at offset 120 (leader epoch 0), broker 1) to ...`
 fn parse_reset(message: &str) -> Option<(Partition, i64)> {
     let (head, rest) = message.split_once(": offset reset (at offset ")?;
     let (topic, partition) = head.rsplit_once(" [")?;

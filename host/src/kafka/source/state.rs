@@ -45,7 +45,7 @@ pub struct SourceState {
     pub(super) auth_failed: Mutex<Option<String>>,
     pub(super) auth_notify: tokio::sync::Notify,
     /// Partitions being moved back to their committed offsets: their
-    /// records are dropped until [`Source::rewind`] has sought them.
+    /// records are dropped until [`Source::rewind`](super::Source::rewind) has sought them.
     pub(super) rewinding: Mutex<HashSet<Partition>>,
     pub(super) any_rewinding: AtomicBool,
 }
@@ -70,7 +70,7 @@ impl SourceState {
     }
 
     /// Ends every lease (their workers stop and drop what they queued) and
-    /// marks the partitions for [`Source::rewind`]; returns them.
+    /// marks the partitions for [`Source::rewind`](super::Source::rewind); returns them.
     pub(crate) fn end_all_leases(&self) -> Vec<Partition> {
         let mut leases = self.leases.lock().expect("lease lock");
         let mut rewinding = self.rewinding.lock().expect("rewind lock");
