@@ -116,7 +116,7 @@ pub(crate) enum Command {
         /// Its language.
         #[arg(long, value_enum, default_value = "rust")]
         lang: LangArg,
-        /// The folder to create (default: ./<name>).
+        /// The folder to create (default: `./<name>`).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Rust only: the switchyard-sdk crate to depend on (default: the

@@ -2,7 +2,7 @@
 //! workers and sink together, and shuts down in bounded time.
 //!
 //! The consumer loop only reads records and hands each to its partition's
-//! queue ([`PartitionQueue`]); it never waits on a partition. A full queue
+//! queue ([`PartitionQueue`](crate::partition::PartitionQueue)); it never waits on a partition. A full queue
 //! pauses that partition in the consumer; a revoked partition's worker stops
 //! (its lease ends in the rebalance callback).
 //!

@@ -3,7 +3,7 @@
 //!
 //! Kafka's consumer group spreads the partitions over the instances; this
 //! store is what they share. It keeps the [`StateStore`] contract of the redb
-//! store, and the plugin versions ([`VersionStore`]).
+//! store, and the plugin versions ([`VersionStore`](crate::state::VersionStore)).
 //!
 //! # Transactions
 //!
