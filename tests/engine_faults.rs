@@ -241,3 +241,34 @@ fn a_full_instance_pool_is_busy_not_a_fault_of_the_plugin() {
         .instantiate(&version)
         .expect("the slot is free again");
 }
+
+/// A plugin built against `switchyard:plugin@0.1.0` (a binary kept from
+/// before timers, `tests/guests/v0.1.0/echo.wasm`) still loads and runs, its
+/// state and emits as before; a 0.2.0 build of the same guest does too.
+#[test]
+fn a_plugin_built_against_contract_0_1_0_still_loads_and_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = engine(cache.path());
+    let old = kit::root().join("tests/guests/v0.1.0/echo.wasm");
+    let store: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let config = Arc::new(Map::new());
+    for (name, path) in [("echo-0.1.0", old), ("echo", kit::guest("echo"))] {
+        let version = engine.load_file(name, &path).unwrap();
+        let out = engine
+            .call(
+                &version,
+                &event(),
+                CallInput {
+                    state: &store,
+                    config: &config,
+                    limits: Limits::default(),
+                },
+            )
+            .unwrap();
+        let emits = out.result.expect("handled");
+        assert_eq!(emits[0].ty, "echo.booking.booking.created", "{name}");
+        let data: Value = serde_json::from_str(&emits[0].data).unwrap();
+        assert_eq!(data["count"], 1, "{name}: {data}");
+        assert_eq!(data["data"]["booking_id"], "b-1", "{name}: {data}");
+    }
+}

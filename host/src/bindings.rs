@@ -1,5 +1,12 @@
-//! The generated bindings for `switchyard:plugin/handler`, and conversions
-//! between them and the host's own types in [`crate::event`].
+//! The generated bindings for `switchyard:plugin/handler`, in both contract
+//! versions the host serves, and conversions between them and the host's
+//! own types in [`crate::event`].
+//!
+//! - [`v2`]: `switchyard:plugin@0.2.0`, the current contract (`wit/`), with
+//!   timers.
+//! - [`v1`]: `switchyard:plugin@0.1.0` (`host/wit-0.1.0/`), kept so that
+//!   plugins built against it load and run unchanged. Its interfaces are
+//!   0.2.0's without timers, so its host side delegates to 0.2.0's.
 //!
 //! This is the only module that calls `bindgen!`. Its types stay private to
 //! the crate: the engine converts at the boundary, so generated types never
@@ -7,67 +14,99 @@
 
 use crate::event;
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "switchyard:plugin/handler",
-    // Host calls may trap: a plugin over its host budget (see
-    // `engine::context`) is stopped with a `memory` fault.
-    imports: { default: trappable },
-});
+/// `switchyard:plugin@0.2.0`.
+pub(crate) mod v2 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "switchyard:plugin/handler@0.2.0",
+        // Host calls may trap: a plugin over its host budget (see
+        // `engine::context`) is stopped with a `memory` fault.
+        imports: { default: trappable },
+    });
+}
 
-use self::switchyard::plugin::types as wit;
+/// `switchyard:plugin@0.1.0`.
+pub(crate) mod v1 {
+    wasmtime::component::bindgen!({
+        path: "wit-0.1.0",
+        world: "switchyard:plugin/handler@0.1.0",
+        imports: { default: trappable },
+    });
+}
 
-impl From<&event::Header> for wit::Header {
-    fn from(h: &event::Header) -> Self {
-        wit::Header {
-            key: h.key.clone(),
-            value: h.value.clone(),
+use v1::switchyard::plugin::types as wit1;
+use v2::switchyard::plugin::types as wit;
+
+/// One conversion per direction, for the types both versions share (they
+/// are the same records, generated twice).
+macro_rules! shared_types {
+    ($wit:ident) => {
+        impl From<&event::Header> for $wit::Header {
+            fn from(h: &event::Header) -> Self {
+                $wit::Header {
+                    key: h.key.clone(),
+                    value: h.value.clone(),
+                }
+            }
         }
-    }
-}
 
-impl From<wit::Header> for event::Header {
-    fn from(h: wit::Header) -> Self {
-        event::Header::new(h.key, h.value)
-    }
-}
-
-impl From<&event::Event> for wit::Event {
-    fn from(e: &event::Event) -> Self {
-        wit::Event {
-            id: e.id.clone(),
-            type_: e.ty.clone(),
-            source: e.source.clone(),
-            time: e.time.clone(),
-            correlation_id: e.correlation_id.clone(),
-            subject: e.subject.clone(),
-            data: e.data.clone(),
-            topic: e.topic.clone(),
-            partition: e.partition,
-            offset: e.offset,
-            key: e.key.clone(),
-            headers: e.headers.iter().map(Into::into).collect(),
+        impl From<$wit::Header> for event::Header {
+            fn from(h: $wit::Header) -> Self {
+                event::Header::new(h.key, h.value)
+            }
         }
-    }
-}
 
-impl From<wit::Emit> for event::Emit {
-    fn from(e: wit::Emit) -> Self {
-        event::Emit {
-            ty: e.type_,
-            data: e.data,
-            key: e.key,
-            topic: e.topic,
-            headers: e.headers.into_iter().map(Into::into).collect(),
+        impl From<&event::Event> for $wit::Event {
+            fn from(e: &event::Event) -> Self {
+                $wit::Event {
+                    id: e.id.clone(),
+                    type_: e.ty.clone(),
+                    source: e.source.clone(),
+                    time: e.time.clone(),
+                    correlation_id: e.correlation_id.clone(),
+                    subject: e.subject.clone(),
+                    data: e.data.clone(),
+                    topic: e.topic.clone(),
+                    partition: e.partition,
+                    offset: e.offset,
+                    key: e.key.clone(),
+                    headers: e.headers.iter().map(Into::into).collect(),
+                }
+            }
         }
-    }
+
+        impl From<$wit::Emit> for event::Emit {
+            fn from(e: $wit::Emit) -> Self {
+                event::Emit {
+                    ty: e.type_,
+                    data: e.data,
+                    key: e.key,
+                    topic: e.topic,
+                    headers: e.headers.into_iter().map(Into::into).collect(),
+                }
+            }
+        }
+
+        impl From<$wit::HandlerError> for event::HandlerError {
+            fn from(e: $wit::HandlerError) -> Self {
+                match e {
+                    $wit::HandlerError::Retry(reason) => event::HandlerError::Retry(reason),
+                    $wit::HandlerError::Reject(reason) => event::HandlerError::Reject(reason),
+                }
+            }
+        }
+    };
 }
 
-impl From<wit::HandlerError> for event::HandlerError {
-    fn from(e: wit::HandlerError) -> Self {
-        match e {
-            wit::HandlerError::Retry(reason) => event::HandlerError::Retry(reason),
-            wit::HandlerError::Reject(reason) => event::HandlerError::Reject(reason),
+shared_types!(wit);
+shared_types!(wit1);
+
+impl From<&event::TimerCall> for wit::Timer {
+    fn from(t: &event::TimerCall) -> Self {
+        wit::Timer {
+            name: t.name.clone(),
+            payload: t.payload.clone(),
+            due: t.due.clone(),
         }
     }
 }

@@ -183,6 +183,17 @@ pub struct Emit {
     pub headers: Vec<Header>,
 }
 
+/// A timer that came due, as a plugin's `on-timer` receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerCall {
+    /// The name it was set under.
+    pub name: String,
+    /// The payload it was set with.
+    pub payload: Vec<u8>,
+    /// When it was due, RFC 3339 UTC (also the call's time).
+    pub due: String,
+}
+
 /// A failure the handler itself reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {

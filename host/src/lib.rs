@@ -2,7 +2,7 @@
 //! WebAssembly handler plugins, and a local harness that runs the same
 //! plugins on fixture files with no broker.
 //!
-//! Plugins are components targeting the `switchyard:plugin/handler@0.1.0`
+//! Plugins are components targeting the `switchyard:plugin/handler@0.2.0`
 //! world in `wit/`. A plugin is a deterministic function of (event, its
 //! state, its config): the host fills in every emitted envelope itself, with
 //! ids derived from the cause, so replaying an event yields identical bytes.

@@ -4,7 +4,7 @@
 //!   plugins on their fixture files with no broker, ending with a line
 //!   `N passed, N failed`; it exits non-zero on any failure.
 //! - `switchyard validate <file.wasm>...` says whether each file is a
-//!   component implementing `switchyard:plugin/handler@0.1.0`.
+//!   component implementing `switchyard:plugin/handler` (0.2.0, or 0.1.0).
 //! - `switchyard run --config <file>` routes a Kafka cluster's events.
 //! - `switchyard dev [--config <file>]` does the same on an embedded broker,
 //!   printing `bootstrap: 127.0.0.1:<port>`, a live tail and a summary.
@@ -285,8 +285,9 @@ fn validate(engine: Arc<Engine>, files: &[PathBuf]) -> anyhow::Result<ExitCode> 
     for file in files {
         match engine.load_file("validate", file) {
             Ok(version) => println!(
-                "ok: {} implements switchyard:plugin/handler@0.1.0 (version {})",
+                "ok: {} implements switchyard:plugin/handler@{} (version {})",
                 file.display(),
+                version.contract(),
                 version.label()
             ),
             Err(e) => {

@@ -44,6 +44,11 @@ pub(crate) struct CallCtx {
     pub(super) event_id: String,
     pub(super) state: Option<Arc<dyn StateRead>>,
     pub(crate) staged: Writes,
+    /// Timer changes staged by this call.
+    pub(crate) timers: super::StagedTimers,
+    /// The call's time (the event's, or a timer's due time), in
+    /// milliseconds since the epoch: what `set-after` counts from.
+    pub(super) now_ms: i64,
     pub(crate) reads: Reads,
     pub(crate) state_error: Option<String>,
     pub(super) config: Arc<Map<String, Value>>,
@@ -110,6 +115,8 @@ impl CallCtx {
             event_id: String::new(),
             state: None,
             staged: Writes::new(),
+            timers: Default::default(),
+            now_ms: 0,
             reads: Reads::new(),
             state_error: None,
             config_text: Value::Object((*config).clone()).to_string().into(),
@@ -140,6 +147,7 @@ impl CallCtx {
             })
             .unwrap_or_default();
         self.clocks.wall.store(at, Ordering::Relaxed);
+        self.now_ms = (at / 1_000_000) as i64;
         self.clocks.monotonic.store(0, Ordering::Relaxed);
         self.random.lock().expect("rng lock").pending = Some(event_id.to_string());
         self.event_id = event_id.to_string();
@@ -149,6 +157,7 @@ impl CallCtx {
             self.config = config;
         }
         self.staged.clear();
+        self.timers.clear();
         self.reads.clear();
         self.state_error = None;
         self.limiter.limit = limits.memory_bytes;

@@ -21,7 +21,7 @@ pub enum LoadError {
     )]
     CoreModule,
     /// The component does not implement the handler world.
-    #[error("does not implement switchyard:plugin/handler@0.1.0: {0}")]
+    #[error("does not implement switchyard:plugin/handler (0.2.0 or 0.1.0): {0}")]
     WrongWorld(String),
     /// wasmtime rejected the component.
     #[error("failed to compile: {0}")]

@@ -3,8 +3,8 @@
 
 use super::context::CallCtx;
 use super::{EPOCH_TICK, Fault, Limits, RECYCLE_AFTER, classify};
-use crate::bindings::Handler;
-use crate::event::{Emit, Event, HandlerError};
+use crate::bindings::{v1, v2};
+use crate::event::{Emit, Event, HandlerError, TimerCall};
 use crate::state::{Reads, StateRead, Writes};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -18,6 +18,27 @@ pub struct CallOutput {
     pub writes: Writes,
     /// The committed values it read, to check at commit time.
     pub reads: Reads,
+    /// The timer changes it staged; apply them only if `result` is `Ok`.
+    pub timers: StagedTimers,
+}
+
+/// A call's staged timer changes by name: `Some((due_ms, payload))` sets
+/// (or replaces) the timer, `None` cancels it. The last change to a name
+/// wins.
+pub type StagedTimers = std::collections::BTreeMap<String, Option<(i64, Vec<u8>)>>;
+
+/// An instance's exports, in the contract version its component targets.
+pub(super) enum Bound {
+    /// `switchyard:plugin@0.1.0`: `handle` only; it never sets timers.
+    V1(v1::Handler),
+    /// `switchyard:plugin@0.2.0`: `handle` and `on-timer`.
+    V2(v2::Handler),
+}
+
+/// What a call runs.
+enum Entry<'a> {
+    Handle(&'a Event),
+    Timer(&'a TimerCall),
 }
 
 /// The inputs of one call besides the event.
@@ -37,7 +58,7 @@ pub struct CallInput<'a> {
 /// leave the guest's memory inconsistent.
 pub struct Instance {
     pub(super) store: wasmtime::Store<CallCtx>,
-    pub(super) handler: Handler,
+    pub(super) handler: Bound,
     pub(super) hash: String,
     pub(super) calls: u64,
 }
@@ -55,10 +76,32 @@ impl Instance {
 
     /// Runs the handler on `event`.
     pub fn call(&mut self, event: &Event, input: CallInput<'_>) -> Result<CallOutput, Fault> {
+        self.run(Entry::Handle(event), &event.id, &event.time, input)
+    }
+
+    /// Runs `on-timer` for a timer that came due; `id` is the firing's
+    /// event id, and the call's time is the due time. A 0.1.0 plugin has no
+    /// `on-timer` (and sets no timers): it returns no emits.
+    pub fn call_timer(
+        &mut self,
+        timer: &TimerCall,
+        id: &str,
+        input: CallInput<'_>,
+    ) -> Result<CallOutput, Fault> {
+        self.run(Entry::Timer(timer), id, &timer.due, input)
+    }
+
+    fn run(
+        &mut self,
+        entry: Entry<'_>,
+        id: &str,
+        time: &str,
+        input: CallInput<'_>,
+    ) -> Result<CallOutput, Fault> {
         self.calls += 1;
         self.store.data_mut().begin(
-            &event.id,
-            &event.time,
+            id,
+            time,
             input.state.clone(),
             input.config.clone(),
             input.limits,
@@ -71,8 +114,19 @@ impl Instance {
             .max(1);
         self.store
             .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        let wit_event = event.into();
-        let outcome = self.handler.call_handle(&mut self.store, &wit_event);
+        let outcome: wasmtime::Result<Result<Vec<Emit>, HandlerError>> =
+            match (&self.handler, entry) {
+                (Bound::V2(h), Entry::Handle(event)) => h
+                    .call_handle(&mut self.store, &event.into())
+                    .map(|r| r.map_err(Into::into).map(emits)),
+                (Bound::V2(h), Entry::Timer(timer)) => h
+                    .call_on_timer(&mut self.store, &timer.into())
+                    .map(|r| r.map_err(Into::into).map(emits)),
+                (Bound::V1(h), Entry::Handle(event)) => h
+                    .call_handle(&mut self.store, &event.into())
+                    .map(|r| r.map_err(Into::into).map(emits)),
+                (Bound::V1(_), Entry::Timer(_)) => Ok(Ok(Vec::new())),
+            };
         let ctx = self.store.data_mut();
         ctx.log_output();
         match outcome {
@@ -87,9 +141,6 @@ impl Instance {
                 Err(Fault::Host(ctx.state_error.take().unwrap_or_default()))
             }
             Ok(result) => {
-                let result: Result<Vec<crate::event::Emit>, _> = result
-                    .map(|emits| emits.into_iter().map(Into::into).collect())
-                    .map_err(Into::into);
                 // The emits were copied out of the guest into the host: they
                 // count against the same budget as staged state and logs.
                 if let Ok(emits) = &result
@@ -101,10 +152,16 @@ impl Instance {
                     result,
                     writes: std::mem::take(&mut ctx.staged),
                     reads: std::mem::take(&mut ctx.reads),
+                    timers: std::mem::take(&mut ctx.timers),
                 })
             }
         }
     }
+}
+
+/// The host's emits from either version's.
+fn emits<E: Into<Emit>>(emits: Vec<E>) -> Vec<Emit> {
+    emits.into_iter().map(Into::into).collect()
 }
 
 /// The bytes an emit holds in the host.

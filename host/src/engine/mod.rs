@@ -25,9 +25,10 @@ mod output;
 
 pub use fault::{Fault, LoadError};
 use fault::{classify, one_line};
-pub use instance::{CallInput, CallOutput, Instance};
+use instance::Bound;
+pub use instance::{CallInput, CallOutput, Instance, StagedTimers};
 
-use crate::bindings::HandlerPre;
+use crate::bindings::{v1, v2};
 pub use crate::config::Limits;
 
 use crate::event::Event;
@@ -105,10 +106,24 @@ pub struct PluginVersion {
     /// The component's bytes, kept so that the version can be stored and
     /// served by other instances after a rollback to it.
     pub wasm: Arc<[u8]>,
-    pre: HandlerPre<CallCtx>,
+    pre: Pre,
+}
+
+/// A linked component, in the contract version it targets.
+enum Pre {
+    V1(v1::HandlerPre<CallCtx>),
+    V2(v2::HandlerPre<CallCtx>),
 }
 
 impl PluginVersion {
+    /// The contract version its component targets: `0.2.0` or `0.1.0`.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V1(_) => "0.1.0",
+            Pre::V2(_) => "0.2.0",
+        }
+    }
+
     /// The short version label put on emits: the first 12 hex digits of the hash.
     pub(crate) fn label(&self) -> &str {
         &self.hash[..12]
@@ -148,7 +163,14 @@ impl Engine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         determinism::add_virtual_sleeps(&mut linker)?;
-        crate::bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
+        // Both contract versions: their interfaces have distinct names
+        // (`@0.1.0`, `@0.2.0`), so a component links against the one it
+        // was built for.
+        v2::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
+            &mut linker,
+            |ctx| ctx,
+        )?;
+        v1::Handler::add_to_linker::<_, wasmtime::component::HasSelf<CallCtx>>(
             &mut linker,
             |ctx| ctx,
         )?;
@@ -228,7 +250,7 @@ impl Engine {
 
     /// Checks the component's imports and exports against the world, naming
     /// the first mismatch.
-    fn link(&self, component: &Component) -> Result<HandlerPre<CallCtx>, LoadError> {
+    fn link(&self, component: &Component) -> Result<Pre, LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -250,9 +272,11 @@ impl Engine {
         }
         for (import, _) in ty.imports(&self.engine) {
             let provided = import.starts_with("wasi:")
-                || ["types", "log", "state", "config"]
-                    .iter()
-                    .any(|i| import == format!("switchyard:plugin/{i}@0.1.0"));
+                || ["types", "log", "state", "config"].iter().any(|i| {
+                    import == format!("switchyard:plugin/{i}@0.1.0")
+                        || import == format!("switchyard:plugin/{i}@0.2.0")
+                })
+                || import == "switchyard:plugin/timers@0.2.0";
             if !provided {
                 return Err(LoadError::WrongWorld(format!(
                     "it imports `{import}`, which the host does not provide"
@@ -263,7 +287,17 @@ impl Engine {
             .linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::WrongWorld(one_line(&e)))?;
-        HandlerPre::new(instance_pre).map_err(|e| {
+        if exports.iter().any(|e| e == "on-timer") {
+            return v2::HandlerPre::new(instance_pre)
+                .map(Pre::V2)
+                .map_err(|e| {
+                    LoadError::WrongWorld(format!(
+                        "its exports `handle` and `on-timer` do not have the types of switchyard:plugin@0.2.0: {}",
+                        one_line(&e)
+                    ))
+                });
+        }
+        v1::HandlerPre::new(instance_pre).map(Pre::V1).map_err(|e| {
             LoadError::WrongWorld(format!(
                 "its export `handle` has the wrong type, expected `func(event: event) -> result<list<emit>, handler-error>`: {}",
                 one_line(&e)
@@ -283,7 +317,11 @@ impl Engine {
             u64::try_from(Limits::default().timeout.as_nanos() / EPOCH_TICK.as_nanos())
                 .unwrap_or(u64::MAX),
         );
-        let handler = version.pre.instantiate(&mut store).map_err(|e| {
+        let handler = match &version.pre {
+            Pre::V1(pre) => pre.instantiate(&mut store).map(Bound::V1),
+            Pre::V2(pre) => pre.instantiate(&mut store).map(Bound::V2),
+        }
+        .map_err(|e| {
             // The pooling allocator's typed error: every slot is taken.
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                 Fault::Busy(one_line(&e))

@@ -1,7 +1,7 @@
 //! The wasm ABI: generated bindings and the adapter from them to [`Handler`].
 //! Only compiled for `wasm32`.
 
-use crate::{Ctx, Handler, Level, State, Value};
+use crate::{Ctx, Handler, Level, State, Timers, Value};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -11,11 +11,12 @@ wit_bindgen::generate!({
     default_bindings_module: "switchyard_sdk::__private",
 });
 
-use switchyard::plugin::{config, log, state, types};
+use switchyard::plugin::{config, log, state, timers, types};
 
 pub use types::Emit as WitEmit;
 pub use types::Event as WitEvent;
 pub use types::HandlerError as WitHandlerError;
+pub use types::Timer as WitTimer;
 /// The list of emits `handle` returns.
 pub type WitEmits = Vec<WitEmit>;
 
@@ -32,6 +33,78 @@ impl State for HostState {
     fn delete(&mut self, key: &str) {
         state::delete(key)
     }
+}
+
+/// Timers backed by the host's `timers` import.
+struct HostTimers;
+
+impl Timers for HostTimers {
+    fn set_at_raw(
+        &mut self,
+        name: &str,
+        at: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), crate::HandlerError> {
+        timers::set_at(name, at, &payload).map_err(crate::HandlerError::Reject)
+    }
+    fn set_after_raw(&mut self, name: &str, delay_ms: u64, payload: Vec<u8>) {
+        timers::set_after(name, delay_ms, &payload)
+    }
+    fn cancel(&mut self, name: &str) {
+        timers::cancel(name)
+    }
+}
+
+/// Runs `f` with a context over the host's state, timers, config and log,
+/// and converts its result to the contract's.
+fn with_ctx(
+    f: impl FnOnce(&mut Ctx<'_>) -> Result<Vec<crate::Emit>, crate::HandlerError>,
+) -> Result<WitEmits, WitHandlerError> {
+    let config: Value = serde_json::from_str(&config::all()).unwrap_or(Value::Null);
+    let mut host_log = |level: Level, message: &str| {
+        let level = match level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error => log::Level::Error,
+        };
+        log::log(level, message)
+    };
+    let (mut state, mut timers) = (HostState, HostTimers);
+    match f(&mut Ctx::new(
+        &mut state,
+        &mut timers,
+        &config,
+        &mut host_log,
+    )) {
+        Ok(emits) => Ok(emits
+            .into_iter()
+            .map(|e| WitEmit {
+                type_: e.ty,
+                data: e.data,
+                key: e.key,
+                topic: e.topic,
+                headers: e
+                    .headers
+                    .into_iter()
+                    .map(|(key, value)| types::Header { key, value })
+                    .collect(),
+            })
+            .collect()),
+        Err(crate::HandlerError::Retry(r)) => Err(WitHandlerError::Retry(r)),
+        Err(crate::HandlerError::Reject(r)) => Err(WitHandlerError::Reject(r)),
+    }
+}
+
+/// Converts a timer, runs `H::on_timer`, and converts the result back.
+pub fn dispatch_timer<H: Handler>(timer: WitTimer) -> Result<WitEmits, WitHandlerError> {
+    let timer = crate::Timer {
+        name: timer.name,
+        payload: timer.payload,
+        due: timer.due,
+    };
+    with_ctx(|ctx| H::on_timer(ctx, &timer))
 }
 
 /// Converts the call, runs `H`, and converts the result back.
@@ -54,34 +127,5 @@ pub fn dispatch<H: Handler>(event: WitEvent) -> Result<WitEmits, WitHandlerError
             .map(|h| (h.key, h.value))
             .collect(),
     };
-    let config: Value = serde_json::from_str(&config::all()).unwrap_or(Value::Null);
-    let mut host_log = |level: Level, message: &str| {
-        let level = match level {
-            Level::Trace => log::Level::Trace,
-            Level::Debug => log::Level::Debug,
-            Level::Info => log::Level::Info,
-            Level::Warn => log::Level::Warn,
-            Level::Error => log::Level::Error,
-        };
-        log::log(level, message)
-    };
-    let mut state = HostState;
-    match H::handle(&mut Ctx::new(&mut state, &config, &mut host_log), &event) {
-        Ok(emits) => Ok(emits
-            .into_iter()
-            .map(|e| WitEmit {
-                type_: e.ty,
-                data: e.data,
-                key: e.key,
-                topic: e.topic,
-                headers: e
-                    .headers
-                    .into_iter()
-                    .map(|(key, value)| types::Header { key, value })
-                    .collect(),
-            })
-            .collect()),
-        Err(crate::HandlerError::Retry(r)) => Err(WitHandlerError::Retry(r)),
-        Err(crate::HandlerError::Reject(r)) => Err(WitHandlerError::Reject(r)),
-    }
+    with_ctx(|ctx| H::handle(ctx, &event))
 }

@@ -1,7 +1,7 @@
 //! Write Switchyard event handler plugins as plain Rust.
 //!
 //! A plugin implements [`Handler`] with ordinary functions over [`Event`],
-//! [`Ctx`] (state and config) and [`Emit`], then exports itself with
+//! [`Ctx`] (state, timers and config) and [`Emit`], then exports itself with
 //! [`plugin!`]. The wasm ABI only exists when compiled for `wasm32`; on the
 //! host, [`testing`] runs the same handler natively, so plugin logic is
 //! unit-tested with `cargo test`.
@@ -210,10 +210,78 @@ pub fn derive_id(namespace: &str, name: &str) -> String {
     uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
 }
 
-/// What a handler may use besides the event: its state, its config and a log.
+/// The plugin's timers: a call back to [`Handler::on_timer`] at a time.
+///
+/// Like state writes, changes are staged and take effect only when the
+/// handler returns `Ok`. A timer fires once, durably: it survives restarts,
+/// and its `on_timer` call's state writes, emits and the timer's removal
+/// commit together.
+pub trait Timers {
+    /// Sets the timer `name` to fire at `at`, an RFC 3339 time (a time
+    /// already past fires at once); setting a name again replaces it.
+    fn set_at_raw(&mut self, name: &str, at: &str, payload: Vec<u8>) -> Result<(), HandlerError>;
+    /// Sets the timer `name` to fire `delay_ms` milliseconds after the time
+    /// of the event being handled (so a replay sets the same due time).
+    fn set_after_raw(&mut self, name: &str, delay_ms: u64, payload: Vec<u8>);
+    /// Cancels the timer `name`, if set.
+    fn cancel(&mut self, name: &str);
+}
+
+impl dyn Timers + '_ {
+    /// Sets the timer `name` for `at` (RFC 3339), carrying `payload` as JSON.
+    pub fn set_at<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        at: &str,
+        payload: &T,
+    ) -> Result<(), HandlerError> {
+        let bytes = serde_json::to_vec(payload)
+            .map_err(|e| HandlerError::Reject(format!("cannot serialize timer `{name}`: {e}")))?;
+        self.set_at_raw(name, at, bytes)
+    }
+
+    /// Sets the timer `name` for `delay` after the event's time, carrying
+    /// `payload` as JSON.
+    pub fn set_after<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        delay: std::time::Duration,
+        payload: &T,
+    ) -> Result<(), HandlerError> {
+        let bytes = serde_json::to_vec(payload)
+            .map_err(|e| HandlerError::Reject(format!("cannot serialize timer `{name}`: {e}")))?;
+        self.set_after_raw(name, delay.as_millis() as u64, bytes);
+        Ok(())
+    }
+}
+
+/// A timer that came due, as [`Handler::on_timer`] receives it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Timer {
+    /// The name it was set under.
+    pub name: String,
+    /// The payload it was set with.
+    pub payload: Vec<u8>,
+    /// When it was due, RFC 3339 UTC; also the call's time.
+    pub due: String,
+}
+
+impl Timer {
+    /// The payload parsed from JSON into `T`; one that does not fit is rejected.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_slice(&self.payload).map_err(|e| {
+            HandlerError::Reject(format!("timer `{}` payload does not fit: {e}", self.name))
+        })
+    }
+}
+
+/// What a handler may use besides the event: its state, its timers, its
+/// config and a log.
 pub struct Ctx<'a> {
     /// The plugin's state.
     pub state: &'a mut dyn State,
+    /// The plugin's timers.
+    pub timers: &'a mut dyn Timers,
     config: &'a Value,
     log: &'a mut dyn FnMut(Level, &str),
 }
@@ -234,13 +302,19 @@ pub enum Level {
 }
 
 impl<'a> Ctx<'a> {
-    /// A context over `state`, `config` and a log sink.
+    /// A context over `state`, `timers`, `config` and a log sink.
     pub fn new(
         state: &'a mut dyn State,
+        timers: &'a mut dyn Timers,
         config: &'a Value,
         log: &'a mut dyn FnMut(Level, &str),
     ) -> Self {
-        Ctx { state, config, log }
+        Ctx {
+            state,
+            timers,
+            config,
+            log,
+        }
     }
 
     /// The plugin's config parsed into `T`; a config that does not fit is rejected.
@@ -259,9 +333,17 @@ impl<'a> Ctx<'a> {
 pub trait Handler {
     /// Handles one event; returns the events to emit.
     fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError>;
+
+    /// Handles a timer this plugin set, when it comes due; returns the
+    /// events to emit. By default a plugin sets no timers, and this emits
+    /// nothing.
+    fn on_timer(ctx: &mut Ctx<'_>, timer: &Timer) -> Result<Vec<Emit>, HandlerError> {
+        let _ = (ctx, timer);
+        Ok(Vec::new())
+    }
 }
 
-/// Exports a [`Handler`] as the plugin's `handle` function (only when
+/// Exports a [`Handler`] as the plugin's `handle` and `on-timer` functions (only when
 /// compiled for wasm; natively it expands to nothing).
 #[macro_export]
 macro_rules! plugin {
@@ -277,6 +359,14 @@ macro_rules! plugin {
                     $crate::__private::WitHandlerError,
                 > {
                     $crate::__private::dispatch::<$handler>(event)
+                }
+                fn on_timer(
+                    timer: $crate::__private::WitTimer,
+                ) -> ::core::result::Result<
+                    $crate::__private::WitEmits,
+                    $crate::__private::WitHandlerError,
+                > {
+                    $crate::__private::dispatch_timer::<$handler>(timer)
                 }
             }
     $crate::__private::__export_handler!(SwitchyardExport with_types_in $crate::__private);
