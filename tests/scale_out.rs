@@ -29,6 +29,7 @@ fn bump(store: &PgStore, id: &str) -> bool {
         reads: [("n".to_string(), n)].into(),
         writes: [("n".to_string(), Some(next.to_le_bytes().to_vec()))].into(),
         outputs: Vec::new(),
+        timers: Default::default(),
     };
     store.commit(&[&[vec![effect]]]).unwrap() == vec![1]
 }
@@ -91,6 +92,7 @@ fn the_postgres_store_keeps_the_contract_and_loses_no_update_between_instances()
         reads: Default::default(),
         writes: Default::default(),
         outputs: Vec::new(),
+        timers: Default::default(),
     }]]]);
     let why = format!("{:#}", down.unwrap_err());
     assert!(why.contains("cannot reach PostgreSQL"), "{why}");

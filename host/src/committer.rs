@@ -89,7 +89,7 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Effect, MemoryStore, StateRead, Unreachable};
+    use crate::state::{DueTimer, Effect, MemoryStore, StateRead, Unreachable};
     use std::collections::BTreeMap;
 
     /// A store that cannot be reached.
@@ -111,6 +111,15 @@ mod tests {
         fn snapshot(&self, _: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
             Ok(BTreeMap::new())
         }
+        fn due_timers(&self, _: &(String, i32), _: i64, _: usize) -> anyhow::Result<Vec<DueTimer>> {
+            Ok(Vec::new())
+        }
+        fn next_due(&self, _: &(String, i32)) -> anyhow::Result<Option<i64>> {
+            Ok(None)
+        }
+        fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>> {
+            Ok(BTreeMap::new())
+        }
     }
 
     fn batch(id: &str) -> Arc<Vec<RecordEffects>> {
@@ -120,6 +129,7 @@ mod tests {
             reads: Default::default(),
             writes: [("k".to_string(), Some(id.as_bytes().to_vec()))].into(),
             outputs: Vec::new(),
+            timers: Default::default(),
         }]])
     }
 

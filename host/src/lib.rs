@@ -130,8 +130,8 @@ pub use reload::Reloader;
 
 /// State.
 pub use state::{
-    Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead, StateStore, VersionStore,
-    contract,
+    DueTimer, Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead, StateStore, Timer,
+    TimerChange, TimerChanges, VersionStore, contract,
 };
 
 /// A partition worker and its parts, to run one in-process.

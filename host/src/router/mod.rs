@@ -326,6 +326,7 @@ impl Router {
                     reads,
                     writes,
                     outputs: OutRecord::encode_all(&records),
+                    timers: Default::default(),
                 });
                 call.result = Ok(records);
             }

@@ -8,8 +8,10 @@
 //! the one there. At the first record that fails, its partition's batch stops
 //! (the records before it pass); the next partition's batch is checked as
 //! usual. The answer is a [`Plan`]: how many records of each batch pass, and
-//! the writes, processed marks and outputs (the outbox) that applying them
-//! means. The store applies the plan in the same transaction it read in.
+//! the writes, processed marks, outputs (the outbox) and timer changes that
+//! applying them means. The store applies the plan in the same transaction
+//! it read in. Timers are not checked: the plan only folds the timer changes
+//! of the passing records in commit order, one [`TimerOp`] per timer.
 //!
 //! A store that reads one key at a time (memory, redb) implements
 //! [`Committed`] over its tables; a store for which each read is a round trip
@@ -17,6 +19,7 @@
 //! ([`touched`]) in one query each and checks against that ([`ReadAhead`]).
 
 use super::RecordEffects;
+use super::timers::TimerOp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Committed state, as the check reads it.
@@ -46,6 +49,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) writes: BTreeMap<(&'a str, &'a str), Option<&'a [u8]>>,
     /// The events marked processed, in commit order.
     pub(crate) marks: Vec<Mark<'a>>,
+    /// What the passing records do to timers, by (plugin, name), their
+    /// changes folded in commit order.
+    pub(crate) timers: BTreeMap<(&'a str, &'a str), TimerOp<'a>>,
 }
 
 impl Plan<'_> {
@@ -80,6 +86,14 @@ pub(crate) fn check<'a>(
                 for (key, value) in &e.writes {
                     plan.writes
                         .insert((e.plugin.as_str(), key.as_str()), value.as_deref());
+                }
+                for (name, change) in &e.timers {
+                    let key = (e.plugin.as_str(), name.as_str());
+                    let op = match plan.timers.remove(&key) {
+                        Some(before) => before.then(change),
+                        None => TimerOp::of(change),
+                    };
+                    plan.timers.insert(key, op);
                 }
                 marked.insert((&e.plugin, &e.event_id));
                 plan.marks.push(Mark {
@@ -195,6 +209,7 @@ mod tests {
                 .map(|k| (k.to_string(), Some(id.as_bytes().to_vec())))
                 .collect(),
             outputs: id.as_bytes().to_vec(),
+            timers: Default::default(),
         }
     }
 

@@ -34,6 +34,21 @@
 //! shared by every instance of a consumer group (`--state-url`). All three
 //! keep the same contract, checked by [`contract::check_store`].
 //!
+//! # Timers
+//!
+//! A plugin call may also set, replace, cancel or fire named timers
+//! ([`TimerChanges`] in its [`Effect`]; one timer per name per plugin).
+//! They are staged like writes: applied in the same transaction as the
+//! effect's writes, processed mark and outputs when its record passes the
+//! check, discarded otherwise. They take no part in the check itself, but a
+//! commit applies them in commit order (a later record's change to the same
+//! timer wins; a firing removes the timer only if it is still due at the
+//! time it fired for). Each timer belongs to the input partition of the
+//! event that last set it; [`StateStore::due_timers`] and
+//! [`StateStore::next_due`] answer per partition from an index by (topic,
+//! partition, due time) in the durable stores, so a million pending timers
+//! neither fill memory nor slow a commit that does not touch them.
+//!
 //! The durable stores also keep the plugin versions ([`VersionStore`]), so
 //! an upload, a rollback or a pause outlives a restart, and every instance
 //! sharing a PostgreSQL store serves the same version.
@@ -45,12 +60,14 @@ mod disk;
 mod error;
 mod memory;
 mod postgres;
+mod timers;
 mod view;
 
 pub(crate) use disk::DiskStore;
 pub use error::StateError;
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, Unreachable};
+pub use timers::{DueTimer, Timer, TimerChange, TimerChanges};
 pub(crate) use view::BatchView;
 
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +97,8 @@ pub struct Effect {
     pub writes: Writes,
     /// The records it produced, encoded (see [`crate::event::OutRecord`]).
     pub outputs: Vec<u8>,
+    /// What it did to its plugin's timers, applied with its writes.
+    pub timers: TimerChanges,
 }
 
 /// The effects of one record: one per plugin that ran on it.
@@ -96,6 +115,20 @@ pub trait StateStore: StateRead {
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Every committed key and value of `plugin`'s namespace.
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>>;
+    /// The timers of `partition` (topic, partition) due at or before
+    /// `until_ms`, ordered by due time, then plugin, then name; at most
+    /// `limit` of them.
+    fn due_timers(
+        &self,
+        partition: &(String, i32),
+        until_ms: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<DueTimer>>;
+    /// The earliest due time among the timers of `partition`, if it has any.
+    fn next_due(&self, partition: &(String, i32)) -> anyhow::Result<Option<i64>>;
+    /// Per plugin with timers, how many are pending and the earliest due
+    /// time among them (for metrics and the status page).
+    fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>>;
     /// The outputs recorded for each of `keys` (plugin, event id) that was
     /// processed; the others are absent from the answer.
     fn processed_many(

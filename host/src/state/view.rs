@@ -116,6 +116,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
                 .collect(),
             outputs: format!("out-{id}").into_bytes(),
+            timers: Default::default(),
         }
     }
 

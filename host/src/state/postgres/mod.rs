@@ -48,7 +48,7 @@ mod commit;
 mod schema;
 mod versions;
 
-use super::{RecordEffects, StateError, StateRead, StateStore};
+use super::{DueTimer, RecordEffects, StateError, StateRead, StateStore};
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::{BTreeMap, HashMap};
@@ -258,6 +258,23 @@ impl StateStore for PgStore {
                 .map(|r| ((r.get(0), r.get(1)), r.get(2)))
                 .collect())
         })
+    }
+
+    fn due_timers(
+        &self,
+        _partition: &(String, i32),
+        _until_ms: i64,
+        _limit: usize,
+    ) -> anyhow::Result<Vec<DueTimer>> {
+        anyhow::bail!("timers are not in the PostgreSQL store yet")
+    }
+
+    fn next_due(&self, _partition: &(String, i32)) -> anyhow::Result<Option<i64>> {
+        anyhow::bail!("timers are not in the PostgreSQL store yet")
+    }
+
+    fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>> {
+        anyhow::bail!("timers are not in the PostgreSQL store yet")
     }
 
     fn remote(&self) -> bool {
