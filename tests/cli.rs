@@ -34,7 +34,9 @@ fn validate_accepts_a_plugin_and_names_the_mismatch_of_a_wrong_world() {
     assert!(!ok, "{text}");
     assert_eq!(text.lines().count(), 1, "one line: {text}");
     assert!(
-        text.contains("wrong_world.wasm: does not implement switchyard:plugin/handler (0.2.0 or 0.1.0)"),
+        text.contains(
+            "wrong_world.wasm: does not implement switchyard:plugin/handler (0.2.0 or 0.1.0)"
+        ),
         "{text}"
     );
     assert!(

@@ -16,7 +16,7 @@
 
 use crate::config::{Isolation, PluginSpec};
 use crate::engine::{CallInput, CallOutput, Engine, Fault, Instance, PluginVersion};
-use crate::event::Event;
+use crate::event::{Event, TimerCall};
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -141,16 +141,23 @@ impl Instances {
 
     /// Calls `version` of `plugin`: on its warm instance (made, or replaced
     /// when the version changed or it is worn out), or on a fresh one for
-    /// `isolation = "per-event"`. A faulted instance is dropped.
+    /// `isolation = "per-event"`. With `timer`, it runs that timer's
+    /// `on-timer` instead, `event` standing for the firing. A faulted
+    /// instance is dropped.
     pub(crate) fn call(
         &mut self,
         spec: &PluginSpec,
         version: &PluginVersion,
         event: &Event,
+        timer: Option<&TimerCall>,
         input: CallInput<'_>,
     ) -> Result<CallOutput, Fault> {
+        let run = |instance: &mut Instance| match timer {
+            Some(timer) => instance.call_timer(timer, &event.id, input),
+            None => instance.call(event, input),
+        };
         if spec.isolation == Isolation::PerEvent {
-            return self.engine.call(version, event, input);
+            return run(&mut self.engine.instantiate(version)?);
         }
         let stale = self
             .warm
@@ -163,7 +170,7 @@ impl Instances {
             self.warm.insert(spec.name.clone(), instance);
         }
         let instance = self.warm.get_mut(&spec.name).expect("just inserted");
-        let result = instance.call(event, input);
+        let result = run(instance);
         if result.is_err() {
             self.warm.remove(&spec.name);
         }

@@ -74,7 +74,10 @@ pub(super) async fn ack_in_order(
                 return;
             }
         }
-        shared.source.store(&lease, &partition, record.offset);
+        // A timer's firing (offset -1) has no offset to store.
+        if record.offset >= 0 {
+            shared.source.store(&lease, &partition, record.offset);
+        }
         shared.stats.acked.fetch_add(1, Ordering::Relaxed);
     }
 }

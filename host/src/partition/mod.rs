@@ -28,11 +28,13 @@ mod count;
 mod emit;
 mod ports;
 mod queue;
+mod timers;
 
 pub use count::Stats;
 pub use ports::{Offsets, Outputs};
 pub use queue::PartitionQueue;
 use queue::{Backlog, Paused, held_bytes};
+use timers::TimerClock;
 
 use crate::committer::Committer;
 use crate::config::KafkaConfig;
@@ -114,12 +116,43 @@ impl Worker {
             self.lease.clone(),
             acks_rx,
         ));
-        let kafka = &shared.kafka;
-        while let Some(first) = rx.recv().await {
+        let mut timers = TimerClock::default();
+        loop {
+            let first = tokio::select! {
+                first = rx.recv() => match first {
+                    Some(first) => Some(first),
+                    None => break,
+                },
+                _ = tokio::time::sleep(timers.wait()) => None,
+            };
             if shared.stopping() || !self.lease.live() {
                 // Not started: dropped, to be redelivered.
                 break;
             }
+            if let Some(first) = first
+                && !self.batch(first, &mut rx, &acks).await
+            {
+                break;
+            }
+            if !self.fire_due(&mut timers, &acks).await {
+                break;
+            }
+        }
+        drop(acks);
+        let _ = acker.await;
+    }
+
+    /// Collects a batch starting with `first` and takes it to the producer;
+    /// false when shutdown interrupted it.
+    async fn batch(
+        &self,
+        first: Record,
+        rx: &mut mpsc::UnboundedReceiver<Record>,
+        acks: &mpsc::Sender<Pending>,
+    ) -> bool {
+        let shared = &self.shared;
+        let kafka = &shared.kafka;
+        {
             let mut bytes = first.value.as_ref().map_or(0, Vec::len);
             let mut batch = vec![first];
             let linger = Instant::now() + Duration::from_millis(kafka.linger_ms);
@@ -147,12 +180,8 @@ impl Worker {
                     *paused = false;
                 }
             }
-            if !self.handle(batch, &acks).await {
-                break;
-            }
+            self.handle(batch, acks).await
         }
-        drop(acks);
-        let _ = acker.await;
     }
 
     /// Takes one batch to the producer; false when shutdown interrupted it.
@@ -229,7 +258,9 @@ impl Worker {
                 };
                 self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
-                if let Some(hold) = &hold {
+                if let Some(hold) = &hold
+                    && record.offset >= 0
+                {
                     hold.handled(&self.partition, &self.lease, record.offset + 1);
                 }
                 if acks.send(pending).await.is_err() {

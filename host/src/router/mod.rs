@@ -17,15 +17,18 @@
 
 mod emit;
 mod failure;
+mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
+pub use timer::firing_record;
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
 use crate::envelope::{self, DecodeError};
-use crate::event::{Event, OutRecord, Record};
+use crate::event::{Event, OutRecord, Record, TimerCall};
 use crate::pool::Instances;
 use crate::registry::{Plugin, PluginRegistry};
+use crate::state::TimerChange;
 use crate::state::{BatchView, Effect, RecordEffects, StateError, StateRead, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,6 +168,9 @@ impl Router {
         if self.exclude.matches(&record.topic) {
             return RecordOutcome::Skipped("excluded topic".into());
         }
+        if let Some(firing) = timer::firing_of(record) {
+            return self.fire(firing, record, view, instances);
+        }
         let event = match envelope::decode(record) {
             Ok(event) => event,
             Err(e) if self.wanted(&record.topic) => return RecordOutcome::Undecodable(e),
@@ -173,7 +179,7 @@ impl Router {
         let calls: Vec<PluginCall> = self
             .registry
             .subscribers(&event.ty, &event.topic)
-            .map(|plugin| self.run(plugin, &event, view, instances))
+            .map(|plugin| self.run(plugin, &event, None, view, instances))
             .collect();
         if !calls.is_empty() {
             self.learn(&event.topic);
@@ -244,11 +250,65 @@ impl Router {
         BatchRun { done, stop: None }
     }
 
-    /// Runs one plugin on one decoded event, through `view`.
+    /// Runs a timer's firing on its plugin's `on-timer`: only that plugin,
+    /// whatever subscribes to the topic.
+    fn fire(
+        &self,
+        firing: Result<timer::Firing, String>,
+        record: &Record,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+    ) -> RecordOutcome {
+        let firing = match firing {
+            Ok(firing) => firing,
+            Err(why) => return RecordOutcome::Skipped(why),
+        };
+        let Some(plugin) = self.registry.get(&firing.plugin) else {
+            return RecordOutcome::Skipped(format!(
+                "a timer of plugin `{}`, which is not configured",
+                firing.plugin
+            ));
+        };
+        let event = firing.event(record);
+        let call = firing.call();
+        let mut outcome = self.run(plugin, &event, Some(&call), view, instances);
+        // The timer goes with the firing's commit, unless its handler set
+        // the same name again. A firing that failed (and is dead-lettered:
+        // one that waits is not committed) or already ran removes it too,
+        // under an id of its own, so it never fires again.
+        let fired = TimerChange::Fired {
+            due_ms: firing.due_ms,
+        };
+        match &mut outcome.effect {
+            Some(effect) => {
+                effect.timers.entry(firing.name.clone()).or_insert(fired);
+            }
+            None => {
+                let why = if outcome.duplicate { "again" } else { "failed" };
+                outcome.effect = Some(Effect {
+                    plugin: plugin.spec.name.clone(),
+                    event_id: format!("{}:{why}", event.id),
+                    reads: Default::default(),
+                    writes: Default::default(),
+                    outputs: Vec::new(),
+                    timers: [(firing.name.clone(), fired)].into(),
+                });
+            }
+        }
+        RecordOutcome::Routed {
+            ty: event.ty,
+            id: event.id,
+            calls: vec![outcome],
+        }
+    }
+
+    /// Runs one plugin on one decoded event (or, with `timer`, that timer's
+    /// firing, `event` standing for it), through `view`.
     fn run(
         &self,
         plugin: &Arc<Plugin>,
         event: &Event,
+        timer: Option<&TimerCall>,
         view: &Arc<BatchView>,
         instances: &mut Instances,
     ) -> PluginCall {
@@ -304,7 +364,7 @@ impl Router {
             limits: spec.limits,
         };
         let result = instances
-            .call(spec, &version, event, input)
+            .call(spec, &version, event, timer, input)
             .map_err(Failure::Fault)
             .and_then(|out| {
                 let emits = out.result.map_err(Failure::Handler)?;
@@ -315,18 +375,18 @@ impl Router {
                         emit::wrap(spec, &call.version, event, i, emit, self.max_record_bytes)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((records, out.reads, out.writes))
+                Ok((records, out.reads, out.writes, out.timers))
             });
         call.took = started.elapsed();
         match result {
-            Ok((records, reads, writes)) => {
+            Ok((records, reads, writes, timers)) => {
                 call.effect = Some(Effect {
                     plugin: spec.name.clone(),
                     event_id: event.id.clone(),
                     reads,
                     writes,
                     outputs: OutRecord::encode_all(&records),
-                    timers: Default::default(),
+                    timers: timer::changes(timers, event),
                 });
                 call.result = Ok(records);
             }
