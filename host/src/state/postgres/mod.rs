@@ -318,12 +318,12 @@ impl StateStore for PgStore {
             let client = Self::client(&pool).await?;
             let statement = client
                 .prepare_cached(
-                    "SELECT min(due_ms) FROM switchyard_timers \
-                     WHERE topic = $1 AND partition = $2",
+                    "SELECT due_ms FROM switchyard_timers \
+                     WHERE topic = $1 AND partition = $2 ORDER BY due_ms LIMIT 1",
                 )
                 .await?;
-            let row = client.query_one(&statement, &[&topic, &partition]).await?;
-            Ok(row.get(0))
+            let row = client.query_opt(&statement, &[&topic, &partition]).await?;
+            Ok(row.map(|r| r.get(0)))
         })
     }
 
