@@ -2,7 +2,8 @@
 //! run again on a serialization failure, and the pruning of processed ids.
 
 use super::{PgStore, Unreachable};
-use crate::state::check::{ReadAhead, check, touched};
+use crate::state::check::{Plan, ReadAhead, check, touched};
+use crate::state::timers::TimerOp;
 use crate::state::{RecordEffects, StateError};
 use deadpool_postgres::Pool;
 use std::collections::{BTreeSet, HashMap};
@@ -34,6 +35,88 @@ struct Columns {
     plugins: Vec<String>,
     keys: Vec<String>,
     values: Vec<Vec<u8>>,
+}
+
+/// The columns of the timers a plan sets, as arrays for `unnest`.
+#[derive(Default)]
+struct SetTimers {
+    plugins: Vec<String>,
+    names: Vec<String>,
+    dues: Vec<i64>,
+    payloads: Vec<Vec<u8>>,
+    topics: Vec<String>,
+    partitions: Vec<i32>,
+    contexts: Vec<Vec<u8>>,
+}
+
+/// The timers a plan removes: a row each with the due time it must still
+/// have (a firing), or none (a cancel).
+#[derive(Default)]
+struct RemoveTimers {
+    plugins: Vec<String>,
+    names: Vec<String>,
+    dues: Vec<Option<i64>>,
+}
+
+/// Writes the plan's timer ops in `txn`: one statement for the timers it
+/// sets, one for those it removes, none when it changes no timer.
+async fn write_timers(
+    txn: &deadpool_postgres::Transaction<'_>,
+    plan: &Plan<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let (mut set, mut remove) = (SetTimers::default(), RemoveTimers::default());
+    for ((plugin, name), op) in &plan.timers {
+        let mut removed = |due: Option<i64>| {
+            remove.plugins.push(plugin.to_string());
+            remove.names.push(name.to_string());
+            remove.dues.push(due);
+        };
+        match op {
+            TimerOp::Set(timer) => {
+                set.plugins.push(plugin.to_string());
+                set.names.push(name.to_string());
+                set.dues.push(timer.due_ms);
+                set.payloads.push(timer.payload.clone());
+                set.topics.push(timer.topic.clone());
+                set.partitions.push(timer.partition);
+                set.contexts.push(timer.context.clone());
+            }
+            TimerOp::Cancel => removed(None),
+            TimerOp::Fired(dues) => dues.iter().for_each(|due| removed(Some(*due))),
+        }
+    }
+    if !set.plugins.is_empty() {
+        txn.execute(
+            "INSERT INTO switchyard_timers \
+             (plugin, name, due_ms, payload, topic, partition, context) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[], \
+                                  $5::text[], $6::int4[], $7::bytea[]) \
+             ON CONFLICT (plugin, name) DO UPDATE SET due_ms = EXCLUDED.due_ms, \
+             payload = EXCLUDED.payload, topic = EXCLUDED.topic, \
+             partition = EXCLUDED.partition, context = EXCLUDED.context",
+            &[
+                &set.plugins,
+                &set.names,
+                &set.dues,
+                &set.payloads,
+                &set.topics,
+                &set.partitions,
+                &set.contexts,
+            ],
+        )
+        .await?;
+    }
+    if !remove.plugins.is_empty() {
+        txn.execute(
+            "DELETE FROM switchyard_timers t \
+             USING unnest($1::text[], $2::text[], $3::int8[]) AS d(plugin, name, due_ms) \
+             WHERE t.plugin = d.plugin AND t.name = d.name \
+             AND (d.due_ms IS NULL OR t.due_ms = d.due_ms)",
+            &[&remove.plugins, &remove.names, &remove.dues],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// What one commit applied.
@@ -131,6 +214,9 @@ async fn try_commit(
                 &[&marks.plugins, &marks.keys, &marks.values],
             )
             .await?;
+        }
+        if !plan.timers.is_empty() {
+            write_timers(&txn, &plan).await?;
         }
         txn.commit().await?;
         Ok::<_, anyhow::Error>(Done {

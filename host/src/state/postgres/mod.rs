@@ -8,14 +8,17 @@
 //! # Transactions
 //!
 //! One [`StateStore::commit`] is one `SERIALIZABLE` transaction, whatever
-//! the number of partitions and records in it, in five statements at most.
-//! It reads ahead in two: the processed marks of every event in it, and
-//! every value any call read (one query each, not one per key). Then it
-//! runs the commit check every store shares, record by record and in order,
-//! in memory against what it read; and writes the plan in three: upsert the
-//! writes, delete the deletes, insert the processed marks with their
-//! outputs. A record whose reads no longer hold, or whose event is already
-//! marked, cuts its partition's batch there, exactly as in redb.
+//! the number of partitions and records in it, in five statements at most
+//! (seven when it changes timers). It reads ahead in two: the processed
+//! marks of every event in it, and every value any call read (one query
+//! each, not one per key). Then it runs the commit check every store shares,
+//! record by record and in order, in memory against what it read; and writes
+//! the plan in three: upsert the writes, delete the deletes, insert the
+//! processed marks with their outputs; and, only when the plan changes
+//! timers, two more: upsert the timers set, delete those cancelled or fired
+//! (a firing only where the due time still matches). A record whose reads
+//! no longer hold, or whose event is already marked, cuts its partition's
+//! batch there, exactly as in redb.
 //!
 //! Two instances committing at once cannot both pass a check on the same
 //! value: PostgreSQL aborts one of them with a serialization failure (or a
@@ -38,6 +41,14 @@
 //! covers the longest redelivery you expect (a consumer group's lag after an
 //! outage), per plugin.
 //!
+//! # Timers
+//!
+//! Timers live in `switchyard_timers`, keyed by (plugin, name), with an
+//! index on (topic, partition, due time, plugin, name): the due timers of a
+//! partition and its next due time are range scans of that index (plugin
+//! and name compared as bytes, so the order is the other stores' order).
+//! The per-plugin counts for metrics aggregate the table (`GROUP BY`).
+//!
 //! # Threads
 //!
 //! The store is called from plain threads (plugin workers, the committer)
@@ -48,7 +59,7 @@ mod commit;
 mod schema;
 mod versions;
 
-use super::{DueTimer, RecordEffects, StateError, StateRead, StateStore};
+use super::{DueTimer, RecordEffects, StateError, StateRead, StateStore, Timer};
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::{BTreeMap, HashMap};
@@ -262,19 +273,78 @@ impl StateStore for PgStore {
 
     fn due_timers(
         &self,
-        _partition: &(String, i32),
-        _until_ms: i64,
-        _limit: usize,
+        partition: &(String, i32),
+        until_ms: i64,
+        limit: usize,
     ) -> anyhow::Result<Vec<DueTimer>> {
-        anyhow::bail!("timers are not in the PostgreSQL store yet")
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (pool, (topic, partition)) = (self.pool.clone(), partition.clone());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(async move {
+            let client = Self::client(&pool).await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT plugin, name, due_ms, payload, topic, partition, context \
+                     FROM switchyard_timers \
+                     WHERE topic = $1 AND partition = $2 AND due_ms <= $3 \
+                     ORDER BY due_ms, plugin COLLATE \"C\", name COLLATE \"C\" LIMIT $4",
+                )
+                .await?;
+            let rows = client
+                .query(&statement, &[&topic, &partition, &until_ms, &limit])
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| DueTimer {
+                    plugin: r.get(0),
+                    name: r.get(1),
+                    timer: Timer {
+                        due_ms: r.get(2),
+                        payload: r.get(3),
+                        topic: r.get(4),
+                        partition: r.get(5),
+                        context: r.get(6),
+                    },
+                })
+                .collect())
+        })
     }
 
-    fn next_due(&self, _partition: &(String, i32)) -> anyhow::Result<Option<i64>> {
-        anyhow::bail!("timers are not in the PostgreSQL store yet")
+    fn next_due(&self, partition: &(String, i32)) -> anyhow::Result<Option<i64>> {
+        let (pool, (topic, partition)) = (self.pool.clone(), partition.clone());
+        self.run(async move {
+            let client = Self::client(&pool).await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT due_ms FROM switchyard_timers \
+                     WHERE topic = $1 AND partition = $2 ORDER BY due_ms LIMIT 1",
+                )
+                .await?;
+            let row = client.query_opt(&statement, &[&topic, &partition]).await?;
+            Ok(row.map(|r| r.get(0)))
+        })
     }
 
     fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>> {
-        anyhow::bail!("timers are not in the PostgreSQL store yet")
+        let pool = self.pool.clone();
+        self.run(async move {
+            let rows = Self::client(&pool)
+                .await?
+                .query(
+                    "SELECT plugin, count(*), min(due_ms) FROM switchyard_timers GROUP BY plugin",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let count: i64 = r.get(1);
+                    (r.get(0), (count.max(0) as u64, r.get(2)))
+                })
+                .collect())
+        })
     }
 
     fn remote(&self) -> bool {

@@ -3,7 +3,8 @@
 use super::PgStore;
 
 /// The schema, one migration per entry; applied in order, once each.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE switchyard_state (
     plugin text NOT NULL,
     key text NOT NULL,
@@ -29,7 +30,25 @@ CREATE TABLE switchyard_plugins (
     paused boolean NOT NULL,
     changed_at timestamptz NOT NULL DEFAULT now()
 );
-"#];
+"#,
+    // Timers: one per (plugin, name); the index serves the due queries of
+    // one partition in the order they answer (due time, then plugin and
+    // name compared as bytes, as every store orders them).
+    r#"
+CREATE TABLE switchyard_timers (
+    plugin text NOT NULL,
+    name text NOT NULL,
+    due_ms bigint NOT NULL,
+    payload bytea NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    context bytea NOT NULL,
+    PRIMARY KEY (plugin, name)
+);
+CREATE INDEX switchyard_timers_due ON switchyard_timers
+    (topic, partition, due_ms, plugin COLLATE "C", name COLLATE "C");
+"#,
+];
 
 impl PgStore {
     /// Applies the migrations not applied yet, one instance at a time.
