@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-/// The autocheck example's config, with absolute paths and the payment
-/// window set to `window`, written into `dir`.
-fn autocheck_config(dir: &Path, window: &str) -> std::path::PathBuf {
-    let example = kit::root().join("examples/autocheck");
+/// An example's config, with absolute paths and the payment window set to
+/// `window`, written into `dir`.
+fn example_config(dir: &Path, name: &str, window: &str) -> std::path::PathBuf {
+    let example = kit::root().join("examples").join(name);
     let text = std::fs::read_to_string(example.join("router.toml"))
         .unwrap()
         .replace(
@@ -29,21 +29,27 @@ fn autocheck_config(dir: &Path, window: &str) -> std::path::PathBuf {
     path
 }
 
-/// Now, RFC 3339: a window counts from its event's time.
-fn now() -> String {
+/// Now plus `secs`, RFC 3339: a window counts from its event's time.
+fn at(secs: i64) -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    chrono::DateTime::from_timestamp_millis(ms)
+    chrono::DateTime::from_timestamp_millis(ms + secs * 1000)
         .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn created(appointment: &str) -> (String, String) {
+fn now() -> String {
+    at(0)
+}
+
+/// `appointment.created` for `appointment`, stamped `secs` from now (its
+/// window counts from then).
+fn created(appointment: &str, secs: i64) -> (String, String) {
     let value = json!({
         "eventType": "appointment.created", "eventId": format!("created-{appointment}"),
-        "timestamp": now(), "version": "1.0",
+        "timestamp": at(secs), "version": "1.0",
         "data": {"appointmentId": appointment, "customerId": "user-uuid-123", "serviceType": "premium",
                  "date": "2030-01-15", "time": "10:00 AM", "inspectorId": "inspector-uuid-789",
                  "status": "pending_payment", "amount": 80.00}
@@ -92,7 +98,7 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
         broker.create_topic(t, 2);
         broker.create_topic(&format!("{t}.dlq"), 2);
     }
-    let config = autocheck_config(dir.path(), "3s");
+    let config = example_config(dir.path(), "autocheck", "3s");
     let router = Router::start(
         &config,
         &broker,
@@ -100,11 +106,16 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
         &dir.path().join("cache"),
     );
     let kcat = Kcat(broker.bootstrap());
+    // The paid appointment's window ends 5 s after the unpaid one's: room to
+    // handle its payment on a busy machine.
     kcat.produce_lines(
         "appointments-topic",
         None,
-        &[created("appt-unpaid"), created("appt-paid")],
+        &[created("appt-unpaid", 0), created("appt-paid", 5)],
     );
+    eventually("both appointments handled", Duration::from_secs(60), || {
+        router.or_log(router.processed("appointments-topic") >= 2)
+    });
     kcat.produce_lines("payments-topic", None, &[completed("appt-paid")]);
     eventually(
         "the paid appointment confirmed",
@@ -132,8 +143,8 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
     assert_eq!(cancelled[0]["data"]["cancelledBy"], "system");
     assert_eq!(cancelled[0]["data"]["refundEligible"], false);
     // A later appointment's cancellation is the signal that the paid one's
-    // window (set earlier) has passed too.
-    kcat.produce_lines("appointments-topic", None, &[created("appt-later")]);
+    // window (which ends before it) has passed too.
+    kcat.produce_lines("appointments-topic", None, &[created("appt-later", 6)]);
     eventually(
         "the later appointment cancelled",
         Duration::from_secs(60),
@@ -153,5 +164,77 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
     eprintln!(
         "the unpaid window fired {:?} after confirmation",
         started.elapsed()
+    );
+}
+
+fn joined(id: &str, priority: i64, start: &str, end: &str) -> (String, String) {
+    let value = json!({
+        "eventId": format!("join-{id}"), "eventType": "waitlist.joined", "waitlistId": id,
+        "userId": format!("user-{id}"), "resourceId": "room-9", "timestamp": now(),
+        "eventData": {"priority": priority, "position": 1, "desiredStartTime": start, "desiredEndTime": end},
+        "metadata": {"service": "booking-service", "version": "1.0.0"}
+    });
+    ("room-9".to_string(), value.to_string())
+}
+
+/// The `ty` events of `waitlist-events`, as (waitlistId, event).
+fn waitlist(broker: &Broker, ty: &str) -> Vec<String> {
+    broker
+        .client()
+        .consume("waitlist-events")
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+        .filter(|v| v["eventType"] == ty)
+        .map(|v| v["waitlistId"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_waitlist_entry_expires_at_its_desired_start_and_the_next_one_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::mock();
+    for t in ["booking-events", "waitlist-events"] {
+        broker.create_topic(t, 1);
+        broker.create_topic(&format!("{t}.dlq"), 1);
+    }
+    let config = example_config(dir.path(), "resource-booking", "15m");
+    let router = Router::start(
+        &config,
+        &broker,
+        &dir.path().join("state"),
+        &dir.path().join("cache"),
+    );
+    let kcat = Kcat(broker.bootstrap());
+    kcat.produce_lines(
+        "waitlist-events",
+        Some(0),
+        &[
+            joined("wl-soon", 100, &at(3), &at(7200)),
+            joined("wl-later", 50, &at(3600), &at(10800)),
+        ],
+    );
+    eventually("the first entry expired", Duration::from_secs(60), || {
+        router.or_log(waitlist(&broker, "waitlist.expired") == ["wl-soon"])
+    });
+    let cancelled = json!({
+        "eventId": "cancel-9", "eventType": "booking.cancelled", "bookingId": "booking-9", "userId": "user-1",
+        "resourceId": "room-9", "timestamp": now(),
+        "eventData": {"id": "booking-9", "title": "Team Meeting", "status": "cancelled",
+                      "startTime": at(1800), "endTime": at(9000), "attendeesCount": 5},
+        "metadata": {"service": "booking-service", "version": "1.0.0"}
+    });
+    kcat.produce_lines(
+        "booking-events",
+        Some(0),
+        &[("room-9".into(), cancelled.to_string())],
+    );
+    eventually("the next entry promoted", Duration::from_secs(60), || {
+        router.or_log(waitlist(&broker, "waitlist.promoted") == ["wl-later"])
+    });
+    router.stop();
+    assert_eq!(
+        waitlist(&broker, "waitlist.expired"),
+        ["wl-soon"],
+        "expired once"
     );
 }

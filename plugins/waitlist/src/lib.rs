@@ -13,12 +13,18 @@
 //!   its old position and the new positions of everyone still waiting. No
 //!   overlapping entry, no emit.
 //! - `waitlist.expired` removes the entry; an unknown entry is ignored.
+//! - Each entry expires at its `desiredStartTime`: joining sets a timer
+//!   `expire:<waitlistId>` for then. If the entry still waits when it
+//!   fires, it leaves the queue and `waitlist.expired` is emitted (on
+//!   `waitlist-events`), so a later cancellation never promotes it into a
+//!   slot that has already begun. A promotion, or an outside
+//!   `waitlist.expired`, cancels the timer.
 //!
 //! Positions are 1-based ranks in queue order (priority, then join order).
 //! Times compare as RFC 3339 UTC text (`...Z`), which the catalog uses.
 
 use serde::{Deserialize, Serialize};
-use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, json};
+use switchyard_sdk::{Ctx, Emit, Event, Handler, HandlerError, Timer, json};
 
 /// One waiting user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +89,18 @@ struct Expired {
     resource_id: String,
 }
 
+/// What an expiry timer carries.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Expiry {
+    waitlist_id: String,
+    resource_id: String,
+}
+
+fn expiry_timer(waitlist: &str) -> String {
+    format!("expire:{waitlist}")
+}
+
 fn queue_key(resource: &str) -> String {
     format!("queue:{resource}")
 }
@@ -95,12 +113,24 @@ fn load(ctx: &Ctx<'_>, resource: &str) -> Result<Vec<Entry>, HandlerError> {
 pub struct Waitlist;
 
 impl Handler for Waitlist {
+    fn on_timer(ctx: &mut Ctx<'_>, timer: &Timer) -> Result<Vec<Emit>, HandlerError> {
+        expire(ctx, timer)
+    }
+
     fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<Vec<Emit>, HandlerError> {
         match event.ty.as_str() {
             "waitlist.joined" => {
                 let j: Joined = event.data()?;
                 let mut queue = load(ctx, &j.resource_id)?;
                 if !queue.iter().any(|e| e.waitlist_id == j.waitlist_id) {
+                    ctx.timers.set_at(
+                        &expiry_timer(&j.waitlist_id),
+                        &j.desired_start_time,
+                        &Expiry {
+                            waitlist_id: j.waitlist_id.clone(),
+                            resource_id: j.resource_id.clone(),
+                        },
+                    )?;
                     queue.push(Entry {
                         waitlist_id: j.waitlist_id,
                         user_id: j.user_id,
@@ -119,6 +149,7 @@ impl Handler for Waitlist {
                 let mut queue = load(ctx, &x.resource_id)?;
                 let before = queue.len();
                 queue.retain(|e| e.waitlist_id != x.waitlist_id);
+                ctx.timers.cancel(&expiry_timer(&x.waitlist_id));
                 if queue.len() != before {
                     ctx.state.set(&queue_key(&x.resource_id), &queue)?;
                 }
@@ -131,6 +162,7 @@ impl Handler for Waitlist {
                     return Ok(Vec::new());
                 };
                 let promoted = queue.remove(index);
+                ctx.timers.cancel(&expiry_timer(&promoted.waitlist_id));
                 ctx.state.set(&queue_key(&c.resource_id), &queue)?;
                 let remaining: Vec<_> = queue
                     .iter()
@@ -160,6 +192,31 @@ impl Handler for Waitlist {
             ))),
         }
     }
+}
+
+/// An entry still waiting at its desired start leaves the queue, and
+/// `waitlist.expired` says so.
+fn expire(ctx: &mut Ctx<'_>, timer: &Timer) -> Result<Vec<Emit>, HandlerError> {
+    let x: Expiry = timer.payload()?;
+    let mut queue = load(ctx, &x.resource_id)?;
+    let Some(index) = queue.iter().position(|e| e.waitlist_id == x.waitlist_id) else {
+        return Ok(Vec::new());
+    };
+    let entry = queue.remove(index);
+    ctx.state.set(&queue_key(&x.resource_id), &queue)?;
+    Ok(vec![Emit::new(
+        "waitlist.expired",
+        &json!({
+            "waitlistId": entry.waitlist_id,
+            "userId": entry.user_id,
+            "resourceId": x.resource_id,
+            "priority": entry.priority,
+            "position": index + 1,
+            "desiredStartTime": entry.desired_start_time,
+            "desiredEndTime": entry.desired_end_time,
+            "expiredAt": timer.due,
+        }),
+    )?])
 }
 
 switchyard_sdk::plugin!(Waitlist);

@@ -139,15 +139,15 @@ pub fn waitlist_events(rooms: usize) -> Vec<(String, String)> {
     for r in 0..rooms {
         let room = format!("room-{r:04}");
         for s in 0..WAITLIST_STEPS {
-            let at = format!("2025-08-19T10:{:02}:{:02}Z", s / 60, s % 60);
+            let at = format!("2099-08-19T10:{:02}:{:02}Z", s / 60, s % 60);
             let event = if s % 3 == 2 {
                 json!({
                     "eventId": format!("evt-b-{r}-{s}"), "eventType": "booking.cancelled",
                     "bookingId": format!("booking-{r}-{s}"), "userId": "user-900",
                     "resourceId": room, "timestamp": at,
                     "eventData": {"id": format!("booking-{r}-{s}"), "title": "Team Meeting",
-                                  "status": "cancelled", "startTime": "2025-08-19T08:00:00Z",
-                                  "endTime": "2025-08-19T20:00:00Z", "attendeesCount": 5},
+                                  "status": "cancelled", "startTime": "2099-08-19T08:00:00Z",
+                                  "endTime": "2099-08-19T20:00:00Z", "attendeesCount": 5},
                     "metadata": {"service": "booking-service", "version": "1.0.0"}
                 })
             } else {
@@ -157,8 +157,8 @@ pub fn waitlist_events(rooms: usize) -> Vec<(String, String)> {
                     "waitlistId": format!("wl-{r}-{s}"), "userId": format!("user-{r}-{s}"),
                     "resourceId": room, "timestamp": at,
                     "eventData": {"priority": (s * 37 + r * 11) % 100, "position": 1,
-                                  "desiredStartTime": format!("2025-08-19T{hour:02}:00:00Z"),
-                                  "desiredEndTime": format!("2025-08-19T{:02}:00:00Z", hour + 1)},
+                                  "desiredStartTime": format!("2099-08-19T{hour:02}:00:00Z"),
+                                  "desiredEndTime": format!("2099-08-19T{:02}:00:00Z", hour + 1)},
                     "metadata": {"service": "booking-service", "version": "1.0.0"}
                 })
             };
