@@ -154,6 +154,24 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
             )
         },
     );
+    assert_eq!(
+        router.metric("switchyard_timers_fired_total", &[("plugin", "payment")]),
+        2,
+        "the two windows that ended"
+    );
+    // The paid appointment's reminder waits for 2030-01-14, 24 h before it.
+    eventually("the reminder pending", Duration::from_secs(30), || {
+        let timers = router.summary()["timers"]["payment"].clone();
+        router.or_log(
+            (timers["pending"] == 1)
+                .then_some(())
+                .ok_or(timers.to_string()),
+        )
+    });
+    assert_eq!(
+        router.summary()["timers"]["payment"]["next_due"],
+        "2030-01-14T10:00:00Z"
+    );
     let log = router.stop();
     let cancelled = appointments(&broker, "appointment.cancelled");
     assert!(

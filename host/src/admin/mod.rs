@@ -10,7 +10,7 @@
 //! | POST | `/plugins/{name}/reload` | reload from its file |
 //! | POST | `/plugins/{name}/rollback` | back to the previous version |
 //! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
-//! | GET | `/api/summary` | rates, errors, dead letters, lag, the partitions this instance owns, the state store and its commit time, and why the router waits (`waiting`, or `null`) |
+//! | GET | `/api/summary` | rates, errors, dead letters, lag, the partitions this instance owns, the state store and its commit time, the timers pending per plugin with the next due time, and why the router waits (`waiting`, or `null`) |
 //! | GET | `/api/map`, `/api/history`, `/api/lag`, `/api/dlq`... | the status page's data; see [`status`] |
 //! | POST | `/api/dlq/{topic}/replay` | replay one dead letter or all of a topic |
 //! | GET | `/` | a status page for people, refreshed live |

@@ -34,6 +34,18 @@ pub(super) async fn summary(State(state): Shared) -> Json<serde_json::Value> {
     let s = &state.stats;
     let waiting = state.waiting.lock().expect("waiting lock").clone();
     let (commits, mean) = state.metrics.commits();
+    // Per plugin: timers pending and the next due time (RFC 3339).
+    let timers: serde_json::Map<String, serde_json::Value> = state
+        .metrics
+        .pending_timers()
+        .into_iter()
+        .map(|(plugin, (pending, next))| {
+            let next = next
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            (plugin, json!({ "pending": pending, "next_due": next }))
+        })
+        .collect();
     Json(json!({
         "waiting": waiting,
         "partitions": partition_names(&state.partitions()),
@@ -47,6 +59,7 @@ pub(super) async fn summary(State(state): Shared) -> Json<serde_json::Value> {
         "errors": errors,
         "dead_letters": dead_letters,
         "lag": lag,
+        "timers": timers,
     }))
 }
 

@@ -47,6 +47,10 @@ pub(super) struct Families {
     pub(super) lost: IntCounterVec,
     pub(super) owned: IntGaugeVec,
     pub(super) commit: Histogram,
+    pub(super) timers_pending: IntGaugeVec,
+    pub(super) timers_next_due: IntGaugeVec,
+    pub(super) timers_fired: IntCounterVec,
+    pub(super) timer_lateness: HistogramVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -133,9 +137,39 @@ impl Families {
                 .buckets(BUCKETS.to_vec()),
             )
             .expect("valid metric"),
+            timers_pending: gauge(
+                "switchyard_timers_pending",
+                "Timers set and not yet fired, per plugin (sampled from the state store).",
+                &["plugin"],
+            ),
+            timers_next_due: gauge(
+                "switchyard_timers_next_due_timestamp_seconds",
+                "When the plugin's next timer is due, Unix seconds (absent: none pending).",
+                &["plugin"],
+            ),
+            timers_fired: counter(
+                "switchyard_timers_fired_total",
+                "Timers fired, per plugin.",
+                &["plugin"],
+            ),
+            timer_lateness: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchyard_timer_lateness_seconds",
+                    "How long after its due time a timer fired, per plugin.",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["plugin"],
+            )
+            .expect("valid metric"),
         };
         let f = &families;
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+            Box::new(f.timers_pending.clone()),
+            Box::new(f.timers_next_due.clone()),
+            Box::new(f.timers_fired.clone()),
+            Box::new(f.timer_lateness.clone()),
             Box::new(f.commit.clone()),
             Box::new(f.errors.clone()),
             Box::new(f.dlq.clone()),

@@ -59,6 +59,8 @@ pub struct Metrics {
     partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// Held while `switchyard_partition_owned` is rebuilt.
     owned_lock: Mutex<()>,
+    /// The pending timers per plugin, as last sampled: count, next due.
+    pending: Mutex<BTreeMap<String, (u64, Option<i64>)>>,
 }
 
 impl Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
             live: Mutex::default(),
             partition_lag: Mutex::default(),
             owned_lock: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 

@@ -117,4 +117,39 @@ impl Metrics {
         }
         *self.partition_lag.lock().expect("metrics lock") = partitions;
     }
+
+    /// A timer of `plugin` fired, `late` after its due time.
+    pub(crate) fn timer_fired(&self, plugin: &str, late: Duration) {
+        self.f.timers_fired.with_label_values(&[plugin]).inc();
+        self.f
+            .timer_lateness
+            .with_label_values(&[plugin])
+            .observe(late.as_secs_f64());
+    }
+
+    /// The pending timers per plugin, as the state store counts them: how
+    /// many, and the next due time (milliseconds since the epoch). Kept for
+    /// the summary, too.
+    pub(crate) fn timers_pending(&self, pending: &BTreeMap<String, (u64, Option<i64>)>) {
+        self.f.timers_pending.reset();
+        self.f.timers_next_due.reset();
+        for (plugin, (count, next)) in pending {
+            self.f
+                .timers_pending
+                .with_label_values(&[plugin])
+                .set(*count as i64);
+            if let Some(next) = next {
+                self.f
+                    .timers_next_due
+                    .with_label_values(&[plugin])
+                    .set(next / 1000);
+            }
+        }
+        *self.pending.lock().expect("pending lock") = pending.clone();
+    }
+
+    /// The pending timers per plugin, as last sampled.
+    pub(crate) fn pending_timers(&self) -> BTreeMap<String, (u64, Option<i64>)> {
+        self.pending.lock().expect("pending lock").clone()
+    }
 }

@@ -15,6 +15,12 @@ impl Worker {
         if matches!(outcome, RecordOutcome::Routed { calls, .. } if !calls.is_empty()) {
             shared.metrics.routed(&record.topic);
         }
+        if let Some((plugin, due_ms)) = crate::router::firing_due(record) {
+            let late = (super::timers::now_ms() - due_ms).max(0);
+            shared
+                .metrics
+                .timer_fired(&plugin, Duration::from_millis(late as u64));
+        }
         shared.metrics.processed(&record.topic, took);
         let topic = |t: &str| format!("topic:{t}");
         if let RecordOutcome::Undecodable(_) = outcome {

@@ -20,7 +20,7 @@ mod failure;
 mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
-pub use timer::firing_record;
+pub use timer::{firing_due, firing_record};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;

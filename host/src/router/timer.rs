@@ -110,6 +110,14 @@ pub(crate) fn firing_of(record: &Record) -> Option<Result<Firing, String>> {
     )
 }
 
+/// The plugin and due time of the firing `record` carries, if it is one.
+pub fn firing_due(record: &Record) -> Option<(String, i64)> {
+    match firing_of(record)? {
+        Ok(f) => Some((f.plugin, f.due_ms)),
+        Err(_) => None,
+    }
+}
+
 /// The due time as RFC 3339 UTC, milliseconds kept.
 pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -2,7 +2,7 @@
 //! clients, transactions and the worker pool together.
 
 use super::RunOptions;
-use super::tasks::{health_task, sampler_task, summary_task};
+use super::tasks::{health_task, sampler_task, summary_task, timers_task};
 use crate::admin::{self, AdminState};
 use crate::committer::Committer;
 use crate::config::{Guarantee, RouterConfig};
@@ -210,6 +210,7 @@ impl Service {
             summary_task(stats, options.summary_every),
             sampler_task(flows),
             health_task(admin_state, shared.clone(), source.clone()),
+            timers_task(shared.clone()),
         ];
         Ok(Service {
             config,

@@ -74,6 +74,24 @@ pub(super) fn summary_task(
     })
 }
 
+/// Samples the pending timers per plugin from the state store into the
+/// metrics (and the summary), every 5 s: a count the store keeps, never a
+/// scan of the timers on the record path.
+pub(super) fn timers_task(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let store = shared.store.clone();
+            match tokio::task::spawn_blocking(move || store.pending_timers()).await {
+                Ok(Ok(pending)) => shared.metrics.timers_pending(&pending),
+                Ok(Err(e)) => tracing::debug!("counting pending timers: {e:#}"),
+                Err(e) => tracing::debug!("counting pending timers: {e}"),
+            }
+        }
+    })
+}
+
 /// Samples what flowed along each edge, for the status page's charts.
 pub(super) fn sampler_task(flows: Arc<crate::flows::Flows>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
