@@ -87,8 +87,19 @@ fn appointments(broker: &Broker, ty: &str) -> Vec<String> {
 
 #[test]
 fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_confirmed() {
+    payment_window(Broker::mock(), false);
+}
+
+/// The same on Apache Kafka with exactly-once: a firing's outputs go into
+/// a transaction, and its timer is removed once that commits; read
+/// committed, each window's outcome appears once.
+#[test]
+fn the_payment_window_on_apache_kafka_with_exactly_once() {
+    payment_window(Broker::kafka(), true);
+}
+
+fn payment_window(broker: Broker, exactly_once: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::mock();
     for t in [
         "appointments-topic",
         "payments-topic",
@@ -99,6 +110,12 @@ fn an_unpaid_appointment_is_cancelled_when_its_window_ends_and_a_paid_one_is_con
         broker.create_topic(&format!("{t}.dlq"), 2);
     }
     let config = example_config(dir.path(), "autocheck", "3s");
+    if exactly_once {
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[kafka]\n", "[kafka]\nguarantee = \"exactly-once\"\n");
+        std::fs::write(&config, text).unwrap();
+    }
     let router = Router::start(
         &config,
         &broker,

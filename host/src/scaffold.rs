@@ -110,7 +110,15 @@ pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             files.push((".gitignore", "*.wasm\n__pycache__/\n".into()));
         }
         Lang::Js => {
-            files.push(("app.js", include_str!("../templates/js/app.js").into()));
+            // The world exports `on-timer` too, and componentize-js looks for
+            // every export in app.js itself: a handler that sets no timers
+            // re-exports the helper's `onTimer`, which emits nothing.
+            let app = include_str!("../templates/js/app.js").replacen(
+                "\nexport const handle",
+                "export { onTimer } from './switchyard.js';\n\nexport const handle",
+                1,
+            );
+            files.push(("app.js", app));
             files.push((
                 "switchyard.js",
                 include_str!("../../sdk/js/switchyard.js").into(),
@@ -191,6 +199,9 @@ mod tests {
             assert!(spec.schemas.is_some());
             let lines = std::fs::read_to_string(dir.join(handler)).unwrap();
             assert!(lines.lines().count() <= 30, "{handler} is too long");
+            if lang == Lang::Js {
+                assert!(lines.contains("export { onTimer }"), "{lines}");
+            }
             let again = create(&new).unwrap_err().to_string();
             assert!(again.contains("not empty"), "{again}");
         }

@@ -53,7 +53,13 @@ struct Open {
     /// Why the transaction cannot commit (a record could not be handed to
     /// the producer), if so.
     doomed: Mutex<Option<String>>,
+    /// What to do once it has committed (and never if it aborts): the
+    /// removal of the timers whose firings' outputs it carries.
+    after_commit: Mutex<Vec<AfterCommit>>,
 }
+
+/// An action run once the transaction it was added to has committed.
+pub(crate) type AfterCommit = Box<dyn FnOnce() + Send>;
 
 /// The router's Kafka transactions.
 pub struct Transactions {
@@ -86,6 +92,17 @@ impl Hold<'_> {
             .lock()
             .expect("offsets lock")
             .insert(partition.clone(), (lease.clone(), offset));
+    }
+
+    /// Runs `then` once the transaction has committed; it is dropped if the
+    /// transaction aborts. A transaction with such an action commits even
+    /// with no offsets in it.
+    pub(crate) fn after_commit(&self, then: AfterCommit) {
+        self.0
+            .after_commit
+            .lock()
+            .expect("after-commit lock")
+            .push(then);
     }
 
     /// Marks the transaction as unable to commit: it aborts and its records
@@ -154,7 +171,9 @@ impl Transactions {
         let offsets: HashMap<Partition, (Lease, i64)> =
             std::mem::take(&mut *open.offsets.lock().expect("offsets lock"));
         let doomed = open.doomed.lock().expect("doom lock").take();
-        if offsets.is_empty() && doomed.is_none() {
+        let after: Vec<AfterCommit> =
+            std::mem::take(&mut *open.after_commit.lock().expect("after-commit lock"));
+        if offsets.is_empty() && doomed.is_none() && after.is_empty() {
             return;
         }
         let (source, producer, timeout) = (self.source.clone(), self.sink.producer(), self.timeout);
@@ -166,6 +185,9 @@ impl Transactions {
         match result {
             Ok(()) => {
                 self.committed.fetch_add(1, Ordering::Relaxed);
+                for then in after {
+                    then();
+                }
             }
             Err(Failure::Abort(why)) => {
                 tracing::warn!("transaction aborted: {why}; its records run again");
@@ -310,12 +332,14 @@ fn commit_blocking(
         list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .map_err(|e| Failure::Fatal(e.to_string()))?;
     }
-    let metadata = source
-        .group_metadata()
-        .ok_or_else(|| Failure::Abort("the consumer has no group metadata".into()))?;
-    retrying("send offsets", || {
-        producer.send_offsets_to_transaction(&list, &metadata, timeout)
-    })?;
+    if !offsets.is_empty() {
+        let metadata = source
+            .group_metadata()
+            .ok_or_else(|| Failure::Abort("the consumer has no group metadata".into()))?;
+        retrying("send offsets", || {
+            producer.send_offsets_to_transaction(&list, &metadata, timeout)
+        })?;
+    }
     retrying("commit", || producer.commit_transaction(timeout))
 }
 

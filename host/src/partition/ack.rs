@@ -19,6 +19,7 @@ pub(super) async fn ack_in_order(
     shared: Arc<Shared>,
     partition: Partition,
     lease: Lease,
+    firing: super::timers::Firing,
     mut pending: mpsc::Receiver<Pending>,
 ) {
     while let Some(Pending {
@@ -74,9 +75,11 @@ pub(super) async fn ack_in_order(
                 return;
             }
         }
-        // A timer's firing (offset -1) has no offset to store.
-        if record.offset >= 0 {
-            shared.source.store(&lease, &partition, record.offset);
+        // A timer's firing (offset -1) has no offset to store: its outputs
+        // are safe now, so its timer goes.
+        match crate::router::removal(&record) {
+            Some(removal) => super::timers::remove_fired(&shared, &firing, removal).await,
+            None => shared.source.store(&lease, &partition, record.offset),
         }
         shared.stats.acked.fetch_add(1, Ordering::Relaxed);
     }

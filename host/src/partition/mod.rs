@@ -100,6 +100,10 @@ impl Shared {
 
 struct Worker {
     shared: Arc<Shared>,
+    /// Timers this worker fired whose outputs are not yet safe, so not yet
+    /// removed: it does not fire them again. It ends with the worker (after
+    /// an aborted transaction, the next worker fires them again).
+    firing: timers::Firing,
     partition: Partition,
     lease: Lease,
     queued: Arc<Backlog>,
@@ -114,6 +118,7 @@ impl Worker {
             shared.clone(),
             self.partition.clone(),
             self.lease.clone(),
+            self.firing.clone(),
             acks_rx,
         ));
         let mut timers = TimerClock::default();
@@ -258,10 +263,20 @@ impl Worker {
                 };
                 self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
-                if let Some(hold) = &hold
-                    && record.offset >= 0
-                {
-                    hold.handled(&self.partition, &self.lease, record.offset + 1);
+                if let Some(hold) = &hold {
+                    match crate::router::removal(record) {
+                        // A firing's timer goes once the transaction that
+                        // carries its outputs has committed.
+                        Some(removal) => {
+                            let (shared, firing) = (self.shared.clone(), self.firing.clone());
+                            hold.after_commit(Box::new(move || {
+                                tokio::spawn(async move {
+                                    timers::remove_fired(&shared, &firing, removal).await;
+                                });
+                            }));
+                        }
+                        None => hold.handled(&self.partition, &self.lease, record.offset + 1),
+                    }
                 }
                 if acks.send(pending).await.is_err() {
                     return false;

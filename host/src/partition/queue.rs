@@ -42,6 +42,7 @@ impl PartitionQueue {
         };
         let worker = Worker {
             shared,
+            firing: Default::default(),
             partition,
             lease,
             queued: queue.queued.clone(),

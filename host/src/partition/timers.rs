@@ -9,14 +9,19 @@
 //! time it knows of. Only the next due ones are read: a million pending
 //! timers cost neither memory nor time on the record path.
 
-use super::{Pending, Worker};
+use super::{Pending, Shared, Worker};
 use crate::router::firing_record;
+use crate::state::{Effect, TimerChange};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// How often an idle worker looks for due timers; bounds how late a timer
 /// fires at light load.
 pub(crate) const TIMER_POLL: Duration = Duration::from_millis(250);
+
+/// Timers a worker fired and has not removed yet: (plugin, name, due time).
+pub(super) type Firing = Arc<std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>>;
 
 /// How many due timers one batch of firings takes.
 const FIRINGS_PER_BATCH: usize = 100;
@@ -98,6 +103,12 @@ impl Worker {
                     return true;
                 }
             };
+            let due: Vec<_> = {
+                let mut firing = self.firing.lock().expect("firing lock");
+                due.into_iter()
+                    .filter(|d| firing.insert((d.plugin.clone(), d.name.clone(), d.timer.due_ms)))
+                    .collect()
+            };
             if due.is_empty() {
                 return true;
             }
@@ -105,9 +116,44 @@ impl Worker {
             if !self.handle(firings, acks).await {
                 return false;
             }
-            // Look again at once: more may be due.
+            // Look again at once: more may be due (those in flight are
+            // skipped until their removal commits).
             clock.looked = Instant::now() - TIMER_POLL;
         }
         true
+    }
+}
+
+/// Commits `removal` (see `router::removal`) once a firing's outputs are
+/// safe, waiting out a failing store; gives up only on shutdown (the timer
+/// then stays due and fires again, a duplicate, after the restart).
+pub(super) async fn remove_fired(shared: &Shared, firing: &Firing, removal: Effect) {
+    let keys: Vec<(String, String, i64)> = removal
+        .timers
+        .iter()
+        .filter_map(|(name, change)| match change {
+            TimerChange::Fired { due_ms } => Some((removal.plugin.clone(), name.clone(), *due_ms)),
+            _ => None,
+        })
+        .collect();
+    let effects = Arc::new(vec![vec![removal]]);
+    let mut attempt = 1;
+    loop {
+        match shared.committer.commit(effects.clone()).await {
+            Ok(_) => {
+                let mut firing = firing.lock().expect("firing lock");
+                for key in &keys {
+                    firing.remove(key);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, "removing a fired timer: {e}; retrying");
+                if !shared.sleep(shared.kafka.backoff(attempt)).await {
+                    return;
+                }
+                attempt += 1;
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ mod failure;
 mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
-pub use timer::{firing_due, firing_record};
+pub use timer::{firing_due, firing_record, removal};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
@@ -28,7 +28,6 @@ use crate::envelope::{self, DecodeError};
 use crate::event::{Event, OutRecord, Record, TimerCall};
 use crate::pool::Instances;
 use crate::registry::{Plugin, PluginRegistry};
-use crate::state::TimerChange;
 use crate::state::{BatchView, Effect, RecordEffects, StateError, StateRead, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -271,30 +270,11 @@ impl Router {
         };
         let event = firing.event(record);
         let call = firing.call();
-        let mut outcome = self.run(plugin, &event, Some(&call), view, instances);
-        // The timer goes with the firing's commit, unless its handler set
-        // the same name again. A firing that failed (and is dead-lettered:
-        // one that waits is not committed) or already ran removes it too,
-        // under an id of its own, so it never fires again.
-        let fired = TimerChange::Fired {
-            due_ms: firing.due_ms,
-        };
-        match &mut outcome.effect {
-            Some(effect) => {
-                effect.timers.entry(firing.name.clone()).or_insert(fired);
-            }
-            None => {
-                let why = if outcome.duplicate { "again" } else { "failed" };
-                outcome.effect = Some(Effect {
-                    plugin: plugin.spec.name.clone(),
-                    event_id: format!("{}:{why}", event.id),
-                    reads: Default::default(),
-                    writes: Default::default(),
-                    outputs: Vec::new(),
-                    timers: [(firing.name.clone(), fired)].into(),
-                });
-            }
-        }
+        // The timer itself is removed only once the firing's outputs are
+        // safe (acknowledged, or in a committed transaction): see
+        // `timer::removal`. Until then it stays due, and a firing that runs
+        // again re-produces the same records from the outbox.
+        let outcome = self.run(plugin, &event, Some(&call), view, instances);
         RecordOutcome::Routed {
             ty: event.ty,
             id: event.id,

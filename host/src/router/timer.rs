@@ -12,12 +12,21 @@
 //! A firing is deterministic: its event id is derived from (plugin, timer
 //! name, due time) and its time is the due time, so a replay of a firing
 //! yields identical bytes.
+//!
+//! The timer is removed only once the firing's outputs are safe: after
+//! they are acknowledged (at-least-once), or after the Kafka transaction
+//! holding them commits (exactly-once), by committing [`removal`]. A
+//! crash or an aborted transaction before that leaves the timer due: it
+//! fires again, the firing is a duplicate (its processed mark committed
+//! with its state), and its records are produced again, byte-identical,
+//! from the outbox. A firing that is dead-lettered is removed the same way
+//! once its dead letter is safe.
 
 use crate::engine::StagedTimers;
 use crate::envelope::EnvelopeStyle;
 use crate::envelope::ID_NAMESPACE;
 use crate::event::{Event, Header, Record, TimerCall};
-use crate::state::{DueTimer, Timer, TimerChange, TimerChanges};
+use crate::state::{DueTimer, Effect, Timer, TimerChange, TimerChanges};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -116,6 +125,28 @@ pub fn firing_due(record: &Record) -> Option<(String, i64)> {
         Ok(f) => Some((f.plugin, f.due_ms)),
         Err(_) => None,
     }
+}
+
+/// The effect that removes the timer whose firing `record` carries (if it
+/// is one and the timer is still due at that time), under an id of its
+/// own; commit it once the firing's outputs are safe.
+pub fn removal(record: &Record) -> Option<Effect> {
+    let firing = firing_of(record)?.ok()?;
+    let id = firing.event(record).id;
+    Some(Effect {
+        plugin: firing.plugin.clone(),
+        event_id: format!("{id}:done"),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: Vec::new(),
+        timers: [(
+            firing.name,
+            TimerChange::Fired {
+                due_ms: firing.due_ms,
+            },
+        )]
+        .into(),
+    })
 }
 
 /// The due time as RFC 3339 UTC, milliseconds kept.
