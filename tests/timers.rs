@@ -3,6 +3,7 @@
 
 use switchyard_testkit as kit;
 
+use kit::postgres::Postgres;
 use kit::{Broker, Kcat, Router, eventually};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -271,5 +272,78 @@ fn a_waitlist_entry_expires_at_its_desired_start_and_the_next_one_is_promoted() 
         waitlist(&broker, "waitlist.expired"),
         ["wl-soon"],
         "expired once"
+    );
+}
+
+/// Two instances sharing PostgreSQL: a window set on one instance, which is
+/// killed before it ends, fires once on the other after it takes the
+/// partition over.
+#[test]
+fn a_timer_set_on_a_killed_instance_fires_once_on_the_one_that_takes_its_partition() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::mock();
+    for t in [
+        "appointments-topic",
+        "payments-topic",
+        "notifications-topic",
+        "inspections-topic",
+    ] {
+        broker.create_topic(t, 1);
+        broker.create_topic(&format!("{t}.dlq"), 1);
+    }
+    let config = example_config(dir.path(), "autocheck", "8s");
+    // A killed instance's partitions move after a 6 s session.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n"
+        ),
+    )
+    .unwrap();
+    let url = pg.url();
+    let start = |n: usize| {
+        Router::start_plain(
+            &config,
+            &broker,
+            &dir.path().join(format!("state-{n}")),
+            &dir.path().join("cache"),
+            &["--no-create-topics", "--state-url", &url],
+        )
+    };
+    let first = start(1);
+    let kcat = Kcat(broker.bootstrap());
+    kcat.produce_lines(
+        "appointments-topic",
+        Some(0),
+        &[created("appt-handover", 0)],
+    );
+    eventually(
+        "the first instance set the window",
+        Duration::from_secs(60),
+        || first.or_log(first.processed("appointments-topic") >= 1),
+    );
+    first.kill9();
+    let second = start(2);
+    eventually(
+        "the window fired on the second instance",
+        Duration::from_secs(90),
+        || second.or_log(appointments(&broker, "appointment.cancelled") == ["appt-handover"]),
+    );
+    // Fired once: the second instance counts one, and nothing else is due.
+    eventually("the fired timer removed", Duration::from_secs(30), || {
+        let pending = second.summary()["timers"]["payment"]["pending"].clone();
+        let none = pending.is_null() || pending == 0;
+        second.or_log(none.then_some(()).ok_or(pending.to_string()))
+    });
+    assert_eq!(
+        second.metric("switchyard_timers_fired_total", &[("plugin", "payment")]),
+        1
+    );
+    second.stop();
+    assert_eq!(
+        appointments(&broker, "appointment.cancelled"),
+        ["appt-handover"]
     );
 }
