@@ -10,6 +10,8 @@
  * - `receipt_url` is `receipt_base_url` from config plus `<number>.pdf`.
  */
 import { Reject, config, deriveId, emit, float, handler, state } from './switchyard.js';
+// It sets no timers: `on-timer` emits nothing.
+export { onTimer } from './switchyard.js';
 
 /** The four-digit year an RFC 3339 time starts with. */
 function year(time) {
