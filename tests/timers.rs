@@ -347,3 +347,120 @@ fn a_timer_set_on_a_killed_instance_fires_once_on_the_one_that_takes_its_partiti
         ["appt-handover"]
     );
 }
+
+/// A crash loop with timers: the counter guest sets one timer per `tick.in`
+/// event (T in all, due over the next seconds), and each firing takes the
+/// next number from a counter in state. The router is killed with `kill -9`
+/// again and again. Every timer fires, its effect applies once (the numbers
+/// are exactly 1..=T), none is lost; with exactly-once on Apache Kafka, no
+/// firing's output appears twice.
+fn timers_through_kill_9s(broker: Broker, exactly_once: bool) {
+    let timers: usize = std::env::var("TIMER_CRASH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().unwrap();
+    for t in ["tick.in", "ticked"] {
+        broker.create_topic(t, 4);
+        broker.create_topic(&format!("{t}.dlq"), 4);
+    }
+    let guarantee = if exactly_once {
+        "exactly-once"
+    } else {
+        "at-least-once"
+    };
+    let config = kit::workload::write_config(
+        dir.path(),
+        &format!(
+            "[kafka]\nguarantee = \"{guarantee}\"\nbatch_records = 100\n\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\""
+        ),
+        &[format!(
+            "\n[[plugin]]\nname = \"counter\"\nwasm = \"{}\"\nsubscribe.types = [\"tick.*\"]\nemits = [\"ticked\"]\n",
+            kit::guest("counter").display()
+        )],
+    );
+    let kafka = exactly_once;
+    let start = || {
+        let mut flags = vec!["--no-create-topics"];
+        if kafka {
+            flags.extend(["--instance-id", "ticker"]);
+        }
+        Router::start_plain(
+            &config,
+            &broker,
+            &dir.path().join("state"),
+            &dir.path().join("cache"),
+            &flags,
+        )
+    };
+    // Due over the next 6 s, from now.
+    let lines: Vec<(String, String)> = (0..timers)
+        .map(|i| {
+            let value = json!({
+                "event_id": format!("tick-{i}"), "event_type": "tick.in", "timestamp": now(),
+                "data": {"delay_ms": (i * 6000 / timers) as u64}
+            });
+            (format!("k{i}"), value.to_string())
+        })
+        .collect();
+    let mut router = start();
+    Kcat(broker.bootstrap()).produce_lines("tick.in", None, &lines);
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(1500));
+        router.kill9();
+        router = start();
+    }
+    let read = || -> Vec<Value> {
+        broker
+            .client()
+            .consume("ticked")
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+            .collect()
+    };
+    eventually("every timer fired", Duration::from_secs(180), || {
+        let names: std::collections::BTreeSet<String> = read()
+            .iter()
+            .map(|v| v["data"]["timer"].as_str().unwrap_or_default().to_string())
+            .collect();
+        router.or_log(
+            (names.len() >= timers)
+                .then_some(())
+                .ok_or(format!("{} of {timers}", names.len())),
+        )
+    });
+    let log = router.stop();
+    let ticked = read();
+    let numbers: std::collections::BTreeSet<u64> = ticked
+        .iter()
+        .filter_map(|v| v["data"]["n"].as_u64())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=timers as u64).collect(),
+        "the firings' counter skipped or repeated a number\n{log}"
+    );
+    let names: std::collections::BTreeSet<String> = ticked
+        .iter()
+        .map(|v| v["data"]["timer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), timers, "a timer was lost");
+    if exactly_once {
+        assert_eq!(ticked.len(), timers, "a firing's output appeared twice");
+    }
+    eprintln!(
+        "{timers} timers through 4 kills: {} outputs ({} duplicates)",
+        ticked.len(),
+        ticked.len() - timers
+    );
+}
+
+#[test]
+fn timers_through_a_crash_loop_on_the_embedded_broker_fire_once_each() {
+    timers_through_kill_9s(Broker::mock(), false);
+}
+
+#[test]
+fn timers_through_a_crash_loop_on_apache_kafka_with_exactly_once_have_no_duplicate() {
+    timers_through_kill_9s(Broker::kafka(), true);
+}

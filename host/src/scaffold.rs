@@ -111,13 +111,9 @@ pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
         }
         Lang::Js => {
             // The world exports `on-timer` too, and componentize-js looks for
-            // every export in app.js itself: a handler that sets no timers
-            // re-exports the helper's `onTimer`, which emits nothing.
-            let app = include_str!("../templates/js/app.js").replacen(
-                "\nexport const handle",
-                "export { onTimer } from './switchyard.js';\n\nexport const handle",
-                1,
-            );
+            // every export in app.js itself: the template re-exports the
+            // helper's `onTimer`, which emits nothing.
+            let app = include_str!("../templates/js/app.js").to_string();
             files.push(("app.js", app));
             files.push((
                 "switchyard.js",

@@ -4,6 +4,9 @@
  * Build: see README.md; `switchyard test` and `switchyard dev` build it.
  */
 import { Reject, emit, handler, log, state } from './switchyard.js';
+// The contract's `on-timer`: this plugin sets no timers (see switchyard.js
+// for `timers` and `timerHandler`), so the helper's, which emits nothing.
+export { onTimer } from './switchyard.js';
 
 export const handle = handler((event) => {
   if (event.type !== 'greeting.requested') return [];
