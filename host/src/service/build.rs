@@ -238,21 +238,32 @@ impl Service {
     /// partition has none (or its worker ended with its lease).
     pub(super) fn dispatch(&mut self, record: crate::event::Record) {
         let key = (record.topic.clone(), record.partition);
-        let queue = match self.partitions.get(&key) {
-            Some(queue) if queue.live() => queue,
-            _ => {
-                let lease = self.source.lease(&key);
-                let (queue, task) = PartitionQueue::start(
-                    self.shared.clone(),
-                    key.clone(),
-                    lease,
-                    &mut self.workers,
-                );
-                self.worker_of.insert(task, key.clone());
-                self.partitions.entry(key).insert_entry(queue).into_mut()
+        self.worker(key.clone());
+        self.partitions[&key].push(record, self.source.as_ref(), &self.config.kafka);
+    }
+
+    /// Starts a worker for every partition this instance owns that has
+    /// none, records or not: a worker also fires its partition's timers,
+    /// which must not wait for the partition's next record (after a restart
+    /// or a rebalance, there may be none).
+    pub(super) fn adopt_assigned(&mut self) {
+        for key in self.source.state().owned() {
+            if !self.source.state().rewinding(&key) {
+                self.worker(key);
             }
-        };
-        queue.push(record, self.source.as_ref(), &self.config.kafka);
+        }
+    }
+
+    /// Starts a worker for `key` unless it has a live one.
+    fn worker(&mut self, key: Partition) {
+        let live = self.partitions.get(&key).is_some_and(PartitionQueue::live);
+        if !live {
+            let lease = self.source.lease(&key);
+            let (queue, task) =
+                PartitionQueue::start(self.shared.clone(), key.clone(), lease, &mut self.workers);
+            self.worker_of.insert(task, key.clone());
+            self.partitions.insert(key, queue);
+        }
     }
 }
 

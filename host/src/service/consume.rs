@@ -1,6 +1,9 @@
 //! Step two: the consumer loop. It only reads records and hands each to its
 //! partition's queue; it never waits on a partition.
 //!
+//! Every second it also starts a worker for each owned partition that has
+//! none, so that a partition's timers fire with no record arriving.
+//!
 //! It ends on `shutdown`, or with an error the process must exit on: the
 //! brokers refused the credentials, or a partition worker panicked. A
 //! worker that ended any other way ended with its lease (a revoke, a
@@ -20,9 +23,11 @@ impl Service {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut adopt = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
+                _ = adopt.tick() => self.adopt_assigned(),
                 why = self.source.state().authentication_failed() => {
                     anyhow::bail!(
                         "{}: the Kafka brokers at {} refused the credentials ({why}); fix \
