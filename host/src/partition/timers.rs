@@ -110,6 +110,9 @@ impl Worker {
                     .collect()
             };
             if due.is_empty() {
+                // What is due is in flight: wait for the next look rather
+                // than wake at a due time already being handled.
+                clock.next_due_ms = None;
                 return true;
             }
             let firings = due.iter().map(firing_record).collect();

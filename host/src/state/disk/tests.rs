@@ -1,0 +1,138 @@
+//! The redb store's tests.
+
+use super::*;
+use crate::state::{Effect, Timer, TimerChange};
+
+#[test]
+fn disk_store_keeps_the_contract_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = DiskStore::open(&path, 100).unwrap();
+    super::super::contract::check_store(&store);
+    super::super::contract::check_versions(&store);
+    drop(store);
+    let store = DiskStore::open(&path, 100).unwrap();
+    assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
+    assert_eq!(
+        store.processed("p", "e1").unwrap(),
+        Some(b"out-e1".to_vec())
+    );
+    // The contract's timers outlive it too.
+    assert_eq!(store.next_due(&("in".into(), 0)).unwrap(), Some(50));
+    assert_eq!(store.pending_timers().unwrap().len(), 2);
+}
+
+#[test]
+fn timer_keys_sort_as_their_fields() {
+    let fields = [
+        ("", -1, i64::MIN, "p", "n"),
+        ("", 0, 0, "p", "n"),
+        ("a", i32::MIN, 0, "p", "n"),
+        ("a", -1, i64::MAX, "p", "n"),
+        ("a", 0, i64::MIN, "p", "n"),
+        ("a", 0, -1, "p", "n"),
+        ("a", 0, 0, "", "z"),
+        ("a", 0, 0, "p", ""),
+        ("a", 0, 0, "p", "\0"),
+        ("a", 0, 0, "p", "\0\0"),
+        ("a", 0, 0, "p", "\u{1}"),
+        ("a", 0, 0, "p", "n"),
+        ("a", 0, 0, "p\0", "a"),
+        ("a", 0, 0, "pa", ""),
+        ("a", 0, 1, "a", "a"),
+        ("a", i32::MAX, 0, "p", "n"),
+        ("a\0", 0, 0, "p", "n"),
+        ("a\0b", 0, 0, "p", "n"),
+        ("ab", i32::MIN, 0, "p", "n"),
+        ("é", 0, 0, "p", "n"),
+    ];
+    for pair in fields.windows(2) {
+        assert!(pair[0] < pair[1], "fixture out of order: {pair:?}");
+        let [a, b] = [pair[0], pair[1]].map(|(t, p, d, pl, n)| due_key(t, p, d, pl, n));
+        assert!(a < b, "{:?} sorts after {:?}", pair[0], pair[1]);
+    }
+    let key = due_key("a", 3, -42, "p", "n");
+    let prefix = partition_prefix("a", 3);
+    assert!(key.starts_with(&prefix) && key < past(&prefix));
+    assert_eq!(read_i64(&key[prefix.len()..]).unwrap(), -42);
+    assert_eq!(past(&[1, 0xFF, 0xFF]), [2]);
+}
+
+#[test]
+fn due_timers_reads_only_the_asked_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(&dir.path().join("t.redb"), 100).unwrap();
+    // 20,000 timers over 20 partitions of two topics, due 0..1000 each.
+    let (partitions, per) = (20, 1000);
+    for p in 0..partitions {
+        let (topic, partition) = (if p % 2 == 0 { "in" } else { "other" }, p / 2);
+        let timers = (0..per)
+            .map(|i| {
+                let timer = Timer {
+                    due_ms: (i * 7919 % per) as i64,
+                    payload: vec![p as u8],
+                    topic: topic.into(),
+                    partition,
+                    context: Vec::new(),
+                };
+                (format!("{topic}-{partition}-{i}"), TimerChange::Set(timer))
+            })
+            .collect();
+        let effect = Effect {
+            plugin: format!("p{}", p % 3),
+            event_id: format!("e{p}"),
+            reads: Default::default(),
+            writes: Default::default(),
+            outputs: Vec::new(),
+            timers,
+        };
+        assert_eq!(store.commit(&[&[vec![effect]]]).unwrap(), vec![1]);
+    }
+    let asked = ("in".to_string(), 3);
+    let started = std::time::Instant::now();
+    let (due, read) = store.scan_due(&asked, 99, usize::MAX).unwrap();
+    let took = started.elapsed();
+    // Exactly that partition's 100 timers due by 99, in order, and only
+    // they were read.
+    assert_eq!(due.len(), 100);
+    assert_eq!(read, 100);
+    assert!(
+        due.iter()
+            .all(|d| (d.timer.topic.as_str(), d.timer.partition) == ("in", 3))
+    );
+    assert!(
+        due.windows(2)
+            .all(|w| w[0].timer.due_ms <= w[1].timer.due_ms)
+    );
+    assert_eq!(due.last().unwrap().timer.due_ms, 99);
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    // A limit stops the scan there.
+    let (first, read) = store.scan_due(&asked, i64::MAX, 10).unwrap();
+    assert_eq!((first.len(), read), (10, 10));
+    assert_eq!(store.next_due(&asked).unwrap(), Some(0));
+    assert_eq!(store.next_due(&("in".to_string(), 10)).unwrap(), None);
+    let pending = store.pending_timers().unwrap();
+    assert_eq!(pending.values().map(|(n, _)| n).sum::<u64>(), 20_000);
+    assert!(pending.values().all(|(_, earliest)| *earliest == Some(0)));
+}
+
+#[test]
+fn processed_ids_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(&dir.path().join("s.redb"), 2).unwrap();
+    let effect = |id: &str| Effect {
+        plugin: "p".into(),
+        event_id: id.into(),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: id.as_bytes().to_vec(),
+        timers: Default::default(),
+    };
+    store
+        .commit(&[&[vec![effect("e1")], vec![effect("e2")]]])
+        .unwrap();
+    store.commit(&[&[vec![effect("e3")]]]).unwrap();
+    assert_eq!(store.processed("p", "e1").unwrap(), None);
+    assert_eq!(store.processed("p", "e2").unwrap(), Some(b"e2".to_vec()));
+    assert_eq!(store.processed("p", "e3").unwrap(), Some(b"e3".to_vec()));
+}
