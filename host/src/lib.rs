@@ -25,18 +25,21 @@
 //!   drains and closes; `tasks.rs` has the background tasks.
 //! - `partition`: a partition worker: batch and run (`mod.rs`), the
 //!   byte-bounded queue (`queue.rs`), count, emit, ack in order (a file
-//!   each), and the two traits it talks to Kafka through (`ports.rs`).
+//!   each), firing its partition's due timers between batches
+//!   (`timers.rs`), and the two traits it talks to Kafka through
+//!   (`ports.rs`).
 //! - `pool`: the fixed plugin worker pool and each worker's warm
 //!   instances.
 //! - `router`: the per-record path (no I/O): decode, match subscribers,
 //!   run (`mod.rs`); check and wrap emits (`emit.rs`); failures and the
-//!   retry policy (`failure.rs`).
+//!   retry policy (`failure.rs`); timers' changes and firings (`timer.rs`).
 //! - `engine`: wasmtime: compile cache, instances, call context, the
 //!   determinism shims (clocks, randomness, virtual sleeps), the host
 //!   imports, per-call output, typed faults.
 //! - `bindings`: the generated WIT bindings (private; the only `bindgen!`).
-//! - `state`: per-plugin transactional key-value state: memory, redb and
-//!   PostgreSQL stores, one commit check (`check.rs`), the batch view.
+//! - `state`: per-plugin transactional key-value state and timers:
+//!   memory, redb and PostgreSQL stores, one commit check (`check.rs`), the
+//!   batch view.
 //! - `committer`: group commit of every ready partition's batch.
 //!
 //! The data they share, and the plugins:
