@@ -9,6 +9,22 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
+/// The topics of the autocheck example.
+const AUTOCHECK_TOPICS: [&str; 4] = [
+    "appointments-topic",
+    "payments-topic",
+    "notifications-topic",
+    "inspections-topic",
+];
+
+/// Creates `topics` and their dead-letter topics, `partitions` each.
+fn create_topics(broker: &Broker, topics: &[&str], partitions: i32) {
+    for t in topics {
+        broker.create_topic(t, partitions);
+        broker.create_topic(&format!("{t}.dlq"), partitions);
+    }
+}
+
 /// An example's config, with absolute paths and the payment window set to
 /// `window`, written into `dir`.
 fn example_config(dir: &Path, name: &str, window: &str) -> std::path::PathBuf {
@@ -101,15 +117,7 @@ fn the_payment_window_on_apache_kafka_with_exactly_once() {
 
 fn payment_window(broker: Broker, exactly_once: bool) {
     let dir = tempfile::tempdir().unwrap();
-    for t in [
-        "appointments-topic",
-        "payments-topic",
-        "notifications-topic",
-        "inspections-topic",
-    ] {
-        broker.create_topic(t, 2);
-        broker.create_topic(&format!("{t}.dlq"), 2);
-    }
+    create_topics(&broker, &AUTOCHECK_TOPICS, 2);
     let config = example_config(dir.path(), "autocheck", "3s");
     if exactly_once {
         let text = std::fs::read_to_string(&config)
@@ -229,10 +237,7 @@ fn waitlist(broker: &Broker, ty: &str) -> Vec<String> {
 fn a_waitlist_entry_expires_at_its_desired_start_and_the_next_one_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::mock();
-    for t in ["booking-events", "waitlist-events"] {
-        broker.create_topic(t, 1);
-        broker.create_topic(&format!("{t}.dlq"), 1);
-    }
+    create_topics(&broker, &["booking-events", "waitlist-events"], 1);
     let config = example_config(dir.path(), "resource-booking", "15m");
     let router = Router::start(
         &config,
@@ -283,15 +288,7 @@ fn a_timer_set_on_a_killed_instance_fires_on_the_one_that_takes_its_partition() 
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::mock();
-    for t in [
-        "appointments-topic",
-        "payments-topic",
-        "notifications-topic",
-        "inspections-topic",
-    ] {
-        broker.create_topic(t, 1);
-        broker.create_topic(&format!("{t}.dlq"), 1);
-    }
+    create_topics(&broker, &AUTOCHECK_TOPICS, 1);
     let config = example_config(dir.path(), "autocheck", "8s");
     // A killed instance's partitions move after a 6 s session.
     let text = std::fs::read_to_string(&config).unwrap();
@@ -362,10 +359,7 @@ fn timers_through_kill_9s(broker: Broker, exactly_once: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let dir = tempfile::tempdir().unwrap();
-    for t in ["tick.in", "ticked"] {
-        broker.create_topic(t, 4);
-        broker.create_topic(&format!("{t}.dlq"), 4);
-    }
+    create_topics(&broker, &["tick.in", "ticked"], 4);
     let guarantee = if exactly_once {
         "exactly-once"
     } else {
