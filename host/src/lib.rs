@@ -133,8 +133,8 @@ pub use reload::Reloader;
 
 /// State.
 pub use state::{
-    DueTimer, Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead, StateStore, Timer,
-    TimerChange, TimerChanges, VersionStore, contract,
+    DiskStore, DueTimer, Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead,
+    StateStore, Timer, TimerChange, TimerChanges, VersionStore, contract,
 };
 
 /// A partition worker and its parts, to run one in-process.

@@ -152,6 +152,34 @@ pub fn p5(out: &mut String, mb: f64) {
     .unwrap();
 }
 
+/// P9's table.
+pub fn p9(out: &mut String, p: &crate::p9_timers::P9) {
+    writeln!(
+        out,
+        "## P9: timers\n\nThe counter guest sets one timer per record (due in a day); {} records through `switchyard run` on the embedded broker, 3 partitions, redb state.\n",
+        p.records
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| timers pending at start | rec/s | peak RSS |\n|---|---|---|\n| 0 | {:.0} | {:.0} MB |\n| {} | {:.0} | {:.0} MB |\n| **ratio** | **{:.2}x** | {:.2}x |\n",
+        p.rates.0,
+        p.rss_mb.0,
+        p.pending,
+        p.rates.1,
+        p.rss_mb.1,
+        p.rates.1 / p.rates.0,
+        p.rss_mb.1 / p.rss_mb.0
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "Lateness at light load ({} timers due 2-12 s after their records, the router otherwise idle), from `switchyard_timer_lateness_seconds`: p50 <= {} s, p99 <= {} s (histogram bucket bounds).\n",
+        p.lateness.0, p.lateness.1, p.lateness.2
+    )
+    .unwrap();
+}
+
 /// P8's table: `native`, the native handler's us/event.
 pub fn p8(out: &mut String, rows: &[P8], native: f64) {
     writeln!(

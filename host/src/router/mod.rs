@@ -20,6 +20,7 @@ mod failure;
 mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
+pub(crate) use timer::firing_id;
 pub use timer::{firing_due, firing_record, removal};
 
 use crate::config::{KafkaConfig, Matcher};
