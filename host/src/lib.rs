@@ -108,6 +108,7 @@ mod router;
 mod scaffold;
 mod schemas;
 mod service;
+mod shadow;
 mod state;
 
 // The crate's surface: what the binary, the integration tests and the
