@@ -1,30 +1,46 @@
-//! P9: timers. The record rate of `switchyard run` with the counter guest
-//! setting one timer per record (due in a day), with no timer pending and
-//! with 1,000,000 pending in its redb store (written there before the
+//! P9: timers. The record rate of `switchyard run` with no timer pending
+//! and with 1,000,000 pending in its redb store (written there before the
 //! start, as a million earlier records would have), side by side, with
-//! each run's peak RSS; and how late 5,000 timers due over 10 s fire at
-//! light load, from the router's lateness histogram.
+//! each run's peak RSS: for P1's payment plugin, which sets no timer, and
+//! for the counter guest setting one timer per record (due in a day). And
+//! how late 5,000 timers due over 10 s fire at light load, from the
+//! router's lateness histogram.
 
-use crate::load::{client, start_broker, switchyard_run};
+use crate::load::{INPUT, client, produce_inputs, start_broker, switchyard_run};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use switchyard::{DiskStore, Effect, StateStore, Timer, TimerChange};
-use switchyard_testkit::{Broker, Router, eventually, guest};
+use switchyard_testkit::{Broker, Router, eventually, guest, root};
 
 /// Input and output topics.
 const TICKS: &str = "tick.in";
-const PARTITIONS: i32 = 3;
+const PARTITIONS: i32 = 6;
+
+/// What the records of a rate run do.
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    /// P1's payment plugin on bookings: no timers.
+    Payment,
+    /// The counter guest: one timer set per record.
+    SetTimer,
+}
 
 /// P9's figures.
 pub struct P9 {
     /// Records measured in each rate run.
     pub records: usize,
-    /// Timers pending in the second run.
+    /// Timers pending in the second run of each pair.
     pub pending: usize,
-    /// Records/s with no timer pending, and with `pending`.
+    /// The payment plugin: records/s with no timer pending, and with
+    /// `pending`.
+    pub payment: (f64, f64),
+    /// Peak RSS in MB of those two runs.
+    pub payment_mb: (f64, f64),
+    /// The counter guest setting a timer per record: records/s with none
+    /// pending, and with `pending`.
     pub rates: (f64, f64),
-    /// Peak RSS in MB of the two runs.
+    /// Peak RSS in MB of those two runs.
     pub rss_mb: (f64, f64),
     /// Timers in the lateness run, and their lateness at p50 and p99 as
     /// the histogram's bucket bounds in seconds.
@@ -33,30 +49,40 @@ pub struct P9 {
 
 /// Runs P9.
 pub async fn run() -> P9 {
-    let records = 30_000;
+    let records = 90_000;
     let pending = 1_000_000;
-    let empty = rate_run(records, 0).await;
-    let loaded = rate_run(records, pending).await;
+    // The embedded broker keeps about 5 MB a partition: 45,000 bookings of
+    // 1 KB over 12 partitions, as in P1.
+    let paid = rate_run(45_000, 0, Work::Payment).await;
+    let paid_loaded = rate_run(45_000, pending, Work::Payment).await;
+    let empty = rate_run(records, 0, Work::SetTimer).await;
+    let loaded = rate_run(records, pending, Work::SetTimer).await;
     let late = lateness_run(5_000).await;
     P9 {
         records,
         pending,
+        payment: (paid.0, paid_loaded.0),
+        payment_mb: (paid.1, paid_loaded.1),
         rates: (empty.0, loaded.0),
         rss_mb: (empty.1, loaded.1),
         lateness: late,
     }
 }
 
-fn config(dir: &Path) -> std::path::PathBuf {
+fn config(dir: &Path, work: Work) -> std::path::PathBuf {
     let path = dir.join("router.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let payment = root().join("plugins/target/wasm32-wasip2/release/payment.wasm");
+    let text = match work {
+        Work::SetTimer => format!(
             "[[plugin]]\nname = \"counter\"\nwasm = \"{}\"\nsubscribe.types = [\"tick.*\"]\nemits = [\"ticked\"]\n",
             guest("counter").display()
         ),
-    )
-    .unwrap();
+        Work::Payment => format!(
+            "[[plugin]]\nname = \"payment\"\nwasm = \"{}\"\nsubscribe.types = [\"{INPUT}\"]\nemits = [\"payment.*\"]\nkey_field = \"payment_id\"\n[plugin.config]\nvocabulary = \"booking\"\n",
+            payment.display()
+        ),
+    };
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -97,9 +123,9 @@ async fn produce_ticks(broker: &Broker, n: usize, delay: impl Fn(usize) -> u64) 
     }
 }
 
-/// Writes `n` timers of the counter plugin, due in two days, into the
-/// redb store at `path`.
-fn preload(path: &Path, n: usize) {
+/// Writes `n` timers of the counter plugin on `topic`'s `partitions`, due
+/// in two days, into the redb store at `path`.
+fn preload(path: &Path, n: usize, topic: &str, partitions: i32) {
     let store = DiskStore::open(path, 10_000).expect("the state store");
     let due = now_ms() + 2 * 86_400_000;
     let chunk = 20_000;
@@ -117,8 +143,8 @@ fn preload(path: &Path, n: usize) {
                         TimerChange::Set(Timer {
                             due_ms: due + i as i64,
                             payload: b"{}".to_vec(),
-                            topic: TICKS.into(),
-                            partition: (i % PARTITIONS as usize) as i32,
+                            topic: topic.into(),
+                            partition: (i % partitions as usize) as i32,
                             context: Vec::new(),
                         }),
                     )]
@@ -139,25 +165,38 @@ fn peak_rss_mb(router: &Router) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Records/s over `n` ticks (first routed → last routed) and peak RSS,
+/// Records/s over `n` records (first routed → last routed) and peak RSS,
 /// with `pending` timers in the store at the start.
-async fn rate_run(n: usize, pending: usize) -> (f64, f64) {
-    let broker = start_broker(false, PARTITIONS, &[TICKS, "ticked"]);
+async fn rate_run(n: usize, pending: usize, work: Work) -> (f64, f64) {
+    let topics = match work {
+        Work::SetTimer => [TICKS, "ticked"],
+        Work::Payment => [INPUT, "payment.payment.succeeded"],
+    };
+    let partitions = match work {
+        Work::SetTimer => PARTITIONS,
+        Work::Payment => 12,
+    };
+    let broker = start_broker(false, partitions, &topics);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     if pending > 0 {
         let started = Instant::now();
-        preload(&state.join("state.redb"), pending);
+        preload(&state.join("state.redb"), pending, topics[0], partitions);
         eprintln!("P9: {pending} timers written in {:.1?}", started.elapsed());
     }
-    produce_ticks(&broker, n, |_| 86_400_000).await;
+    match work {
+        Work::SetTimer => produce_ticks(&broker, n, |_| 86_400_000).await,
+        Work::Payment => {
+            produce_inputs(&broker.bootstrap(), n).await;
+        }
+    }
     let router = switchyard_run(
-        &config(dir.path()),
+        &config(dir.path(), work),
         &broker,
         &state,
         &dir.path().join("cache"),
     );
-    let processed = || router.processed(TICKS) as usize;
+    let processed = || router.processed(topics[0]) as usize;
     eventually("P9's first tick", Duration::from_secs(120), || {
         router.or_log(processed() > 0)
     });
@@ -186,13 +225,15 @@ async fn lateness_run(n: usize) -> (usize, f64, f64) {
     let broker = start_broker(false, PARTITIONS, &[TICKS, "ticked"]);
     let dir = tempfile::tempdir().unwrap();
     let router = switchyard_run(
-        &config(dir.path()),
+        &config(dir.path(), Work::SetTimer),
         &broker,
         &dir.path().join("state"),
         &dir.path().join("cache"),
     );
     eventually("P9's router ready", Duration::from_secs(120), || {
-        router.or_log(router.logged("partitions assigned"))
+        router.or_log(
+            router.metric("switchyard_partition_owned", &[("topic", TICKS)]) == PARTITIONS as u64,
+        )
     });
     produce_ticks(&broker, n, |i| 2_000 + (i % 10) as u64 * 1_000).await;
     let fired = || router.metric("switchyard_timers_fired_total", &[]) as usize;
