@@ -98,6 +98,44 @@ pub fn guest(name: &str) -> PathBuf {
     build_wasm("tests/guests").join(format!("{name}.wasm"))
 }
 
+/// The Python receipt plugin (`plugins/receipt-py`) with `from` replaced
+/// by `to` in its source, built with componentize-py (which
+/// `scripts/setup.sh --test` installs): a version that behaves differently
+/// in one place, for shadow and replay tests. Built once per change, under
+/// `plugins/target/variants/`.
+pub fn receipt_py_variant(from: &str, to: &str) -> PathBuf {
+    let source = std::fs::read_to_string(root().join("plugins/receipt-py/app.py"))
+        .expect("plugins/receipt-py/app.py");
+    assert!(source.contains(from), "receipt-py has no `{from}` to change");
+    let changed = source.replace(from, to);
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        changed.hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let dir = root().join("plugins/target/variants").join(&tag);
+    let out = dir.join("receipt-variant.wasm");
+    if out.exists() {
+        return out;
+    }
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("app.py"), changed).unwrap();
+    let status = Command::new("componentize-py")
+        .current_dir(root())
+        .args(["-d", "wit", "-w", "handler", "componentize", "-p"])
+        .arg(&src)
+        .args(["-p", "sdk/python", "app", "-o"])
+        .arg(dir.join("partial.wasm"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("componentize-py runs (scripts/setup.sh --test installs it)");
+    assert!(status.success(), "componentize-py failed on the receipt variant");
+    std::fs::rename(dir.join("partial.wasm"), &out).unwrap();
+    out
+}
+
 /// The `switchyard` binary under test, with its own compile cache.
 pub fn switchyard(cache: &Path) -> Command {
     let mut cmd = Command::new(switchyard_bin());
