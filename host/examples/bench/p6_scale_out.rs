@@ -54,6 +54,7 @@ async fn p6_run(n: usize, instances: usize, url: Option<String>) -> (f64, Vec<Ar
             rebuild: false,
             workers: None,
             stats: Some(stats.clone()),
+            shadows: Vec::new(),
         };
         let mut stopped = stopped.clone();
         async move {

@@ -55,6 +55,7 @@ pub async fn router_run(
         rebuild: false,
         workers: None,
         stats: Some(stats.clone()),
+        shadows: Vec::new(),
     };
     let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();

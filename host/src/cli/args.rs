@@ -108,6 +108,11 @@ pub(crate) enum Command {
         /// Where to serve the admin API (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
+        /// Run a candidate version beside a plugin's live one and compare
+        /// them on every event, producing nothing of it: `name=file.wasm`
+        /// (repeatable). The status page shows the differences.
+        #[arg(long, value_name = "PLUGIN=FILE", value_parser = shadow_arg)]
+        shadow: Vec<(String, PathBuf)>,
     },
     /// Write a new plugin: a handler, a fixture, a schema and a router.toml.
     New {
@@ -123,6 +128,31 @@ pub(crate) enum Command {
         /// checkout this binary was built from).
         #[arg(long)]
         sdk: Option<PathBuf>,
+    },
+    /// A plugin's shadow version on a running router, through its admin
+    /// API: attach a candidate (`switchyard shadow receipt new.wasm`), show
+    /// how it compares with the live version (no file), promote or drop it.
+    Shadow {
+        /// The plugin.
+        plugin: String,
+        /// The candidate's wasm file, to attach as the shadow.
+        file: Option<PathBuf>,
+        /// Make the shadow live (its fixtures must pass), and drop it.
+        #[arg(long, conflicts_with_all = ["file", "drop"])]
+        promote: bool,
+        /// Drop the shadow.
+        #[arg(long, conflicts_with = "file")]
+        drop: bool,
+        /// The router's admin API.
+        #[arg(
+            long,
+            env = "SWITCHYARD_ADMIN",
+            default_value = "http://127.0.0.1:9464"
+        )]
+        admin: String,
+        /// The admin token (`[admin] token` of the router's config).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Dead-letter topics.
     Dlq {
@@ -150,4 +180,16 @@ pub(crate) enum DlqCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// Parses `name=file.wasm`.
+fn shadow_arg(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "`{text}`: write it as PLUGIN=FILE, such as receipt=receipt-v2.wasm"
+        )),
+    }
 }

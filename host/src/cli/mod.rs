@@ -17,6 +17,8 @@
 //! their `sources`; `dev` also rebuilds and reloads them on every save (see
 //! [`crate::rebuild`]).
 
+mod shadow;
+
 use crate::config::RouterConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::harness;
@@ -120,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rebuild: false,
                 workers: None,
                 stats: None,
+                shadows: Vec::new(),
             };
             serve(config, options)?;
             Ok(ExitCode::SUCCESS)
@@ -129,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             summary_secs,
             admin,
+            shadow,
         } => {
             let mut config = RouterConfig::load(&config)?;
             if config.kafka.guarantee == crate::config::Guarantee::ExactlyOnce {
@@ -198,11 +202,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rebuild: true,
                 workers: None,
                 stats: None,
+                shadows: shadow,
             };
             serve(config, options)?;
             drop(broker);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Shadow {
+            plugin,
+            file,
+            promote,
+            drop,
+            admin,
+            token,
+        } => shadow::run(
+            &admin,
+            token.as_deref(),
+            &plugin,
+            file.as_deref(),
+            promote,
+            drop,
+        ),
         Command::Dlq {
             command:
                 DlqCommand::Replay {

@@ -93,6 +93,13 @@ impl Service {
                 .await?
                 .context("applying the plugin versions kept in the state store")?;
         }
+        for (name, path) in &options.shadows {
+            let wasm = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read the shadow version", path.display()))?;
+            reloader
+                .shadow(name, &wasm, &path.display().to_string())
+                .map_err(|e| anyhow::anyhow!("--shadow {name}={}: {e}", path.display()))?;
+        }
         reloader.follow()?;
         let watchers = (
             match options.watch {

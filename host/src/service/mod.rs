@@ -77,6 +77,9 @@ pub struct RunOptions {
     /// Counters to share with the caller (benchmarks, embedding); `None`
     /// makes fresh ones.
     pub stats: Option<Arc<Stats>>,
+    /// Shadow versions to attach at the start: (plugin, wasm file)
+    /// (`switchyard dev --shadow name=file.wasm`; see [`crate::shadow`]).
+    pub shadows: Vec<(String, PathBuf)>,
 }
 
 /// Runs the router until `shutdown` resolves; returns an error when it
