@@ -15,7 +15,13 @@ if [ ! -f target/lib/.complete ] || [ ! -f "$jar" ] ||
   fi
   echo "kstreams: building bench/kstreams" >&2
   rm -rf target/lib
-  mvn -q -B -Dstyle.color=never package >&2
+  log=$(mktemp)
+  if ! mvn -q -B package >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
   touch target/lib/.complete
 fi
 echo "$PWD/$jar:$PWD/target/lib/*"
