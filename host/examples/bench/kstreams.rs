@@ -186,7 +186,8 @@ impl Progress {
         let found = if self.exactly_once {
             self.consumer.committed_offsets(self.input.clone(), timeout)
         } else {
-            self.consumer.offsets_for_times(self.outputs.clone(), timeout)
+            self.consumer
+                .offsets_for_times(self.outputs.clone(), timeout)
         };
         found.map_or(0, |list| {
             list.elements()
