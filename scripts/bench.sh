@@ -2,7 +2,7 @@
 # The benchmarks (not tests): builds the plugins and a release host, runs
 # every measure side by side, and rewrites BENCHMARKS.md with the results.
 #   scripts/bench.sh            every measure (about 8 minutes after the build)
-#   scripts/bench.sh p1,p2      some of them (p1 p2 p3 p4 p5 p6 p7 p8), printed only
+#   scripts/bench.sh p1,p2      some of them (p1 p2 p3 p4 p5 p6 p7 p8 p9), printed only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --test: PostgreSQL for P6, and Tansu for P1 when it can be built.

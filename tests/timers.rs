@@ -456,14 +456,11 @@ fn timers_through_a_crash_loop_on_the_embedded_broker_fire_once_each() {
     timers_through_kill_9s(Broker::mock(), false);
 }
 
-/// Known gap, so ignored: a crash between a transaction's commit and the
-/// removal of the timers it fired (a separate state store commit) leaves
-/// them due, and their outputs are produced once more in a later
-/// transaction: a few duplicates per kill (6 of 300 seen). Closing it needs
-/// the firing's completion inside the Kafka transaction itself. Run it with
-/// `cargo test --test timers -- --ignored`.
+/// Under exactly-once, a crash between a transaction's commit and the
+/// removal of the timers it fired leaves them due; the partition's offset
+/// metadata lists them (`kafka/txn/fired.rs`), so the next owner removes
+/// them without producing their outputs again.
 #[test]
-#[ignore]
 fn timers_through_a_crash_loop_on_apache_kafka_with_exactly_once_have_no_duplicate() {
     timers_through_kill_9s(Broker::kafka(), true);
 }

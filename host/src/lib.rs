@@ -108,6 +108,7 @@ mod router;
 mod scaffold;
 mod schemas;
 mod service;
+mod shadow;
 mod state;
 
 // The crate's surface: what the binary, the integration tests and the
@@ -133,8 +134,8 @@ pub use reload::Reloader;
 
 /// State.
 pub use state::{
-    DueTimer, Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead, StateStore, Timer,
-    TimerChange, TimerChanges, VersionStore, contract,
+    DiskStore, DueTimer, Effect, LiveVersion, MemoryStore, PgStore, StateError, StateRead,
+    StateStore, Timer, TimerChange, TimerChanges, VersionStore, contract,
 };
 
 /// A partition worker and its parts, to run one in-process.

@@ -144,8 +144,12 @@ impl Instances {
     /// `isolation = "per-event"`. With `timer`, it runs that timer's
     /// `on-timer` instead, `event` standing for the firing. A faulted
     /// instance is dropped.
+    ///
+    /// The warm instance is kept under `slot`: the plugin's name, or
+    /// `<name>#shadow` for its shadow version.
     pub(crate) fn call(
         &mut self,
+        slot: &str,
         spec: &PluginSpec,
         version: &PluginVersion,
         event: &Event,
@@ -161,18 +165,18 @@ impl Instances {
         }
         let stale = self
             .warm
-            .get(&spec.name)
+            .get(slot)
             .is_none_or(|i| i.hash() != version.hash || i.worn_out());
         if stale {
             // Free the old slot before taking a new one.
-            self.warm.remove(&spec.name);
+            self.warm.remove(slot);
             let instance = self.engine.instantiate(version)?;
-            self.warm.insert(spec.name.clone(), instance);
+            self.warm.insert(slot.to_string(), instance);
         }
-        let instance = self.warm.get_mut(&spec.name).expect("just inserted");
+        let instance = self.warm.get_mut(slot).expect("just inserted");
         let result = run(instance);
         if result.is_err() {
-            self.warm.remove(&spec.name);
+            self.warm.remove(slot);
         }
         result
     }

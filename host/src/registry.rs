@@ -22,6 +22,7 @@ pub struct Plugin {
     status: Mutex<Status>,
     paused: std::sync::atomic::AtomicBool,
     reloading: std::sync::atomic::AtomicBool,
+    shadow: RwLock<Option<Arc<crate::shadow::Shadow>>>,
 }
 
 #[derive(Debug)]
@@ -62,6 +63,8 @@ pub(crate) struct PluginStatus {
     pub(crate) paused: bool,
     /// Earlier versions, newest first, for rollback.
     pub(crate) previous: Vec<String>,
+    /// The shadow version's label, if one runs (see `/plugins/{name}/shadow`).
+    pub(crate) shadow: Option<String>,
 }
 
 fn now() -> String {
@@ -84,7 +87,18 @@ impl Plugin {
             }),
             paused: std::sync::atomic::AtomicBool::new(false),
             reloading: std::sync::atomic::AtomicBool::new(false),
+            shadow: RwLock::new(None),
         }
+    }
+
+    /// Its shadow version, if one runs beside the live one.
+    pub(crate) fn shadow(&self) -> Option<Arc<crate::shadow::Shadow>> {
+        self.shadow.read().expect("plugin lock poisoned").clone()
+    }
+
+    /// Attaches `shadow` (or, with `None`, drops the one attached).
+    pub(crate) fn set_shadow(&self, shadow: Option<Arc<crate::shadow::Shadow>>) {
+        *self.shadow.write().expect("plugin lock poisoned") = shadow;
     }
 
     /// The version new events run on.
@@ -185,6 +199,7 @@ impl Plugin {
                 .rev()
                 .map(|v| v.label().to_string())
                 .collect(),
+            shadow: self.shadow().map(|s| s.version.label().to_string()),
         }
     }
 }

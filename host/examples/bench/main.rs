@@ -28,13 +28,15 @@
 //!   and a rebuilt component with the function cache warm), cache load,
 //!   and per-event cost on a reused and a fresh instance, against the Rust
 //!   handler compiled natively.
+//! - P9: timers: records/s and peak RSS with 0 and 1,000,000 timers
+//!   pending, and lateness at p50 and p99 at light load.
 //!
 //! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
 //!
-//! One file per measure (`p1_throughput.rs` … `p8_languages.rs`), what
+//! One file per measure (`p1_throughput.rs` … `p9_timers.rs`), what
 //! they feed and read (`load.rs`), what they time besides `switchyard run`
 //! (`runs.rs`), and the report (`report.rs`). Brokers, the `switchyard run`
 //! process and HTTP come from the test kit (`tests/kit`).
@@ -49,6 +51,7 @@ mod p5_memory;
 mod p6_scale_out;
 mod p7_latency;
 mod p8_languages;
+mod p9_timers;
 mod report;
 mod runs;
 
@@ -87,6 +90,9 @@ fn main() {
     }
     if wants("p7") {
         report::p7(&mut out, &runtime.block_on(p7_latency::run()));
+    }
+    if wants("p9") {
+        report::p9(&mut out, &runtime.block_on(p9_timers::run()));
     }
     print!("{out}");
 }

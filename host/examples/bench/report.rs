@@ -181,6 +181,52 @@ pub fn p5(out: &mut String, mb: f64) {
     .unwrap();
 }
 
+/// P9's table.
+pub fn p9(out: &mut String, p: &crate::p9_timers::P9) {
+    writeln!(
+        out,
+        "## P9: timers\n\nRecords through `switchyard run` on the embedded broker, redb state, with no timer pending and with {} pending in the store (on the input's partitions) at the start: 45,000 bookings on 12 partitions for the payment plugin, {} ticks on 6 partitions for the counter guest.\n",
+        p.pending, p.records
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| records | rec/s, 0 pending | rec/s, {} pending | **ratio** | peak RSS, 0 / {} pending |\n|---|---|---|---|---|",
+        p.pending, p.pending
+    )
+    .unwrap();
+    for (what, rates, mb) in [
+        (
+            "P1's payment plugin (sets no timer)",
+            p.payment,
+            p.payment_mb,
+        ),
+        (
+            "the counter guest, one timer set per record (due in a day)",
+            p.rates,
+            p.rss_mb,
+        ),
+    ] {
+        writeln!(
+            out,
+            "| {what} | {:.0} | {:.0} | **{:.2}x** | {:.0} / {:.0} MB |",
+            rates.0,
+            rates.1,
+            rates.1 / rates.0,
+            mb.0,
+            mb.1
+        )
+        .unwrap();
+    }
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "Lateness at light load ({} timers due 2-12 s after their records, the router otherwise idle), from `switchyard_timer_lateness_seconds`: p50 <= {} s, p99 <= {} s (histogram bucket bounds).\n",
+        p.lateness.0, p.lateness.1, p.lateness.2
+    )
+    .unwrap();
+}
+
 /// P8's table: `native`, the native handler's us/event.
 pub fn p8(out: &mut String, rows: &[P8], native: f64) {
     writeln!(

@@ -10,6 +10,10 @@
 //! | POST | `/plugins/{name}/reload` | reload from its file |
 //! | POST | `/plugins/{name}/rollback` | back to the previous version |
 //! | POST | `/plugins/{name}/pause`, `/resume` | hold or release its records |
+//! | GET | `/plugins/{name}/shadow`, `/api/shadows` | a shadow version's comparison with the live one: counts and the newest differing events |
+//! | PUT | `/plugins/{name}/shadow` | attach an uploaded wasm as the plugin's shadow version |
+//! | POST | `/plugins/{name}/shadow/promote` | make the shadow live (its fixtures must pass), and drop it |
+//! | DELETE | `/plugins/{name}/shadow` | drop the shadow |
 //! | GET | `/api/summary` | rates, errors, dead letters, lag, the partitions this instance owns, the state store and its commit time, the timers pending per plugin with the next due time, and why the router waits (`waiting`, or `null`) |
 //! | GET | `/api/map`, `/api/history`, `/api/lag`, `/api/dlq`... | the status page's data; see [`status`] |
 //! | POST | `/api/dlq/{topic}/replay` | replay one dead letter or all of a topic |
@@ -26,6 +30,7 @@
 mod guard;
 mod overview;
 mod plugins;
+mod shadow;
 pub(crate) mod status;
 
 use guard::guard;
@@ -53,6 +58,12 @@ pub(crate) fn routes(state: Arc<AdminState>) -> Router {
         .route("/plugins/{name}/rollback", post(plugins::rollback))
         .route("/plugins/{name}/pause", post(plugins::pause))
         .route("/plugins/{name}/resume", post(plugins::resume))
+        .route(
+            "/plugins/{name}/shadow",
+            get(shadow::show).put(shadow::upload).delete(shadow::drop),
+        )
+        .route("/plugins/{name}/shadow/promote", post(shadow::promote))
+        .route("/api/shadows", get(shadow::all))
         .route("/api/map", get(status::map))
         .route("/api/history", get(status::history))
         .route("/api/lag", get(status::lag))

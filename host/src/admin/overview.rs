@@ -24,7 +24,7 @@ pub(super) async fn metrics(State(state): Shared) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render() + &super::shadow::metrics(state.reloader.registry()),
     )
         .into_response()
 }

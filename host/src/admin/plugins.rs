@@ -30,7 +30,7 @@ pub(super) async fn show(State(state): Shared, Path(name): Path<String>) -> Resp
 
 /// Checks the token, runs a change off the async runtime, and answers with
 /// the plugin's status, or 422 with why the change was refused.
-async fn change(
+pub(super) async fn change(
     state: Arc<AdminState>,
     headers: &HeaderMap,
     name: String,

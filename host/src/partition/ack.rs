@@ -78,7 +78,9 @@ pub(super) async fn ack_in_order(
         // A timer's firing (offset -1) has no offset to store: its outputs
         // are safe now, so its timer goes.
         match crate::router::removal(&record) {
-            Some(removal) => super::timers::remove_fired(&shared, &firing, removal).await,
+            Some(removal) => {
+                super::timers::remove_fired(&shared, &firing, &partition, removal).await
+            }
             None => shared.source.store(&lease, &partition, record.offset),
         }
         shared.stats.acked.fetch_add(1, Ordering::Relaxed);

@@ -113,6 +113,13 @@ struct Worker {
 impl Worker {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Record>) {
         let shared = self.shared.clone();
+        if let Some(txn) = &shared.txn
+            && !txn
+                .load_fired(&self.partition, &self.lease, &shared.shutdown)
+                .await
+        {
+            return;
+        }
         let (acks, acks_rx) = mpsc::channel::<Pending>(64);
         let acker = tokio::spawn(ack_in_order(
             shared.clone(),
@@ -268,10 +275,18 @@ impl Worker {
                         // A firing's timer goes once the transaction that
                         // carries its outputs has committed.
                         Some(removal) => {
-                            let (shared, firing) = (self.shared.clone(), self.firing.clone());
+                            for (plugin, name, due) in timers::removed(&removal) {
+                                hold.fired(&self.partition, timers::short_key(&plugin, &name, due));
+                            }
+                            let (shared, firing, partition) = (
+                                self.shared.clone(),
+                                self.firing.clone(),
+                                self.partition.clone(),
+                            );
                             hold.after_commit(Box::new(move || {
                                 tokio::spawn(async move {
-                                    timers::remove_fired(&shared, &firing, removal).await;
+                                    timers::remove_fired(&shared, &firing, &partition, removal)
+                                        .await;
                                 });
                             }));
                         }

@@ -8,9 +8,17 @@
 //! moved here with the partition, are found that way) and at the next due
 //! time it knows of. Only the next due ones are read: a million pending
 //! timers cost neither memory nor time on the record path.
+//!
+//! With exactly-once, a due timer whose firing a committed transaction
+//! already holds (the partition's offset metadata lists it, see
+//! `kafka/txn/fired.rs`: the process stopped between that commit and the
+//! removal) is removed without firing again.
 
 use super::{Pending, Shared, Worker};
-use crate::router::firing_record;
+use crate::kafka::source::Partition;
+use crate::kafka::txn::fired_key;
+use crate::router::{firing_id, firing_record, removal};
+use crate::state::DueTimer;
 use crate::state::{Effect, TimerChange};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,15 +111,11 @@ impl Worker {
                     return true;
                 }
             };
-            let due: Vec<_> = {
-                let mut firing = self.firing.lock().expect("firing lock");
-                due.into_iter()
-                    .filter(|d| firing.insert((d.plugin.clone(), d.name.clone(), d.timer.due_ms)))
-                    .collect()
-            };
+            let due = self.unfired(due);
             if due.is_empty() {
-                // What is due is in flight: wait for the next look rather
-                // than wake at a due time already being handled.
+                // What is due is in flight, or may not fire yet: wait for
+                // the next look rather than wake at a due time already
+                // being handled.
                 clock.next_due_ms = None;
                 return true;
             }
@@ -127,23 +131,100 @@ impl Worker {
     }
 }
 
-/// Commits `removal` (see `router::removal`) once a firing's outputs are
-/// safe, waiting out a failing store; gives up only on shutdown (the timer
-/// then stays due and fires again, a duplicate, after the restart).
-pub(super) async fn remove_fired(shared: &Shared, firing: &Firing, removal: Effect) {
-    let keys: Vec<(String, String, i64)> = removal
+impl Worker {
+    /// Of the due timers `due` (the first ones, by due time), those to fire
+    /// now, marked in flight: not those already in flight and, with
+    /// exactly-once, not those a committed transaction holds (they are
+    /// removed instead), and no more than the transaction may list.
+    fn unfired(&self, due: Vec<DueTimer>) -> Vec<DueTimer> {
+        let saw_all = due.len() < FIRINGS_PER_BATCH;
+        let mut firing = self.firing.lock().expect("firing lock");
+        let Some(txn) = &self.shared.txn else {
+            return due
+                .into_iter()
+                .filter(|d| firing.insert((d.plugin.clone(), d.name.clone(), d.timer.due_ms)))
+                .collect();
+        };
+        let committed = txn.fired_committed(&self.partition);
+        if saw_all && !committed.is_empty() {
+            // Listed firings neither due nor in flight are gone already.
+            let live: std::collections::HashSet<String> = due
+                .iter()
+                .map(|d| short_key(&d.plugin, &d.name, d.timer.due_ms))
+                .chain(firing.iter().map(|(p, n, d)| short_key(p, n, *d)))
+                .collect();
+            let gone: Vec<String> = committed.difference(&live).cloned().collect();
+            txn.forget_fired(&self.partition, &gone);
+        }
+        let mut room = txn.fired_room(&self.partition);
+        let mut fire = Vec::new();
+        for d in due {
+            let key = (d.plugin.clone(), d.name.clone(), d.timer.due_ms);
+            if firing.contains(&key) {
+                continue;
+            }
+            if committed.contains(&short_key(&key.0, &key.1, key.2)) {
+                // Its outputs committed before the process stopped: only
+                // its removal is left to do.
+                firing.insert(key);
+                if let Some(removal) = removal(&firing_record(&d)) {
+                    let (shared, set, partition) = (
+                        self.shared.clone(),
+                        self.firing.clone(),
+                        self.partition.clone(),
+                    );
+                    tokio::spawn(async move {
+                        remove_fired(&shared, &set, &partition, removal).await;
+                    });
+                }
+            } else if room > 0 {
+                room -= 1;
+                firing.insert(key);
+                fire.push(d);
+            }
+        }
+        fire
+    }
+}
+
+/// A firing's key in the transaction's offset metadata.
+pub(super) fn short_key(plugin: &str, name: &str, due_ms: i64) -> String {
+    fired_key(&firing_id(plugin, name, due_ms))
+}
+
+/// The timers a removal effect removes: (plugin, name, due time).
+pub(super) fn removed(removal: &Effect) -> Vec<(String, String, i64)> {
+    removal
         .timers
         .iter()
         .filter_map(|(name, change)| match change {
             TimerChange::Fired { due_ms } => Some((removal.plugin.clone(), name.clone(), *due_ms)),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Commits `removal` (see `router::removal`) once a firing's outputs are
+/// safe, waiting out a failing store; gives up only on shutdown (the timer
+/// then stays due and fires again after the restart: at-least-once, or,
+/// with exactly-once, only its removal if its outputs had committed).
+pub(super) async fn remove_fired(
+    shared: &Shared,
+    firing: &Firing,
+    partition: &Partition,
+    removal: Effect,
+) {
+    let keys = removed(&removal);
     let effects = Arc::new(vec![vec![removal]]);
     let mut attempt = 1;
     loop {
         match shared.committer.commit(effects.clone()).await {
             Ok(_) => {
+                if let Some(txn) = &shared.txn {
+                    let short: Vec<String> =
+                        keys.iter().map(|(p, n, d)| short_key(p, n, *d)).collect();
+                    txn.forget_fired(partition, &short);
+                }
                 let mut firing = firing.lock().expect("firing lock");
                 for key in &keys {
                     firing.remove(key);

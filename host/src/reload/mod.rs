@@ -33,6 +33,7 @@ use crate::fixtures::FixtureError;
 use crate::metrics::Metrics;
 use crate::registry::{Plugin, PluginRegistry};
 use crate::state::VersionStore;
+mod shadow;
 mod shared;
 mod watch;
 
@@ -80,6 +81,9 @@ pub(crate) enum ReloadError {
     /// A rollback with no earlier version to go back to.
     #[error("plugin `{0}` has no earlier version")]
     NoEarlierVersion(String),
+    /// A shadow change for a plugin that has none.
+    #[error("plugin `{0}` has no shadow version; upload one first (PUT /plugins/{0}/shadow)")]
+    NoShadow(String),
 }
 
 /// Loads, checks and swaps in plugin versions.
@@ -146,7 +150,12 @@ impl Reloader {
         let plugin = self.plugin(name)?;
         let _changing = self.lock();
         let current = plugin.current();
-        let kind = if origin == "upload" { "upload" } else { "file" };
+        // A promoted shadow came through the API too: a restart keeps it.
+        let kind = if origin == "upload" || origin == "shadow" {
+            "upload"
+        } else {
+            "file"
+        };
         plugin.set_reloading(true);
         let outcome = self
             .engine

@@ -44,6 +44,11 @@ impl Reloader {
             .into_iter()
             .map(|l| (l.plugin.clone(), l))
             .collect();
+        for row in stored.values() {
+            if let Err(e) = self.apply_shadow(row) {
+                tracing::warn!("{e:#}; no shadow runs");
+            }
+        }
         for plugin in self.registry.plugins() {
             let name = &plugin.spec.name;
             match stored.get(name) {
@@ -134,6 +139,14 @@ impl Reloader {
                         }
                     };
                     for row in stored {
+                        match this.apply_shadow(&row) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!("plugin versions: {e:#}");
+                                continue;
+                            }
+                        }
                         if let Some(plugin) = this.registry.get(&row.plugin)
                             && let Err(e) = this.apply(plugin, &row)
                         {

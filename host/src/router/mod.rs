@@ -21,6 +21,7 @@ mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
 pub use timer::{firing_due, firing_record, removal};
+pub(crate) use timer::{firing_id, rfc3339};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
@@ -157,18 +158,20 @@ impl Router {
     }
 
     /// Takes one record through every subscribed plugin, reading state
-    /// through `view`. Nothing is committed.
+    /// through `view`, and through their shadows if `sample` (see
+    /// [`crate::shadow`]). Nothing is committed.
     pub(crate) fn route(
         &self,
         record: &Record,
         view: &Arc<BatchView>,
         instances: &mut Instances,
+        sample: bool,
     ) -> RecordOutcome {
         if self.exclude.matches(&record.topic) {
             return RecordOutcome::Skipped("excluded topic".into());
         }
         if let Some(firing) = timer::firing_of(record) {
-            return self.fire(firing, record, view, instances);
+            return self.fire(firing, record, view, instances, sample);
         }
         let event = match envelope::decode(record) {
             Ok(event) => event,
@@ -178,7 +181,7 @@ impl Router {
         let calls: Vec<PluginCall> = self
             .registry
             .subscribers(&event.ty, &event.topic)
-            .map(|plugin| self.run(plugin, &event, None, view, instances))
+            .map(|plugin| self.run(plugin, &event, None, view, instances, sample))
             .collect();
         if !calls.is_empty() {
             self.learn(&event.topic);
@@ -221,8 +224,10 @@ impl Router {
             }
         }
         let mut done = Vec::with_capacity(records.len());
+        // Under load (a long batch) only `SAMPLE` records run on shadows.
+        let every = records.len().div_ceil(crate::shadow::SAMPLE).max(1);
         for (i, record) in records.iter().enumerate() {
-            let outcome = self.route(record, &view, instances);
+            let outcome = self.route(record, &view, instances, i % every == 0);
             if let RecordOutcome::Routed { calls, .. } = &outcome {
                 let attempt = if i == 0 { attempt } else { 1 };
                 let waiting = calls.iter().find_map(|c| {
@@ -257,6 +262,7 @@ impl Router {
         record: &Record,
         view: &Arc<BatchView>,
         instances: &mut Instances,
+        sample: bool,
     ) -> RecordOutcome {
         let firing = match firing {
             Ok(firing) => firing,
@@ -274,7 +280,7 @@ impl Router {
         // safe (acknowledged, or in a committed transaction): see
         // `timer::removal`. Until then it stays due, and a firing that runs
         // again re-produces the same records from the outbox.
-        let outcome = self.run(plugin, &event, Some(&call), view, instances);
+        let outcome = self.run(plugin, &event, Some(&call), view, instances, sample);
         RecordOutcome::Routed {
             ty: event.ty,
             id: event.id,
@@ -283,7 +289,8 @@ impl Router {
     }
 
     /// Runs one plugin on one decoded event (or, with `timer`, that timer's
-    /// firing, `event` standing for it), through `view`.
+    /// firing, `event` standing for it), through `view`; and on its shadow,
+    /// if it has one and `sample`.
     fn run(
         &self,
         plugin: &Arc<Plugin>,
@@ -291,6 +298,7 @@ impl Router {
         timer: Option<&TimerCall>,
         view: &Arc<BatchView>,
         instances: &mut Instances,
+        sample: bool,
     ) -> PluginCall {
         let version = plugin.current();
         let started = Instant::now();
@@ -337,29 +345,26 @@ impl Router {
             topic = %event.topic, partition = event.partition, offset = event.offset,
             event_id = %event.id, correlation_id = event.correlation_id.as_deref().unwrap_or(""))
         .entered();
-        let state: Arc<dyn StateRead> = view.clone();
-        let input = CallInput {
-            state: &state,
-            config: &spec.config,
-            limits: spec.limits,
+        let live = Call {
+            spec,
+            version: &version,
+            label: &call.version,
+            slot: &spec.name,
         };
-        let result = instances
-            .call(spec, &version, event, timer, input)
-            .map_err(Failure::Fault)
-            .and_then(|out| {
-                let emits = out.result.map_err(Failure::Handler)?;
-                let records = emits
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, emit)| {
-                        emit::wrap(spec, &call.version, event, i, emit, self.max_record_bytes)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((records, out.reads, out.writes, out.timers))
-            });
+        let result = self.invoke(&live, event, timer, view, instances);
         call.took = started.elapsed();
+        if let Some(shadow) = plugin.shadow() {
+            self.shadow(
+                &shadow, &live, event, timer, view, instances, &result, sample,
+            );
+        }
         match result {
-            Ok((records, reads, writes, timers)) => {
+            Ok(Ran {
+                records,
+                reads,
+                writes,
+                timers,
+            }) => {
                 call.effect = Some(Effect {
                     plugin: spec.name.clone(),
                     event_id: event.id.clone(),
@@ -374,4 +379,102 @@ impl Router {
         }
         call
     }
+
+    /// Calls one version and wraps its emits (under `call.label`).
+    fn invoke(
+        &self,
+        call: &Call<'_>,
+        event: &Event,
+        timer: Option<&TimerCall>,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+    ) -> Result<Ran, Failure> {
+        let spec = call.spec;
+        let state: Arc<dyn StateRead> = view.clone();
+        let input = CallInput {
+            state: &state,
+            config: &spec.config,
+            limits: spec.limits,
+        };
+        let out = instances
+            .call(call.slot, spec, call.version, event, timer, input)
+            .map_err(Failure::Fault)?;
+        let emits = out.result.map_err(Failure::Handler)?;
+        let records = emits
+            .into_iter()
+            .enumerate()
+            .map(|(i, emit)| emit::wrap(spec, call.label, event, i, emit, self.max_record_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Ran {
+            records,
+            reads: out.reads,
+            writes: out.writes,
+            timers: out.timers,
+        })
+    }
+
+    /// Runs `shadow` on the event the live call (`live`, which returned
+    /// `result`) just ran on, with the same state, and records how the two
+    /// differ; see [`crate::shadow`].
+    #[allow(clippy::too_many_arguments)]
+    fn shadow(
+        &self,
+        shadow: &crate::shadow::Shadow,
+        live: &Call<'_>,
+        event: &Event,
+        timer: Option<&TimerCall>,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+        result: &Result<Ran, Failure>,
+        sample: bool,
+    ) {
+        use crate::shadow::compare::{Observed, compare, render};
+        if matches!(result, Err(Failure::State(_))) || !shadow.first_time(&event.id) {
+            // The live call did not get to run, or this is a rerun.
+            return;
+        }
+        if !sample {
+            shadow.skip();
+            return;
+        }
+        let slot = format!("{}#shadow", live.spec.name);
+        let candidate = Call {
+            version: &shadow.version,
+            slot: &slot,
+            ..*live
+        };
+        let theirs = self.invoke(&candidate, event, timer, view, instances);
+        let observe = |r: &Result<Ran, Failure>| match r {
+            Ok(ran) => Observed::of(&ran.records, &ran.writes, &ran.timers),
+            Err(failure) => Observed::failed(failure.to_string()),
+        };
+        let differences = compare(&observe(result), &observe(&theirs));
+        let diff = (!differences.is_empty()).then(|| crate::shadow::ShadowDiff {
+            event_id: event.id.clone(),
+            event_type: event.ty.clone(),
+            at: format!("{}[{}]@{}", event.topic, event.partition, event.offset),
+            live: live.label.to_string(),
+            text: render(&differences),
+            differences,
+        });
+        shadow.record(diff, theirs.is_err());
+    }
+}
+
+/// Which version a call runs, under which label its emits go out, and in
+/// which warm-instance slot.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    spec: &'a crate::config::PluginSpec,
+    version: &'a crate::engine::PluginVersion,
+    label: &'a str,
+    slot: &'a str,
+}
+
+/// What a call that succeeded did.
+struct Ran {
+    records: Vec<OutRecord>,
+    reads: crate::state::Reads,
+    writes: crate::state::Writes,
+    timers: crate::engine::StagedTimers,
 }

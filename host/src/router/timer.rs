@@ -19,8 +19,9 @@
 //! crash or an aborted transaction before that leaves the timer due: it
 //! fires again, the firing is a duplicate (its processed mark committed
 //! with its state), and its records are produced again, byte-identical,
-//! from the outbox. A firing that is dead-lettered is removed the same way
-//! once its dead letter is safe.
+//! from the outbox (with exactly-once, only if the transaction that held
+//! them did not commit: see `kafka/txn/fired.rs`). A firing that is
+//! dead-lettered is removed the same way once its dead letter is safe.
 
 use crate::engine::StagedTimers;
 use crate::envelope::EnvelopeStyle;
@@ -149,6 +150,16 @@ pub fn removal(record: &Record) -> Option<Effect> {
     })
 }
 
+/// The event id of the firing of `plugin`'s timer `name` due at `due_ms`:
+/// a UUID v5 of the three, the same on every run.
+pub(crate) fn firing_id(plugin: &str, name: &str, due_ms: i64) -> String {
+    uuid::Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("timer/{plugin}/{name}/{due_ms}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// The due time as RFC 3339 UTC, milliseconds kept.
 pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -175,11 +186,7 @@ impl Firing {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let id = uuid::Uuid::new_v5(
-            &ID_NAMESPACE,
-            format!("timer/{}/{}/{}", self.plugin, self.name, self.due_ms).as_bytes(),
-        )
-        .to_string();
+        let id = firing_id(&self.plugin, &self.name, self.due_ms);
         let mut style = EnvelopeStyle::of(context.style.unwrap_or_default());
         style.lifted = context.lifted;
         Event {

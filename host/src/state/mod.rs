@@ -63,7 +63,7 @@ mod postgres;
 mod timers;
 mod view;
 
-pub(crate) use disk::DiskStore;
+pub use disk::DiskStore;
 pub use error::StateError;
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, Unreachable};

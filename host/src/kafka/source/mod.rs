@@ -224,6 +224,27 @@ impl Source {
         self.consumer.group_metadata()
     }
 
+    /// What the group committed for `partition`: the next offset (`None`
+    /// if nothing is committed) and the offset's metadata. Blocking.
+    pub(crate) fn committed(
+        &self,
+        partition: &Partition,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<(Option<i64>, String)> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.0, partition.1);
+        let got = self.consumer.committed_offsets(list, timeout)?;
+        let entry = got
+            .find_partition(&partition.0, partition.1)
+            .ok_or_else(|| anyhow::anyhow!("the broker did not answer for the partition"))?;
+        entry.error()?;
+        let offset = match entry.offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        Ok((offset, entry.metadata().to_string()))
+    }
+
     /// Moves `partitions` back to their committed offsets (the beginning
     /// where none is committed) and resumes them; records fetched before
     /// are dropped by librdkafka (and by the consumer loop until this

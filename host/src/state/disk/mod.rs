@@ -48,7 +48,7 @@ const ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processe
 const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
 const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 /// Plugin state in a redb file.
-pub(crate) struct DiskStore {
+pub struct DiskStore {
     db: Database,
     keep: u64,
     path: std::path::PathBuf,
@@ -81,7 +81,7 @@ impl Committed for Tables<'_, '_> {
 impl DiskStore {
     /// Opens (or creates) the store at `path`, remembering the last `keep`
     /// processed event ids of each plugin.
-    pub(crate) fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(

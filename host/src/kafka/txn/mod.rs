@@ -33,13 +33,19 @@
 //! a fatal one, or a fenced producer, replaces the producer
 //! ([`Sink::recreate`]), initialises it again, and rewinds the same way.
 //! A broker outage is retried without limit: nothing here exits.
+//!
+//! Timer firings have no input offset to commit; [`fired`] keeps, in the
+//! committed offsets' metadata, which firings' outputs committed.
+
+mod fired;
 
 use crate::kafka::sink::Sink;
 use crate::kafka::source::{Lease, Partition, Source};
+pub(crate) use fired::key as fired_key;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,11 +83,13 @@ pub struct Transactions {
     pub(crate) committed: AtomicU64,
     /// Transactions aborted (each one's records ran again).
     pub(crate) aborted: AtomicU64,
+    /// The timer firings each partition's committed offset lists.
+    fired: fired::Fired,
 }
 
 /// A partition worker's hold on the open transaction: while any is held,
 /// the transaction does not commit.
-pub(crate) struct Hold<'a>(RwLockReadGuard<'a, Open>);
+pub(crate) struct Hold<'a>(RwLockReadGuard<'a, Open>, &'a fired::Fired);
 
 impl Hold<'_> {
     /// Records that `partition` was handled up to `offset` (exclusive)
@@ -92,6 +100,13 @@ impl Hold<'_> {
             .lock()
             .expect("offsets lock")
             .insert(partition.clone(), (lease.clone(), offset));
+    }
+
+    /// Records that the outputs of the timer firing `key` (see
+    /// [`fired_key`]) of `partition` are in the transaction: its commit
+    /// lists the firing in the partition's offset metadata.
+    pub(crate) fn fired(&self, partition: &Partition, key: String) {
+        self.1.add(partition, key);
     }
 
     /// Runs `then` once the transaction has committed; it is dropped if the
@@ -143,13 +158,73 @@ impl Transactions {
             refusals: Mutex::default(),
             committed: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            fired: fired::Fired::default(),
         });
         Ok((txn, rx))
     }
 
     /// A hold on the open transaction, to add outputs and offsets to it.
     pub(crate) async fn hold(&self) -> Hold<'_> {
-        Hold(self.open.read().await)
+        Hold(self.open.read().await, &self.fired)
+    }
+
+    /// Reads what Kafka committed for `partition` (its offset, and the
+    /// firings the metadata lists) for the worker holding `lease`, before
+    /// it handles anything; waits out the broker (and, with KIP-447, a
+    /// transaction still open on the partition). False if the lease ended
+    /// or `stop` turned true first.
+    pub(crate) async fn load_fired(
+        &self,
+        partition: &Partition,
+        lease: &Lease,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let mut attempt = 0u32;
+        while lease.live() && !*stop.borrow() {
+            let (source, p) = (self.source.clone(), partition.clone());
+            let got =
+                tokio::task::spawn_blocking(move || source.committed(&p, Duration::from_secs(10)))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r);
+            match got {
+                Ok((offset, metadata)) => {
+                    tracing::debug!(topic = %partition.0, partition = partition.1, ?offset,
+                        %metadata, "committed offset read");
+                    self.fired.load(partition, lease, offset, &metadata);
+                    return true;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(attempt, topic = %partition.0, partition = partition.1,
+                        "reading the committed offset: {e:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        false
+    }
+
+    /// How many more timers `partition`'s worker may fire now (0 until its
+    /// committed offset is known, or while many firings are listed).
+    pub(crate) fn fired_room(&self, partition: &Partition) -> usize {
+        self.fired.room(partition)
+    }
+
+    /// The firings of `partition` whose outputs a committed transaction
+    /// holds (by [`fired_key`]): due again, they are removed, not fired.
+    pub(crate) fn fired_committed(&self, partition: &Partition) -> HashSet<String> {
+        self.fired.committed(partition)
+    }
+
+    /// Stops listing the firings `keys` of `partition`: their timers are
+    /// removed from the store, or gone.
+    pub(crate) fn forget_fired<'k>(
+        &self,
+        partition: &Partition,
+        keys: impl IntoIterator<Item = &'k String>,
+    ) {
+        self.fired.forget(partition, keys);
     }
 
     /// Commits the open transaction every interval until `shutdown` turns
@@ -170,26 +245,36 @@ impl Transactions {
         let open = self.open.write().await;
         let offsets: HashMap<Partition, (Lease, i64)> =
             std::mem::take(&mut *open.offsets.lock().expect("offsets lock"));
-        let doomed = open.doomed.lock().expect("doom lock").take();
+        let mut doomed = open.doomed.lock().expect("doom lock").take();
         let after: Vec<AfterCommit> =
             std::mem::take(&mut *open.after_commit.lock().expect("after-commit lock"));
         if offsets.is_empty() && doomed.is_none() && after.is_empty() {
             return;
         }
+        let sent = match self.fired.to_send(&offsets) {
+            Ok(sent) => sent,
+            Err(why) => {
+                doomed.get_or_insert(why);
+                fired::Sent::new()
+            }
+        };
         let (source, producer, timeout) = (self.source.clone(), self.sink.producer(), self.timeout);
+        let to_send = sent.clone();
         let result = tokio::task::spawn_blocking(move || {
-            commit_blocking(&source, &producer, offsets, doomed, timeout)
+            commit_blocking(&source, &producer, offsets, to_send, doomed, timeout)
         })
         .await
         .unwrap_or_else(|e| Err(Failure::Fatal(format!("the commit task failed: {e}"))));
         match result {
             Ok(()) => {
+                self.fired.committed_now(&sent);
                 self.committed.fetch_add(1, Ordering::Relaxed);
                 for then in after {
                     then();
                 }
             }
             Err(Failure::Abort(why)) => {
+                self.fired.aborted();
                 tracing::warn!("transaction aborted: {why}; its records run again");
                 self.aborted.fetch_add(1, Ordering::Relaxed);
                 let producer = self.sink.producer();
@@ -209,6 +294,7 @@ impl Transactions {
                 }
             }
             Err(Failure::Fatal(why)) => {
+                self.fired.aborted();
                 self.aborted.fetch_add(1, Ordering::Relaxed);
                 self.replace(&why).await;
                 self.rewind();
@@ -311,12 +397,14 @@ async fn init(producer: FutureProducer, timeout: Duration) -> anyhow::Result<()>
     }
 }
 
-/// Sends the offsets with the group metadata and commits, under the commit
-/// lock so that no revoke ends a lease meanwhile.
+/// Sends the offsets (`sent`: the records' offsets and the listed firings,
+/// with their metadata) with the group metadata and commits, under the
+/// commit lock so that no revoke ends a lease meanwhile.
 fn commit_blocking(
     source: &Source,
     producer: &FutureProducer,
     offsets: HashMap<Partition, (Lease, i64)>,
+    sent: fired::Sent,
     doomed: Option<String>,
     timeout: Duration,
 ) -> Result<(), Failure> {
@@ -328,11 +416,16 @@ fn commit_blocking(
         return Err(Failure::Abort(format!("{topic}[{partition}] was revoked")));
     }
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), (_, offset)) in &offsets {
+    for ((topic, partition), (offset, metadata)) in &sent {
         list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .map_err(|e| Failure::Fatal(e.to_string()))?;
+        if !metadata.is_empty()
+            && let Some(mut entry) = list.find_partition(topic, *partition)
+        {
+            entry.set_metadata(metadata);
+        }
     }
-    if !offsets.is_empty() {
+    if !sent.is_empty() {
         let metadata = source
             .group_metadata()
             .ok_or_else(|| Failure::Abort("the consumer has no group metadata".into()))?;
