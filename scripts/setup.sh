@@ -6,7 +6,8 @@
 #                             PostgreSQL, confluent-kafka and componentize-py
 #                             (PyPI), componentize-js (npm) and the Apache
 #                             Kafka broker (Maven Central, pinned in
-#                             scripts/kafka/pom.xml)
+#                             scripts/kafka/pom.xml), and the Kafka Streams
+#                             baseline (scripts/kstreams.sh)
 #   scripts/setup.sh --tansu  the Tansu broker with durable storage, for
 #                             scripts/tansu.sh only (a ~20 minute build, once)
 set -euo pipefail
@@ -106,6 +107,12 @@ if [ ! -f "$kafka_jars/.complete" ]; then
   rm -rf "$kafka_jars"
   mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$kafka_jars"
   touch "$kafka_jars/.complete"
+fi
+
+# The Kafka Streams baseline of the benchmark's P1 and tests/kstreams.rs
+# (bench/kstreams, Kafka Streams from Maven Central), unless up to date.
+if have mvn; then
+  scripts/kstreams.sh >/dev/null
 fi
 
 if ! have cargo-nextest; then

@@ -10,7 +10,9 @@
 //!   Apache Kafka (a single-node KRaft broker, as the tests start it) with
 //!   3 and 12 partitions, at-least-once and exactly-once (against a
 //!   transactional passthrough committing every 100 ms, as the router and
-//!   Kafka Streams do).
+//!   Kafka Streams do); on Apache Kafka also against a Kafka Streams
+//!   application holding the payment decision natively (`bench/kstreams`,
+//!   built by `scripts/kstreams.sh`), with the same guarantee.
 //! - P2: per-event plugin cost on a reused and on a fresh instance, against
 //!   the same handler compiled natively into this program.
 //! - P3: hot reload: file written → new version live, compile cache warm
@@ -39,6 +41,7 @@
 //! (`runs.rs`), and the report (`report.rs`). Brokers, the `switchyard run`
 //! process and HTTP come from the test kit (`tests/kit`).
 
+mod kstreams;
 mod load;
 mod p1_throughput;
 mod p2_plugin_cost;

@@ -1,8 +1,10 @@
 //! P1: records/s through the router against a passthrough with the same
 //! guarantees and a raw consume, on the embedded broker with 1, 3 and 12
 //! partitions and on Apache Kafka with 3 and 12, at-least-once and
-//! exactly-once.
+//! exactly-once; on Apache Kafka also against Kafka Streams holding the
+//! same decision (`bench/kstreams`, see `kstreams.rs`).
 
+use crate::kstreams::{OUTPUTS, classpath, kstreams_run};
 use crate::load::{INPUT, kafka_available, produce_inputs, start_broker};
 use crate::runs::{Run, passthrough, passthrough_txn, raw_consume, router_run};
 
@@ -24,6 +26,9 @@ pub struct P1 {
     pub passthrough: Run,
     /// The raw consume.
     pub raw: Run,
+    /// Kafka Streams with the same decision and guarantee (Apache Kafka
+    /// only, when it could be built).
+    pub kstreams: Option<Run>,
 }
 
 impl P1 {
@@ -48,6 +53,12 @@ impl P1 {
         let rate = |r: &Run| self.n as f64 / r.steady.as_secs_f64();
         (rate(&self.router), rate(&self.passthrough), rate(&self.raw))
     }
+
+    /// Steady-state records/s of Kafka Streams, where it ran.
+    pub fn kstreams_rate(&self) -> Option<f64> {
+        self.kstreams
+            .map(|r| self.n as f64 / r.steady.as_secs_f64())
+    }
 }
 
 /// Every configuration; `BENCH_MOCK_ONLY=1` skips Apache Kafka, for quick
@@ -65,16 +76,18 @@ pub fn run(runtime: &tokio::runtime::Runtime) -> Vec<P1> {
         let r = runtime.block_on(p1(partitions, kafka, exactly_once));
         let (name, guarantee) = r.names();
         let (router, pass, raw) = r.rates();
+        let kstreams = r.kstreams_rate().unwrap_or(f64::NAN);
         eprintln!(
-            "P1 {name} {guarantee} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s"
+            "P1 {name} {guarantee} {partitions}: router {router:.0}/s passthrough {pass:.0}/s raw {raw:.0}/s kstreams {kstreams:.0}/s"
         );
         rows.push(r);
     }
     rows
 }
 
-/// One configuration: a raw consume and the passthrough on one broker, the
-/// router on another, each on the same records.
+/// One configuration: a raw consume, the passthrough and (Apache Kafka)
+/// Kafka Streams on one broker, the router on another, each on the same
+/// records.
 async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
     // The mock cluster keeps about 5 MB per partition; stay under it.
     let n = if kafka {
@@ -82,7 +95,11 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
     } else {
         4500 * partitions.min(10) as usize
     };
-    let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
+    let mut topics = vec![INPUT, "payment.payment.succeeded", "passthrough.out"];
+    let classpath = if kafka { classpath() } else { None };
+    if classpath.is_some() {
+        topics.extend(OUTPUTS);
+    }
     let (broker_a, broker_b) = tokio::task::block_in_place(|| {
         (
             start_broker(kafka, partitions, &topics),
@@ -98,6 +115,16 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
         passthrough(&broker_a.bootstrap(), n, "passthrough", "passthrough.out").await
     };
     let dir = tempfile::tempdir().unwrap();
+    let kstreams = classpath.map(|cp| {
+        let app = if exactly_once {
+            "kstreams-eos"
+        } else {
+            "kstreams-alo"
+        };
+        let state = dir.path().join("kstreams");
+        let bootstrap = broker_a.bootstrap();
+        tokio::task::block_in_place(|| kstreams_run(&cp, &bootstrap, n, exactly_once, app, &state))
+    });
     let router = router_run(
         &broker_b.bootstrap(),
         n as u64,
@@ -115,5 +142,6 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
         router,
         passthrough,
         raw,
+        kstreams,
     }
 }

@@ -1,0 +1,202 @@
+//! P1's Kafka Streams baseline: `bench/kstreams`, the payment plugin's
+//! booking decision as a Kafka Streams application (built by
+//! `scripts/kstreams.sh`), run as its own JVM on the same input.
+//!
+//! It is timed as the router and the passthrough are: from its first
+//! record (the application prints `first` when it handles it) to its last
+//! output, and from its start (the `java` process spawn, so JVM start-up is
+//! included) for the "with join" figure. The last output is when:
+//!
+//! - at-least-once: the output topics' high watermarks (every output
+//!   acknowledged) reach the input's count;
+//! - exactly-once: the application's committed input offsets reach the
+//!   input's count. Kafka Streams commits them in the transaction holding
+//!   the outputs, so that is when the last output becomes visible to a
+//!   `read_committed` consumer (the watermarks also count the transaction
+//!   markers, so they would stop early).
+
+use crate::load::{INPUT, client};
+use crate::runs::Run;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use switchyard_testkit::root;
+
+/// The prefix of the application's output topics (then the event type).
+pub const PREFIX: &str = "kstreams.";
+
+/// Its output topics.
+pub const OUTPUTS: [&str; 2] = [
+    "kstreams.payment.payment.succeeded",
+    "kstreams.payment.payment.failed",
+];
+
+/// The application's classpath, from `scripts/kstreams.sh` (which builds
+/// it when it is not up to date); `None`, with the reason on stderr, when
+/// it cannot be built (no Maven).
+pub fn classpath() -> Option<String> {
+    static CLASSPATH: OnceLock<Option<String>> = OnceLock::new();
+    CLASSPATH
+        .get_or_init(|| {
+            let out = Command::new(root().join("scripts/kstreams.sh"))
+                .output()
+                .ok()?;
+            if !out.status.success() {
+                eprintln!(
+                    "P1: no Kafka Streams baseline: scripts/kstreams.sh failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return None;
+            }
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .clone()
+}
+
+/// Runs the application on `bootstrap` (whose [`INPUT`] holds `n`
+/// bookings and which has the [`OUTPUTS`] topics, with the input's
+/// partitions) as consumer group `app_id`, with its state in `dir`, until
+/// its last output; then stops it.
+pub fn kstreams_run(
+    classpath: &str,
+    bootstrap: &str,
+    n: usize,
+    exactly_once: bool,
+    app_id: &str,
+    dir: &Path,
+) -> Run {
+    let guarantee = if exactly_once {
+        "exactly_once_v2"
+    } else {
+        "at_least_once"
+    };
+    let started = Instant::now();
+    let mut child = Command::new("java")
+        .args(["-cp", classpath, "dev.switchyard.kstreams.PaymentStreams"])
+        .args(["--bootstrap-servers", bootstrap])
+        .args(["--application-id", app_id])
+        .args(["--guarantee", guarantee])
+        .args(["--output-prefix", PREFIX])
+        // The benchmark's plugin config (load::payment_config).
+        .args(["--max-amount", "5000.0"])
+        .arg("--state-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("java runs (scripts/setup.sh --test installs it)");
+    let first = Arc::new(Mutex::new(None));
+    let stdout = child.stdout.take().unwrap();
+    let seen = first.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "first" {
+                *seen.lock().unwrap() = Some(Instant::now());
+            }
+        }
+    });
+    let done = Progress::new(bootstrap, app_id, exactly_once);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("Kafka Streams exited early: {status}");
+        }
+        let count = done.count();
+        if count >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "Kafka Streams got {count} of {n} records through in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let end = Instant::now();
+    // A closed stdin stops it cleanly; a stuck close is killed.
+    drop(child.stdin.take());
+    let stop = Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if stop.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = reader.join();
+    let first = first.lock().unwrap().unwrap_or(started);
+    Run {
+        total: end - started,
+        steady: end - first,
+    }
+}
+
+/// How far the application is: its outputs, or its committed input. One
+/// request per look (ListOffsets for every output partition, or
+/// OffsetFetch), so that looking every 10 ms puts no load on the broker
+/// worth measuring.
+struct Progress {
+    consumer: BaseConsumer,
+    exactly_once: bool,
+    /// The input's partitions.
+    input: TopicPartitionList,
+    /// The output topics' partitions, at [`Offset::End`]: asking for the
+    /// offsets of that "time" gives their high watermarks.
+    outputs: TopicPartitionList,
+}
+
+impl Progress {
+    fn new(bootstrap: &str, app_id: &str, exactly_once: bool) -> Self {
+        let consumer: BaseConsumer = client(bootstrap)
+            .set("group.id", app_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let partitions = |list: &mut TopicPartitionList, topic: &str, offset: Offset| {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .expect("metadata");
+            for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                list.add_partition_offset(topic, p.id(), offset).unwrap();
+            }
+        };
+        let mut input = TopicPartitionList::new();
+        partitions(&mut input, INPUT, Offset::Invalid);
+        let mut outputs = TopicPartitionList::new();
+        for topic in OUTPUTS {
+            partitions(&mut outputs, topic, Offset::End);
+        }
+        Progress {
+            consumer,
+            exactly_once,
+            input,
+            outputs,
+        }
+    }
+
+    /// Inputs committed (exactly-once) or outputs acknowledged
+    /// (at-least-once) so far; the topics are new, so their offsets count
+    /// their records.
+    fn count(&self) -> usize {
+        let timeout = Duration::from_secs(5);
+        let found = if self.exactly_once {
+            self.consumer.committed_offsets(self.input.clone(), timeout)
+        } else {
+            self.consumer
+                .offsets_for_times(self.outputs.clone(), timeout)
+        };
+        found.map_or(0, |list| {
+            list.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o as usize,
+                    _ => 0,
+                })
+                .sum()
+        })
+    }
+}
