@@ -106,7 +106,10 @@ pub fn guest(name: &str) -> PathBuf {
 pub fn receipt_py_variant(from: &str, to: &str) -> PathBuf {
     let source = std::fs::read_to_string(root().join("plugins/receipt-py/app.py"))
         .expect("plugins/receipt-py/app.py");
-    assert!(source.contains(from), "receipt-py has no `{from}` to change");
+    assert!(
+        source.contains(from),
+        "receipt-py has no `{from}` to change"
+    );
     let changed = source.replace(from, to);
     let tag = {
         use std::hash::{Hash, Hasher};
@@ -131,7 +134,10 @@ pub fn receipt_py_variant(from: &str, to: &str) -> PathBuf {
         .stdout(std::process::Stdio::null())
         .status()
         .expect("componentize-py runs (scripts/setup.sh --test installs it)");
-    assert!(status.success(), "componentize-py failed on the receipt variant");
+    assert!(
+        status.success(),
+        "componentize-py failed on the receipt variant"
+    );
     std::fs::rename(dir.join("partial.wasm"), &out).unwrap();
     out
 }
