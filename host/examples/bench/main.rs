@@ -30,19 +30,22 @@
 //!   handler compiled natively.
 //! - P9: timers: records/s and peak RSS with 0 and 1,000,000 timers
 //!   pending, and lateness at p50 and p99 at light load.
+//! - P10: P1's setup on Apache Kafka with a shadow version attached,
+//!   against none.
 //!
 //! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
 //!
-//! One file per measure (`p1_throughput.rs` … `p9_timers.rs`), what
+//! One file per measure (`p1_throughput.rs` … `p10_shadow.rs`), what
 //! they feed and read (`load.rs`), what they time besides `switchyard run`
 //! (`runs.rs`), and the report (`report.rs`). Brokers, the `switchyard run`
 //! process and HTTP come from the test kit (`tests/kit`).
 
 mod kstreams;
 mod load;
+mod p10_shadow;
 mod p1_throughput;
 mod p2_plugin_cost;
 mod p3_reload;
@@ -90,6 +93,9 @@ fn main() {
     }
     if wants("p7") {
         report::p7(&mut out, &runtime.block_on(p7_latency::run()));
+    }
+    if wants("p10") {
+        report::p10(&mut out, p10_shadow::run(&runtime));
     }
     if wants("p9") {
         report::p9(&mut out, &runtime.block_on(p9_timers::run()));

@@ -181,6 +181,19 @@ pub fn p5(out: &mut String, mb: f64) {
     .unwrap();
 }
 
+/// P10's table: records/s without and with a shadow.
+pub fn p10(out: &mut String, rates: Option<(f64, f64)>) {
+    let Some((plain, shadowed)) = rates else {
+        return;
+    };
+    writeln!(
+        out,
+        "## P10: a shadow version attached (P1's setup, Apache Kafka, 3 partitions, at-least-once)\n\n| router | rec/s |\n|---|---|\n| no shadow | {plain:.0} |\n| the payment plugin shadowed by itself (another hash) | {shadowed:.0} |\n| **with / without** | **{:.2}x** |\n",
+        shadowed / plain
+    )
+    .unwrap();
+}
+
 /// P9's table.
 pub fn p9(out: &mut String, p: &crate::p9_timers::P9) {
     writeln!(

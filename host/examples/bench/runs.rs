@@ -34,6 +34,18 @@ pub async fn router_run(
     create_topics: bool,
     exactly_once: bool,
 ) -> Run {
+    router_run_with(bootstrap, n, dir, create_topics, exactly_once, Vec::new()).await
+}
+
+/// [`router_run`] with shadow versions attached: (plugin, wasm file).
+pub async fn router_run_with(
+    bootstrap: &str,
+    n: u64,
+    dir: &Path,
+    create_topics: bool,
+    exactly_once: bool,
+    shadows: Vec<(String, std::path::PathBuf)>,
+) -> Run {
     // BENCH_KAFKA adds `[kafka]` keys, for sweeping the batch settings.
     let mut extra = std::env::var("BENCH_KAFKA").unwrap_or_default();
     if exactly_once {
@@ -55,7 +67,7 @@ pub async fn router_run(
         rebuild: false,
         workers: None,
         stats: Some(stats.clone()),
-        shadows: Vec::new(),
+        shadows,
     };
     let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();

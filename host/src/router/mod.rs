@@ -351,7 +351,7 @@ impl Router {
             label: &call.version,
             slot: &spec.name,
         };
-        let result = self.invoke(&live, event, timer, view, instances);
+        let result = self.invoke(&live, event, timer, view.clone(), instances);
         call.took = started.elapsed();
         if let Some(shadow) = plugin.shadow() {
             self.shadow(
@@ -386,11 +386,10 @@ impl Router {
         call: &Call<'_>,
         event: &Event,
         timer: Option<&TimerCall>,
-        view: &Arc<BatchView>,
+        state: Arc<dyn StateRead>,
         instances: &mut Instances,
     ) -> Result<Ran, Failure> {
         let spec = call.spec;
-        let state: Arc<dyn StateRead> = view.clone();
         let input = CallInput {
             state: &state,
             config: &spec.config,
@@ -443,7 +442,15 @@ impl Router {
             slot: &slot,
             ..*live
         };
-        let theirs = self.invoke(&candidate, event, timer, view, instances);
+        let state: Arc<dyn StateRead> = match result {
+            Ok(ran) => Arc::new(crate::shadow::Pinned {
+                plugin: live.spec.name.clone(),
+                reads: ran.reads.clone(),
+                under: view.clone(),
+            }),
+            Err(_) => view.clone(),
+        };
+        let theirs = self.invoke(&candidate, event, timer, state, instances);
         let observe = |r: &Result<Ran, Failure>| match r {
             Ok(ran) => Observed::of(&ran.records, &ran.writes, &ran.timers),
             Err(failure) => Observed::failed(failure.to_string()),

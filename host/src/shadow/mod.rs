@@ -5,8 +5,11 @@
 //!
 //! Each event the live version handles also runs on the shadow (in
 //! `router`, on the same worker, right after the live call): the same event,
-//! the same state as the live call saw (the batch's view before the event),
-//! the same config and limits. Its emits, state writes, timer changes and
+//! the same state as the live call saw, the same config and limits. "The
+//! same state" is pinned ([`Pinned`]): a key the live call read reads the
+//! same value for the shadow, even if another partition committed a new one
+//! in between (the live call then runs again after its commit conflict, and
+//! is not compared twice); other keys read the batch's view. Its emits, state writes, timer changes and
 //! error are compared with the live version's ([`compare`]); its emits are
 //! wrapped under the live version's label, so only real differences show.
 //!
@@ -26,6 +29,7 @@
 pub(crate) mod compare;
 
 use crate::engine::PluginVersion;
+use crate::state::{Reads, StateRead};
 use compare::Difference;
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
@@ -159,6 +163,26 @@ impl Shadow {
                 .iter()
                 .cloned()
                 .collect(),
+        }
+    }
+}
+
+/// The state a shadow call reads: what the live call read, for the keys it
+/// read; the batch's view for the others.
+pub(crate) struct Pinned {
+    /// The plugin whose keys `reads` holds.
+    pub(crate) plugin: String,
+    /// What the live call read.
+    pub(crate) reads: Reads,
+    /// Everything else.
+    pub(crate) under: Arc<dyn StateRead>,
+}
+
+impl StateRead for Pinned {
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.reads.get(key) {
+            Some(value) if plugin == self.plugin => Ok(value.clone()),
+            _ => self.under.get(plugin, key),
         }
     }
 }
