@@ -327,6 +327,51 @@ fn a_version_uploaded_to_one_instance_serves_on_all_three_and_survives_a_restart
     let admins = [admins[0].clone(), admins[1].clone(), admin];
     wait_all(&admins, "the rollback", |(h, _, _)| *h == file_hash);
 
+    // A shadow attached on one instance runs on every one; dropped on
+    // another, it is gone from all.
+    let candidate = kit::wasm_variant(&std::fs::read(kit::guest("counter")).unwrap(), 7);
+    let (status, body) = request(
+        "PUT",
+        &format!("{}/plugins/counter/shadow", admins[0]),
+        Some(TOKEN),
+        &candidate,
+    );
+    assert_eq!(status, 200, "{body}");
+    let shadow_of = |admin: &str| {
+        let (status, body) = request("GET", &format!("{admin}/plugins/counter/shadow"), None, b"");
+        (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap()["hash"].clone())
+    };
+    let attached = shadow_of(&admins[0]).expect("the shadow on the instance it was attached to");
+    eventually(
+        "the shadow on every instance",
+        Duration::from_secs(10),
+        || {
+            let seen: Vec<_> = admins.iter().map(|a| shadow_of(a)).collect();
+            if seen.iter().all(|s| s.as_ref() == Some(&attached)) {
+                return Ok(());
+            }
+            Err(format!("{seen:?}"))
+        },
+    );
+    let (status, body) = request(
+        "DELETE",
+        &format!("{}/plugins/counter/shadow", admins[1]),
+        Some(TOKEN),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the shadow dropped everywhere",
+        Duration::from_secs(10),
+        || {
+            let seen: Vec<_> = admins.iter().map(|a| shadow_of(a)).collect();
+            if seen.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            Err(format!("{seen:?}"))
+        },
+    );
+
     // Each instance says which partitions it owns and where its state is;
     // together they own all six, once each.
     eventually(

@@ -29,6 +29,7 @@ pub fn run(runtime: &tokio::runtime::Runtime) -> Option<(f64, f64)> {
                 let broker = tokio::task::block_in_place(|| start_broker(true, 3, &topics));
                 produce_inputs(&broker.bootstrap(), n).await;
                 let run_dir = dir.path().join(format!("run-{round}-{with_shadow}"));
+                std::fs::create_dir_all(&run_dir).unwrap();
                 let shadows = if with_shadow {
                     vec![("payment".to_string(), shadow.clone())]
                 } else {
