@@ -176,8 +176,14 @@ fn replay_exits_0_for_an_equivalent_candidate_and_1_naming_the_field_for_a_diffe
         assert!(text.contains("--empty-state"), "{text}");
     }
     let dir = state.path().to_str().unwrap();
-    let (code, text) = replay(cache.path(), &bootstrap, &variant, &["--state-dir", dir]);
+    let (code, text) = replay(
+        cache.path(),
+        &bootstrap,
+        &variant,
+        &["--state-dir", dir, "--show", "2"],
+    );
     assert_eq!(code, 1, "{text}");
+    assert!(text.contains("… and 298 more differing event(s)"), "{text}");
     assert!(
         text.contains("a snapshot of `receipt`'s 1 key(s)"),
         "{text}"

@@ -10,9 +10,10 @@
 //!   up to the high watermarks taken when the replay starts, so a busy
 //!   topic still ends. The consumer never joins a group: it is `assign()`ed
 //!   its partitions, under a `group.id` of its own (`switchyard-replay`,
-//!   never the config's; only a label then), with `enable.auto.commit=false`, and it commits
-//!   nothing; it reads committed records only (`read_committed`), with the
-//!   config's `[kafka.client]` settings (SASL, TLS) as the router would.
+//!   never the config's; only a label then), with
+//!   `enable.auto.commit=false`, and it commits nothing; it reads committed
+//!   records only (`read_committed`), with the config's `[kafka.client]`
+//!   settings (SASL, TLS) as the router would.
 //!   An offset before a partition's first kept record starts at that
 //!   record; a time after its last record reads nothing of it. A broker
 //!   that cannot look offsets up by time (librdkafka's mock cluster, the
@@ -43,14 +44,22 @@
 //!   version on every record. The snapshot holds values only: no processed
 //!   marks (so events the router already handled run again rather than
 //!   being taken as duplicates) and no timers (timer changes are compared;
-//!   no timer fires during a replay). A redb file is locked by the router
+//!   no timer fires during a replay). It is the state as of now, after the
+//!   router handled the records replayed: a counter continues from today's
+//!   value, not from its value at the start offset; both versions start
+//!   from the same, which is what the comparison needs. The memory store
+//!   keeps every replayed event's processed mark and outputs (an event id
+//!   seen twice is a duplicate, as live), so memory grows with the range.
+//!   A redb file is locked by the router
 //!   that has it open; the replay then stops with one line naming the file
 //!   and suggesting `--empty-state` or `--state-url`.
 //! - **Nothing leaves.** Nothing is produced, dead-lettered or committed
-//!   anywhere: the router's state store is only read.
+//!   anywhere: the router's state store is only read (opening it creates
+//!   its tables if they are missing, as a router would).
 //! - **Result.** The counts (compared, equal, differing, skipped — always 0
 //!   here), then each differing event's differences, as `switchyard
-//!   shadow` prints a live shadow's. Exit status: 0 when nothing differs
+//!   shadow` prints a live shadow's (all of them, in the order they ran,
+//!   or the first `--show N`). Exit status: 0 when nothing differs
 //!   (also when no record was for the plugin, which is said), 1 when
 //!   something does, 2 on an error (the caller maps errors to 2).
 
@@ -126,6 +135,10 @@ pub(crate) struct ReplayArgs {
     /// Start from empty state instead of a snapshot.
     #[arg(long, conflicts_with = "state_dir")]
     pub(crate) empty_state: bool,
+    /// Print at most this many differing events, the first ones (default:
+    /// all); the counts cover every event.
+    #[arg(long, value_name = "N")]
+    pub(crate) show: Option<usize>,
 }
 
 /// Parses an RFC 3339 time into milliseconds since the epoch.
@@ -141,6 +154,19 @@ enum Start {
     Beginning,
     Offset(i64),
     Time(i64),
+}
+
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Start::Beginning => write!(f, "from the beginning"),
+            Start::Offset(n) => write!(f, "from offset {n}"),
+            Start::Time(ms) => match chrono::DateTime::from_timestamp_millis(*ms) {
+                Some(t) => write!(f, "from {}", t.to_rfc3339()),
+                None => write!(f, "from {ms} ms"),
+            },
+        }
+    }
 }
 
 /// Runs `switchyard replay`; exit 0 when nothing differs, 1 when something
@@ -185,7 +211,7 @@ pub(crate) fn run(engine: Arc<Engine>, args: ReplayArgs) -> anyhow::Result<ExitC
     let mut history = History::open(&client, &group, &args.topic, start)?;
 
     println!(
-        "replaying {} ({} partition(s), {} record(s) up to the end as of now) through `{name}`",
+        "replaying {} {start} to its end as of now ({} partition(s), {} offset(s)) through `{name}`",
         args.topic,
         history.ends.len(),
         history.total
@@ -212,6 +238,7 @@ pub(crate) fn run(engine: Arc<Engine>, args: ReplayArgs) -> anyhow::Result<ExitC
     let mut instances = Instances::new(engine);
     let mut tally = Tally::default();
     let mut diffs: Vec<ShadowDiff> = Vec::new();
+    let shown = args.show.unwrap_or(usize::MAX);
     while let Some(batch) = history.next_batch(BATCH)? {
         run_batch(
             &router,
@@ -223,6 +250,7 @@ pub(crate) fn run(engine: Arc<Engine>, args: ReplayArgs) -> anyhow::Result<ExitC
             &mut tally,
             &mut diffs,
         )?;
+        diffs.truncate(shown);
     }
 
     let r = shadow.report();
@@ -245,6 +273,12 @@ pub(crate) fn run(engine: Arc<Engine>, args: ReplayArgs) -> anyhow::Result<ExitC
         for line in d.text.lines() {
             println!("  {line}");
         }
+    }
+    if r.differing as usize > diffs.len() {
+        println!(
+            "\n… and {} more differing event(s) (--show N prints more)",
+            r.differing as usize - diffs.len()
+        );
     }
     if r.differing > 0 {
         println!(
