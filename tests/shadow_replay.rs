@@ -4,13 +4,14 @@
 //! that formats `receipt_url` differently exits 1 with every event differing
 //! and a diff naming the field. The replay reads outside the live consumer
 //! group and commits nothing; it starts from a snapshot of the router's
-//! state, and says so in one line when a router holds that store.
+//! state, and says so in one line when a router holds that store. Over the
+//! history a live shadow saw, it finds the same differences, to the text.
 
 use switchyard_testkit as kit;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -231,5 +232,78 @@ fn replay_exits_0_for_an_equivalent_candidate_and_1_naming_the_field_for_a_diffe
         for offset in committed(&bootstrap, group) {
             assert_eq!(offset, Offset::Invalid, "group {group} has an offset");
         }
+    }
+}
+
+#[test]
+fn replay_finds_the_differences_the_live_shadow_found() {
+    const N: usize = 100;
+    const TOKEN: &str = "replay-test-token";
+    let variant = kit::receipt_py_variant(
+        "f\"{base_url}{number}.pdf\"",
+        "f\"{base_url}{number.lower()}.pdf\"",
+    );
+    release("receipt.wasm");
+    let broker = kit::Broker::mock();
+    // One partition: the router and the replay take the records in the
+    // same order, so even the receipt numbers in the diffs agree.
+    broker.create_topic(TOPIC, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let router = kit::Router::start_with(
+        &kit::root().join("examples/booking/router.toml"),
+        &broker,
+        &dir.path().join("state"),
+        &cache,
+        &["--no-create-topics"],
+        &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
+    );
+    let api = |method: &str, body: &[u8]| {
+        let url = format!("{}/plugins/receipt/shadow", router.admin_url());
+        let (status, text) = kit::http::request(method, &url, Some(TOKEN), body);
+        assert_eq!(status, 200, "{method} {url}: {text}");
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    api("PUT", &std::fs::read(&variant).unwrap());
+    // 50 at a time: a live batch of more than 64 records would be sampled.
+    for chunk in 0..N / 50 {
+        let lines: Vec<_> = (chunk * 50..(chunk + 1) * 50).map(payment).collect();
+        kit::Kcat(broker.bootstrap()).produce_lines(TOPIC, Some(0), &lines);
+        kit::eventually(
+            "the live shadow's comparisons",
+            Duration::from_secs(90),
+            || {
+                let r = api("GET", b"");
+                router.or_log(r["compared"].as_u64() >= Some((chunk as u64 + 1) * 50))
+            },
+        );
+    }
+    let live = api("GET", b"");
+    assert_eq!(live["differing"], N, "{live}");
+
+    let (code, text) = replay(&cache, &broker.bootstrap(), &variant, &["--empty-state"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{N} compared, 0 equal, {N} differing (0 errors), 0 skipped"
+        )),
+        "{text}"
+    );
+    let newest = live["newest"].as_array().unwrap();
+    assert!(!newest.is_empty(), "{live}");
+    for d in newest {
+        let mut block = format!(
+            "{} {} at {}:\n",
+            d["event_type"].as_str().unwrap(),
+            d["event_id"].as_str().unwrap(),
+            d["at"].as_str().unwrap()
+        );
+        for line in d["text"].as_str().unwrap().lines() {
+            block.push_str(&format!("  {line}\n"));
+        }
+        assert!(
+            text.contains(&block),
+            "the live shadow's\n{block}\nnot in\n{text}"
+        );
     }
 }
