@@ -154,6 +154,11 @@ pub(crate) enum Command {
         #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Replay a topic's history through a plugin's live version and a
+    /// candidate, offline, and compare them as a shadow does: exit 0 when
+    /// nothing differs, 1 when something does, 2 on an error. It reads
+    /// outside the consumer group, commits and produces nothing.
+    Replay(crate::shadow::replay::ReplayArgs),
     /// Dead-letter topics.
     Dlq {
         /// What to do with them.

@@ -10,6 +10,9 @@
 //!   printing `bootstrap: 127.0.0.1:<port>`, a live tail and a summary.
 //! - `switchyard dlq replay <topic.dlq>` sends dead letters back to their
 //!   original topics.
+//! - `switchyard replay --config <file> --topic T --plugin P --candidate
+//!   <file.wasm>` runs a topic's history through a plugin's live version and
+//!   a candidate and compares them (see [`crate::shadow::replay`]).
 //! - `switchyard new <name> [--lang rust|python|js] [--dir PATH]` writes a
 //!   plugin that builds and passes `switchyard test` at once.
 //!
@@ -223,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             promote,
             drop,
         ),
+        Command::Replay(args) => Ok(replay(cli.cache_dir, args)),
         Command::Dlq {
             command:
                 DlqCommand::Replay {
@@ -244,6 +248,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))?;
             println!("replayed {n} record(s) from {topic}");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `switchyard replay`, whose errors exit 2 (1 means "differs").
+fn replay(cache_dir: Option<PathBuf>, args: crate::shadow::replay::ReplayArgs) -> ExitCode {
+    match engine(cache_dir).and_then(|engine| crate::shadow::replay::run(engine, args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
