@@ -66,21 +66,21 @@
 use super::{KEEP_DIFFS, SAMPLE, Shadow, ShadowDiff};
 use crate::config::RouterConfig;
 use crate::engine::Engine;
-use crate::event::{Header, Record};
+use crate::event::Record;
 use crate::pool::Instances;
 use crate::registry::PluginRegistry;
 use crate::router::{RecordOutcome, Router};
-use crate::state::{DiskStore, MemoryStore, PgStore, RecordEffects, StateStore};
+use crate::state::{RecordEffects, StateStore};
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+mod history;
+mod state;
+
+use history::{GROUP, History, Start};
+use state::seed;
 
 /// The most records one batch holds; see the module docs.
 const BATCH: usize = if KEEP_DIFFS < SAMPLE {
@@ -88,15 +88,6 @@ const BATCH: usize = if KEEP_DIFFS < SAMPLE {
 } else {
     SAMPLE
 };
-
-/// The consumer's `group.id`.
-const GROUP: &str = "switchyard-replay";
-
-/// How long the replay waits for a record before it gives up.
-const IDLE: Duration = Duration::from_secs(30);
-
-/// How long a metadata, watermark or offset lookup may take.
-const LOOKUP: Duration = Duration::from_secs(10);
 
 /// The arguments of `switchyard replay`.
 #[derive(Debug, clap::Args)]
@@ -146,27 +137,6 @@ fn parse_time(text: &str) -> Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|e| format!("`{text}`: not an RFC 3339 time ({e}), such as 2025-11-24T00:00:00Z"))
-}
-
-/// Where a partition's replay starts.
-#[derive(Debug, Clone, Copy)]
-enum Start {
-    Beginning,
-    Offset(i64),
-    Time(i64),
-}
-
-impl std::fmt::Display for Start {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Start::Beginning => write!(f, "from the beginning"),
-            Start::Offset(n) => write!(f, "from offset {n}"),
-            Start::Time(ms) => match chrono::DateTime::from_timestamp_millis(*ms) {
-                Some(t) => write!(f, "from {}", t.to_rfc3339()),
-                None => write!(f, "from {ms} ms"),
-            },
-        }
-    }
 }
 
 /// Runs `switchyard replay`; exit 0 when nothing differs, 1 when something
@@ -364,290 +334,4 @@ fn run_batch(
         }
     }
     Ok(())
-}
-
-/// An in-memory store seeded as the arguments say, and what it was seeded
-/// from (for the header).
-fn seed(
-    config: &RouterConfig,
-    args: &ReplayArgs,
-    plugin: &str,
-) -> anyhow::Result<(Arc<MemoryStore>, String)> {
-    let memory = Arc::new(MemoryStore::new());
-    if args.empty_state {
-        return Ok((memory, "empty (--empty-state)".into()));
-    }
-    let keep = config.state.keep_processed;
-    let source: Box<dyn StateStore> = match args.state_url.clone().or(config.state.url.clone()) {
-        Some(url) => Box::new(PgStore::connect(&url, 2, keep)?),
-        None => {
-            let dir = args
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(".switchyard/state"));
-            Box::new(open_redb(&dir.join("state.redb"), keep)?)
-        }
-    };
-    let snapshot = source
-        .snapshot(plugin)
-        .with_context(|| format!("reading `{plugin}`'s state from {}", source.describe()))?;
-    for (key, value) in &snapshot {
-        memory.seed(plugin, key, value.clone());
-    }
-    let shown = format!(
-        "a snapshot of `{plugin}`'s {} key(s) in {}",
-        snapshot.len(),
-        source.describe()
-    );
-    Ok((memory, shown))
-}
-
-/// Opens the redb store at `file` to read it, with a one-line error when it
-/// is missing or held by a running router.
-fn open_redb(file: &Path, keep: u64) -> anyhow::Result<DiskStore> {
-    let advice = "pass --empty-state, or --state-url for a PostgreSQL store";
-    if !file.is_file() {
-        anyhow::bail!(
-            "{}: no state store there; pass the router's --state-dir, or {advice}",
-            file.display()
-        );
-    }
-    DiskStore::open(file, keep).map_err(|e| {
-        let in_use = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<redb::DatabaseError>(),
-                Some(redb::DatabaseError::DatabaseAlreadyOpen)
-            )
-        });
-        if in_use {
-            anyhow::anyhow!(
-                "{}: in use by a running router (redb allows one process); {advice}",
-                file.display()
-            )
-        } else {
-            anyhow::anyhow!(
-                "{}: cannot open the state store: {e:#}; {advice}",
-                file.display()
-            )
-        }
-    })
-}
-
-/// The timestamp of the record before `high` in `topic[p]`, if one comes
-/// within a few seconds (the last offset may be a transaction marker).
-fn last_time(
-    consumer: &BaseConsumer,
-    topic: &str,
-    p: i32,
-    high: i64,
-) -> anyhow::Result<Option<i64>> {
-    let mut last = TopicPartitionList::new();
-    last.add_partition_offset(topic, p, Offset::Offset(high - 1))?;
-    consumer.assign(&last)?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.partition() == p => return Ok(m.timestamp().to_millis()),
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
-/// A topic's records from the start position up to its high watermarks at
-/// the start, read by a consumer outside any group.
-struct History {
-    consumer: BaseConsumer,
-    topic: String,
-    /// Per partition, the offset to stop at (its high watermark at start).
-    ends: BTreeMap<i32, i64>,
-    /// The partitions not read to their end yet.
-    open: BTreeSet<i32>,
-    /// How many offsets the range spans.
-    total: i64,
-    /// A record read ahead, of another partition than the batch's.
-    ahead: Option<Record>,
-}
-
-impl History {
-    /// Looks up `topic`'s partitions, their watermarks and start offsets,
-    /// and assigns them to a consumer of its own.
-    fn open(client: &ClientConfig, group: &str, topic: &str, start: Start) -> anyhow::Result<Self> {
-        let mut config = client.clone();
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = config.create().context("creating the consumer")?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), LOOKUP)
-            .with_context(|| format!("{topic}: reading the topic's metadata"))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        anyhow::ensure!(!partitions.is_empty(), "{topic}: no such topic");
-        let mut bounds = BTreeMap::new();
-        for p in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, *p, LOOKUP)
-                .with_context(|| format!("{topic}[{p}]: reading its watermarks"))?;
-            bounds.insert(*p, (low, high));
-        }
-        let by_time = match start {
-            Start::Time(ms) => {
-                let mut wanted = TopicPartitionList::new();
-                for p in &partitions {
-                    wanted.add_partition_offset(topic, *p, Offset::Offset(ms))?;
-                }
-                Some(
-                    consumer
-                        .offsets_for_times(wanted, LOOKUP)
-                        .with_context(|| format!("{topic}: looking up offsets by time"))?,
-                )
-            }
-            _ => None,
-        };
-        let (mut ends, mut open, mut total) = (BTreeMap::new(), BTreeSet::new(), 0);
-        let mut assignment = TopicPartitionList::new();
-        for (p, (low, high)) in bounds {
-            let from = match start {
-                Start::Beginning => low,
-                Start::Offset(n) => n,
-                Start::Time(ms) => match by_time
-                    .as_ref()
-                    .and_then(|t| t.find_partition(topic, p))
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(n)) if n >= 0 => n,
-                    // No record at or after the time, the broker says; the
-                    // embedded broker says so whatever the time.
-                    _ => {
-                        if high > low && last_time(&consumer, topic, p, high)? >= Some(ms) {
-                            anyhow::bail!(
-                                "{topic}[{p}]: the broker cannot look up offsets by time (the \
-                                 embedded broker of `switchyard dev` cannot); use --from-offset"
-                            );
-                        }
-                        high
-                    }
-                },
-            }
-            .clamp(low, high);
-            ends.insert(p, high);
-            if from < high {
-                open.insert(p);
-                total += high - from;
-                assignment.add_partition_offset(topic, p, Offset::Offset(from))?;
-            }
-        }
-        consumer.assign(&assignment)?;
-        Ok(History {
-            consumer,
-            topic: topic.to_string(),
-            ends,
-            open,
-            total,
-            ahead: None,
-        })
-    }
-
-    /// The next records of one partition, in offset order, at most `max`;
-    /// `None` once every partition is read to its end.
-    fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Record>>> {
-        let mut batch: Vec<Record> = self.ahead.take().into_iter().collect();
-        let mut waited_since = Instant::now();
-        loop {
-            if batch.len() >= max || (self.open.is_empty() && self.ahead.is_none()) {
-                break;
-            }
-            let Some(polled) = self.consumer.poll(Duration::from_millis(100)) else {
-                if !batch.is_empty() {
-                    break;
-                }
-                if waited_since.elapsed() > IDLE {
-                    anyhow::bail!(
-                        "{}: no record within {IDLE:?}; partitions {:?} were not read to their end",
-                        self.topic,
-                        self.open
-                    );
-                }
-                continue;
-            };
-            let message = match polled {
-                Ok(message) => message,
-                Err(KafkaError::PartitionEOF(p)) => {
-                    self.eof(p)?;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!("{}: {e}", self.topic);
-                    continue;
-                }
-            };
-            waited_since = Instant::now();
-            let p = message.partition();
-            let end = self.ends.get(&p).copied().unwrap_or(0);
-            if !self.open.contains(&p) || message.offset() >= end {
-                continue;
-            }
-            let last = message.offset() + 1 >= end;
-            let record = Record {
-                topic: message.topic().to_string(),
-                partition: p,
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| Header::from_bytes(h.key, h.value))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: message.payload().map(<[u8]>::to_vec),
-            };
-            drop(message);
-            if last {
-                self.close(p)?;
-            }
-            if batch.first().is_some_and(|b| b.partition != p) {
-                self.ahead = Some(record);
-                break;
-            }
-            batch.push(record);
-        }
-        Ok((!batch.is_empty()).then_some(batch))
-    }
-
-    /// The consumer reached the end of partition `p`: closes it if that end
-    /// is at or past the high watermark taken at start (the last offsets may
-    /// be transaction markers, which are never delivered).
-    fn eof(&mut self, p: i32) -> anyhow::Result<()> {
-        let end = self.ends.get(&p).copied().unwrap_or(0);
-        let position = self.consumer.position()?;
-        let at = position.find_partition(&self.topic, p).map(|e| e.offset());
-        if let Some(Offset::Offset(n)) = at
-            && n >= end
-        {
-            self.close(p)?;
-        }
-        Ok(())
-    }
-
-    /// Stops reading partition `p`.
-    fn close(&mut self, p: i32) -> anyhow::Result<()> {
-        if self.open.remove(&p) {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.topic, p);
-            self.consumer.pause(&tpl)?;
-        }
-        Ok(())
-    }
 }
