@@ -175,27 +175,41 @@ export function log(message, level = 'info') {
   hostLog.log(level, message);
 }
 
-/** The SHA-1 digest of `bytes` (a Uint8Array), for {@link deriveId}. */
+/** SHA-1's message schedule, reused by every digest. */
+const schedule = new Int32Array(80);
+
+/** The SHA-1 digest of `bytes` (a Uint8Array), for {@link deriveId}. It
+ * allocates nothing per round: SpiderMonkey only interprets it in a
+ * component, and this is most of what a handler calling `deriveId` costs
+ * (BENCHMARKS.md, P8). */
 function sha1(bytes) {
-  const n = ((bytes.length + 8) >> 6) + 1, w = new Uint32Array(n * 16);
-  bytes.forEach((b, i) => { w[i >> 2] |= b << (24 - (i % 4) * 8); });
-  w[bytes.length >> 2] |= 0x80 << (24 - (bytes.length % 4) * 8);
-  w[n * 16 - 1] = bytes.length * 8;
-  const h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
-  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
-  for (let c = 0; c < w.length; c += 16) {
-    const x = new Array(80);
-    for (let t = 0; t < 80; t++) x[t] = t < 16 ? w[c + t] : rotl(x[t - 3] ^ x[t - 8] ^ x[t - 14] ^ x[t - 16], 1);
-    let [a, b, cc, d, e] = h;
-    for (let t = 0; t < 80; t++) {
-      const f = t < 20 ? (b & cc) | (~b & d) : t < 40 || t >= 60 ? b ^ cc ^ d : (b & cc) | (b & d) | (cc & d);
-      const k = [0x5a827999, 0x6ed9eba1, 0x8f1bbcdc, 0xca62c1d6][(t / 20) | 0];
-      const tmp = (rotl(a, 5) + f + e + k + x[t]) | 0;
-      [e, d, cc, b, a] = [d, cc, rotl(b, 30), a, tmp];
+  const len = bytes.length, n = ((len + 8) >> 6) + 1, m = new Int32Array(n * 16);
+  for (let i = 0; i < len; i++) m[i >> 2] |= bytes[i] << (24 - (i & 3) * 8);
+  m[len >> 2] |= 0x80 << (24 - (len & 3) * 8);
+  m[n * 16 - 1] = len * 8;
+  const x = schedule;
+  let h0 = 0x67452301, h1 = 0xefcdab89 | 0, h2 = 0x98badcfe | 0, h3 = 0x10325476, h4 = 0xc3d2e1f0 | 0;
+  for (let c = 0; c < m.length; c += 16) {
+    for (let t = 0; t < 16; t++) x[t] = m[c + t];
+    for (let t = 16; t < 80; t++) {
+      const v = x[t - 3] ^ x[t - 8] ^ x[t - 14] ^ x[t - 16];
+      x[t] = (v << 1) | (v >>> 31);
     }
-    [a, b, cc, d, e].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+    let a = h0, b = h1, cc = h2, d = h3, e = h4;
+    for (let t = 0; t < 80; t++) {
+      let f, k;
+      if (t < 20) { f = (b & cc) | (~b & d); k = 0x5a827999; }
+      else if (t < 40) { f = b ^ cc ^ d; k = 0x6ed9eba1; }
+      else if (t < 60) { f = (b & cc) | (b & d) | (cc & d); k = 0x8f1bbcdc | 0; }
+      else { f = b ^ cc ^ d; k = 0xca62c1d6 | 0; }
+      const tmp = (((a << 5) | (a >>> 27)) + f + e + k + x[t]) | 0;
+      e = d; d = cc; cc = (b << 30) | (b >>> 2); b = a; a = tmp;
+    }
+    h0 = (h0 + a) | 0; h1 = (h1 + b) | 0; h2 = (h2 + cc) | 0; h3 = (h3 + d) | 0; h4 = (h4 + e) | 0;
   }
-  return new Uint8Array(h.flatMap((v) => [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255]));
+  const out = new Uint8Array(20), h = [h0, h1, h2, h3, h4];
+  for (let i = 0; i < 20; i++) out[i] = (h[i >> 2] >>> (24 - (i & 3) * 8)) & 255;
+  return out;
 }
 
 /** The name-based (v5) UUID of `name` in the namespace UUID `ns` (bytes). */
@@ -203,19 +217,28 @@ function uuid5(ns, name) {
   const text = new TextEncoder().encode(name), input = new Uint8Array(16 + text.length);
   input.set(ns);
   input.set(text, 16);
-  const b = sha1(input).slice(0, 16);
+  const b = sha1(input).subarray(0, 16);
   b[6] = (b[6] & 0x0f) | 0x50;
   b[8] = (b[8] & 0x3f) | 0x80;
   return b;
 }
 
-const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, '0'));
+const hex = (b) => { let s = ''; for (let i = 0; i < b.length; i++) s += HEX[b[i]]; return s; };
 const NAMESPACE_URL = Uint8Array.from('6ba7b8119dad11d180b400c04fd430c8'.match(/../g), (x) => parseInt(x, 16));
+/** Each namespace's UUID, computed once per instance (it depends on the
+ * namespace only, so no emit depends on an instance's history). */
+const namespaces = new Map();
 
 /** A deterministic id, as the Rust SDK's `derive_id`: the UUIDv5 of `name` in
  * the namespace uuid5(NAMESPACE_URL, "switchyard:" + namespace). */
 export function deriveId(namespace, name) {
-  const h = hex(uuid5(uuid5(NAMESPACE_URL, `switchyard:${namespace}`), name));
+  let ns = namespaces.get(namespace);
+  if (ns === undefined) {
+    ns = uuid5(NAMESPACE_URL, `switchyard:${namespace}`);
+    namespaces.set(namespace, ns);
+  }
+  const h = hex(uuid5(ns, name));
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 

@@ -33,7 +33,9 @@
 //! - P10: P1's setup on Apache Kafka with a shadow version attached,
 //!   against none.
 //!
-//! `target/release/examples/bench p1,p2` runs some of them. For sweeps,
+//! `target/release/examples/bench p1,p2` runs some of them;
+//! `bench p8-loop receipt-py.wasm 20000` only runs one plugin's reused
+//! instance for that many events, to profile it with `perf`. For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
@@ -67,6 +69,11 @@ fn main() {
         .build()
         .unwrap();
     let wants = |p: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == p));
+    if only.as_deref() == Some("p8-loop") {
+        let arg = |i: usize| std::env::args().nth(i).expect("bench p8-loop FILE EVENTS");
+        p8_languages::reused_loop(&arg(2), arg(3).parse().unwrap());
+        return;
+    }
     let mut out = String::new();
     report::header(&mut out);
     if wants("p1") {

@@ -133,3 +133,37 @@ pub fn run() -> (Vec<P8>, f64) {
     let native = native_us::<receipt::Receipt>(&events, &json!({"receipt_base_url": "https://r/"}));
     (rows, native)
 }
+
+/// `events` events through `file`'s reused instance (compiled or loaded from
+/// the default compile cache first), with the per-event time on stderr: the
+/// loop to run under `perf record` (`SWITCHYARD_PERF_MAP=1` names the
+/// plugin's functions).
+pub fn reused_loop(file: &str, events: usize) {
+    let config: serde_json::Map<String, Value> =
+        serde_json::from_value(json!({"receipt_base_url": "https://r/"})).unwrap();
+    let config = Arc::new(config);
+    let state: Arc<dyn StateRead> = Arc::new(MemoryStore::new());
+    let wasm = std::fs::read(
+        root()
+            .join("plugins/target/wasm32-wasip2/release")
+            .join(file),
+    )
+    .unwrap();
+    let engine = Engine::new(EngineOptions::default()).unwrap();
+    let version = engine.load("receipt", &wasm).unwrap();
+    let mut instance = engine.instantiate(&version).unwrap();
+    let inputs: Vec<_> = (0..events).map(payment_succeeded).collect();
+    let started = Instant::now();
+    for e in &inputs {
+        let input = CallInput {
+            state: &state,
+            config: &config,
+            limits: Limits::default(),
+        };
+        assert!(instance.call(e, input).unwrap().result.is_ok());
+    }
+    eprintln!(
+        "{file}: {:.1} us/event over {events} events (reused instance)",
+        started.elapsed().as_secs_f64() * 1e6 / events as f64
+    );
+}

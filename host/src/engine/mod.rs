@@ -366,6 +366,11 @@ fn config(options: &EngineOptions, pooling: bool) -> wasmtime::Config {
     }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `SWITCHYARD_PERF_MAP=1` writes /tmp/perf-<pid>.map, so that `perf
+    // report` names the plugins' compiled functions (BENCHMARKS.md, P8).
+    if std::env::var_os("SWITCHYARD_PERF_MAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.max_wasm_stack(512 << 10);
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::new();
