@@ -55,12 +55,35 @@ impl Timers for HostTimers {
     }
 }
 
+std::thread_local! {
+    /// The config text the host gave last, parsed: a plugin's config rarely
+    /// changes between calls on one instance, so it is parsed once.
+    static CONFIG: std::cell::RefCell<Option<(String, std::rc::Rc<Value>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `text` parsed as JSON (`null` if it is not), reusing the last parse
+/// when the text is the same.
+fn parsed_config(text: String) -> std::rc::Rc<Value> {
+    CONFIG.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if let Some((last, value)) = cached.as_ref()
+            && *last == text
+        {
+            return value.clone();
+        }
+        let value = std::rc::Rc::new(serde_json::from_str(&text).unwrap_or(Value::Null));
+        *cached = Some((text, value.clone()));
+        value
+    })
+}
+
 /// Runs `f` with a context over the host's state, timers, config and log,
 /// and converts its result to the contract's.
 fn with_ctx(
     f: impl FnOnce(&mut Ctx<'_>) -> Result<Vec<crate::Emit>, crate::HandlerError>,
 ) -> Result<WitEmits, WitHandlerError> {
-    let config: Value = serde_json::from_str(&config::all()).unwrap_or(Value::Null);
+    let config = parsed_config(config::all());
     let mut host_log = |level: Level, message: &str| {
         let level = match level {
             Level::Trace => log::Level::Trace,

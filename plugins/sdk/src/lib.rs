@@ -319,7 +319,7 @@ impl<'a> Ctx<'a> {
 
     /// The plugin's config parsed into `T`; a config that does not fit is rejected.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        serde_json::from_value(self.config.clone())
+        <T as serde::Deserialize>::deserialize(self.config)
             .map_err(|e| HandlerError::Reject(format!("plugin config does not fit: {e}")))
     }
 
