@@ -10,7 +10,7 @@
 //! differing candidate, promoted (its fixtures must pass), serves the next
 //! receipts in its format, the numbering going on without a gap.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use switchyard_testkit::http::request;
@@ -81,26 +81,9 @@ fn lower_urls(v: &mut Value) {
     }
 }
 
-/// Payment `i` (catalog 000's `payment.payment.succeeded`).
+/// Payment `i` of this file's series (`workload::payment_succeeded`).
 fn payment(i: usize) -> (String, String) {
-    let id = format!("7b5c03fb-9c92-49f1-b0b9-{i:012}");
-    let value = json!({
-        "event_id": format!("e1000100-0000-4000-8000-{i:012}"),
-        "event_type": INPUT, "event_version": "1.0",
-        "timestamp": "2025-11-24T10:35:00Z",
-        "correlation_id": format!("c0a1e2b3-0000-4000-8000-{i:012}"),
-        "data": {
-            "payment_id": id,
-            "booking_id": format!("fa8ce543-4947-405c-9a63-{i:012}"),
-            "user_id": "u1a2b3c4-d5e6-4f70-8a9b-0c1d2e3f4a5b",
-            "amount": 99.99, "currency": "USD", "provider": "stripe",
-            "provider_payment_id": format!("pi_{i:012}"),
-            "payment_method": {"type": "card", "brand": "visa", "last4": "4242"},
-            "succeeded_at": "2025-11-24T10:35:00Z"
-        },
-        "metadata": {"source": "payment-service"}
-    });
-    (id, value.to_string())
+    switchyard_testkit::workload::payment_succeeded(1, i)
 }
 
 struct Run {

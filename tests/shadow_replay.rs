@@ -11,7 +11,7 @@ use switchyard_testkit as kit;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -20,30 +20,9 @@ const TOPIC: &str = "payment.payment.succeeded";
 const EVENTS: usize = 300;
 const PARTITIONS: i32 = 3;
 
-/// Payment `i`, in catalog 000's `payment.payment.succeeded` shape (as
-/// examples/booking/fixtures/receipt has it), keyed by its payment id.
+/// Payment `i` of this file's series (`workload::payment_succeeded`).
 fn payment(i: usize) -> (String, String) {
-    let payment_id = format!("7b5c03fb-9c92-59f1-b0b9-{i:012}");
-    let event = json!({
-        "event_id": format!("e2000000-0000-4000-8000-{i:012}"),
-        "event_type": "payment.payment.succeeded",
-        "event_version": "1.0",
-        "timestamp": "2025-11-24T10:35:00Z",
-        "correlation_id": format!("c0a1e2b3-0000-4000-8000-{i:012}"),
-        "data": {
-            "payment_id": payment_id,
-            "booking_id": format!("fa8ce543-4947-505c-9a63-{i:012}"),
-            "user_id": "u1a2b3c4-d5e6-4f70-8a9b-0c1d2e3f4a5b",
-            "amount": 99.99,
-            "currency": "USD",
-            "provider": "stripe",
-            "provider_payment_id": format!("pi_{i:013}"),
-            "payment_method": {"type": "card", "brand": "visa", "last4": "4242"},
-            "succeeded_at": "2025-11-24T10:35:00Z"
-        },
-        "metadata": {"source": "payment-service"}
-    });
-    (payment_id, event.to_string())
+    switchyard_testkit::workload::payment_succeeded(2, i)
 }
 
 fn release(name: &str) -> PathBuf {

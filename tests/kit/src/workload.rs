@@ -207,3 +207,30 @@ pub fn queues(promotions: &BTreeMap<String, Vec<Vec<u8>>>) -> BTreeMap<String, V
         .map(|(booking, copies)| (booking.clone(), queue_after(&copies[0])))
         .collect()
 }
+
+/// Payment `i` of a series, in catalog 000's `payment.payment.succeeded`
+/// shape (as examples/booking/fixtures/receipt has it), with its payment id
+/// (the key); `series` keeps the event ids of separate runs apart.
+pub fn payment_succeeded(series: u32, i: usize) -> (String, String) {
+    let payment_id = format!("7b5c03fb-9c92-49f1-{series:04x}-{i:012}");
+    let event = json!({
+        "event_id": format!("e1000100-{series:04x}-4000-8000-{i:012}"),
+        "event_type": "payment.payment.succeeded",
+        "event_version": "1.0",
+        "timestamp": "2025-11-24T10:35:00Z",
+        "correlation_id": format!("c0a1e2b3-0000-4000-8000-{i:012}"),
+        "data": {
+            "payment_id": payment_id,
+            "booking_id": format!("fa8ce543-4947-405c-9a63-{i:012}"),
+            "user_id": "u1a2b3c4-d5e6-4f70-8a9b-0c1d2e3f4a5b",
+            "amount": 99.99,
+            "currency": "USD",
+            "provider": "stripe",
+            "provider_payment_id": format!("pi_{i:013}"),
+            "payment_method": {"type": "card", "brand": "visa", "last4": "4242"},
+            "succeeded_at": "2025-11-24T10:35:00Z"
+        },
+        "metadata": {"source": "payment-service"}
+    });
+    (payment_id, event.to_string())
+}

@@ -142,21 +142,7 @@ impl Source {
             self.state.broker_down.store(false, Ordering::Relaxed);
         }
         self.check_lost(message.topic(), message.partition(), message.offset());
-        Ok(Record {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            headers: message
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| Header::from_bytes(h.key, h.value))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            value: message.payload().map(<[u8]>::to_vec),
-        })
+        Ok(record_of(&message))
     }
 
     /// Reports records skipped by a reset of `partition`'s position.
@@ -331,6 +317,25 @@ fn glob_regex(glob: &str) -> String {
     }
     re.push('$');
     re
+}
+
+/// The router's copy of a consumed message.
+pub(crate) fn record_of(message: &impl Message) -> Record {
+    Record {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header::from_bytes(h.key, h.value))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        value: message.payload().map(<[u8]>::to_vec),
+    }
 }
 
 #[cfg(test)]

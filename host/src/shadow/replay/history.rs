@@ -2,11 +2,11 @@
 //! partition starts, and the records up to the high watermarks taken at
 //! the start, with a consumer that joins no group and commits nothing.
 
-use crate::event::{Header, Record};
+use crate::event::Record;
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -211,21 +211,7 @@ impl History {
                 continue;
             }
             let last = message.offset() + 1 >= end;
-            let record = Record {
-                topic: message.topic().to_string(),
-                partition: p,
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| Header::from_bytes(h.key, h.value))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: message.payload().map(<[u8]>::to_vec),
-            };
+            let record = crate::kafka::source::record_of(&message);
             drop(message);
             if last {
                 self.close(p)?;
