@@ -451,6 +451,15 @@ impl Router {
             Err(_) => view.clone(),
         };
         let theirs = self.invoke(&candidate, event, timer, state, instances);
+        if let (Ok(a), Ok(b)) = (result, &theirs)
+            && a.records == b.records
+            && a.writes == b.writes
+            && a.timers == b.timers
+        {
+            // The same bytes: equal, without reading them as JSON.
+            shadow.record(None, false);
+            return;
+        }
         let observe = |r: &Result<Ran, Failure>| match r {
             Ok(ran) => Observed::of(&ran.records, &ran.writes, &ran.timers),
             Err(failure) => Observed::failed(failure.to_string()),
