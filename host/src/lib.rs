@@ -104,6 +104,7 @@ mod pool;
 mod rebuild;
 mod registry;
 mod reload;
+mod replay;
 mod router;
 mod scaffold;
 mod schemas;

@@ -158,7 +158,7 @@ pub(crate) enum Command {
     /// candidate, offline, and compare them as a shadow does: exit 0 when
     /// nothing differs, 1 when something does, 2 on an error. It reads
     /// outside the consumer group, commits and produces nothing.
-    Replay(crate::shadow::replay::ReplayArgs),
+    Replay(crate::replay::ReplayArgs),
     /// Dead-letter topics.
     Dlq {
         /// What to do with them.

@@ -12,7 +12,7 @@
 //!   original topics.
 //! - `switchyard replay --config <file> --topic T --plugin P --candidate
 //!   <file.wasm>` runs a topic's history through a plugin's live version and
-//!   a candidate and compares them (see [`crate::shadow::replay`]).
+//!   a candidate and compares them (see [`crate::replay`]).
 //! - `switchyard new <name> [--lang rust|python|js] [--dir PATH]` writes a
 //!   plugin that builds and passes `switchyard test` at once.
 //!
@@ -253,8 +253,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `switchyard replay`, whose errors exit 2 (1 means "differs").
-fn replay(cache_dir: Option<PathBuf>, args: crate::shadow::replay::ReplayArgs) -> ExitCode {
-    match engine(cache_dir).and_then(|engine| crate::shadow::replay::run(engine, args)) {
+fn replay(cache_dir: Option<PathBuf>, args: crate::replay::ReplayArgs) -> ExitCode {
+    match engine(cache_dir).and_then(|engine| crate::replay::run(engine, args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

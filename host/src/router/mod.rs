@@ -21,7 +21,7 @@ mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
 pub use timer::{firing_due, firing_record, removal};
-pub(crate) use timer::{firing_id, rfc3339};
+pub(crate) use timer::firing_id;
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;

@@ -50,7 +50,7 @@ impl Observed {
                 .map(|(name, change)| {
                     let v = match change {
                         Some((due_ms, payload)) => json!({
-                            "set": crate::router::rfc3339(*due_ms),
+                            "set": chrono::DateTime::from_timestamp_millis(*due_ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                             "payload": bytes_view(payload),
                         }),
                         None => json!("cancel"),

@@ -27,7 +27,6 @@
 //! instance sharing PostgreSQL runs on all of them.
 
 pub(crate) mod compare;
-pub(crate) mod replay;
 
 use crate::engine::PluginVersion;
 use crate::state::{Reads, StateRead};

@@ -63,13 +63,13 @@
 //!   (also when no record was for the plugin, which is said), 1 when
 //!   something does, 2 on an error (the caller maps errors to 2).
 
-use super::{KEEP_DIFFS, SAMPLE, Shadow, ShadowDiff};
 use crate::config::RouterConfig;
 use crate::engine::Engine;
 use crate::event::Record;
 use crate::pool::Instances;
 use crate::registry::PluginRegistry;
 use crate::router::{RecordOutcome, Router};
+use crate::shadow::{KEEP_DIFFS, SAMPLE, Shadow, ShadowDiff};
 use crate::state::{RecordEffects, StateStore};
 use anyhow::Context;
 use std::path::PathBuf;
