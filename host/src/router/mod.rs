@@ -20,8 +20,8 @@ mod failure;
 mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
-pub use timer::{firing_due, firing_record, removal};
 pub(crate) use timer::firing_id;
+pub use timer::{firing_due, firing_record, removal};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
