@@ -35,7 +35,8 @@
 //!
 //! `target/release/examples/bench p1,p2` runs some of them;
 //! `bench p8-loop receipt-py.wasm 20000` only runs one plugin's reused
-//! instance for that many events, to profile it with `perf`. For sweeps,
+//! instance for that many events, to profile it with `perf` (`BENCH_P2_LOOP=N
+//! bench p2` does the same for P2's reused instance, N × 2,000 events). For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 

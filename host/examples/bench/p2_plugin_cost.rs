@@ -59,6 +59,18 @@ pub fn run() -> P2 {
         started.elapsed().as_secs_f64() * 1e6 / events.len() as f64
     };
     let mut instance = engine.instantiate(&version).unwrap();
+    if let Some(rounds) = std::env::var("BENCH_P2_LOOP")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        // `BENCH_P2_LOOP=N bench p2`: the reused instance only, N rounds of
+        // the 2,000 events, to profile with `perf`.
+        for _ in 0..rounds {
+            for e in &events {
+                assert!(instance.call(e, input()).unwrap().result.is_ok());
+            }
+        }
+    }
     let mut reused = |e: &switchyard::Event| {
         assert!(instance.call(e, input()).unwrap().result.is_ok());
     };

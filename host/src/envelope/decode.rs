@@ -1,9 +1,10 @@
 //! Decoding: one record, in whichever catalog envelope style it uses, into
 //! one [`Event`].
 
+use super::raw::{Fields, Object};
 use super::{EnvelopeKind, EnvelopeStyle, HOP_HEADER, ID_NAMESPACE};
 use crate::event::{Event, Record};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 /// Why a record could not be decoded into an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,17 +48,15 @@ pub fn decode(record: &Record) -> Result<Event, DecodeError> {
     let mut event = if let Some(ty) = record.header("ce_type") {
         decode_binary_cloudevent(record, ty, value)?
     } else {
-        let json: Value =
-            serde_json::from_slice(value).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let Value::Object(obj) = json else {
-            return Err(DecodeError::NotObject);
-        };
-        if obj.contains_key("specversion") {
-            decode_structured_cloudevent(obj)?
-        } else if obj.contains_key("event_type") {
-            decode_snake(obj)?
-        } else if obj.contains_key("eventType") {
-            decode_camel(obj)?
+        let obj = Fields::parse(value)
+            .map_err(|e| DecodeError::NotJson(e.to_string()))?
+            .ok_or(DecodeError::NotObject)?;
+        if obj.has("specversion") {
+            decode_structured_cloudevent(&obj)?
+        } else if obj.has("event_type") {
+            decode_snake(&obj)?
+        } else if obj.has("eventType") {
+            decode_camel(&obj)?
         } else {
             return Err(DecodeError::NoEventType);
         }
@@ -91,12 +90,9 @@ fn content_id(topic: &str, value: &[u8]) -> String {
     uuid::Uuid::new_v5(&ID_NAMESPACE, &name).to_string()
 }
 
-fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
-    match obj.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
+/// A payload's text, verbatim; `{}` when there is none.
+fn payload(raw: Option<&RawValue>) -> String {
+    raw.map_or_else(|| "{}".to_string(), |raw| raw.get().to_string())
 }
 
 fn skeleton(kind: EnvelopeKind) -> Event {
@@ -118,28 +114,24 @@ fn skeleton(kind: EnvelopeKind) -> Event {
     }
 }
 
-fn require_type(obj: &Map<String, Value>, key: &str) -> Result<String, DecodeError> {
-    text(obj, key)
+fn require_type(obj: &Fields<'_>, key: &str) -> Result<String, DecodeError> {
+    obj.text(key)
         .filter(|t| !t.is_empty())
         .ok_or(DecodeError::NoEventType)
 }
 
-fn decode_snake(obj: Map<String, Value>) -> Result<Event, DecodeError> {
+fn decode_snake(obj: &Fields<'_>) -> Result<Event, DecodeError> {
     let mut event = skeleton(EnvelopeKind::Snake);
-    event.ty = require_type(&obj, "event_type")?;
-    event.id = text(&obj, "event_id").unwrap_or_default();
-    event.time = text(&obj, "timestamp").unwrap_or_default();
-    event.correlation_id = text(&obj, "correlation_id");
+    event.ty = require_type(obj, "event_type")?;
+    event.id = obj.text("event_id").unwrap_or_default();
+    event.time = obj.text("timestamp").unwrap_or_default();
+    event.correlation_id = obj.text("correlation_id");
     event.source = obj
         .get("metadata")
-        .and_then(Value::as_object)
-        .and_then(|m| text(m, "source"))
+        .and_then(Fields::of)
+        .and_then(|m| m.text("source"))
         .unwrap_or_default();
-    event.data = obj
-        .get("data")
-        .cloned()
-        .unwrap_or(Value::Object(Map::new()))
-        .to_string();
+    event.data = payload(obj.get("data"));
     Ok(event)
 }
 
@@ -157,8 +149,8 @@ const CAMEL_ENVELOPE_KEYS: &[&str] = &[
     "source",
 ];
 
-fn decode_camel(obj: Map<String, Value>) -> Result<Event, DecodeError> {
-    let payload_key = if obj.contains_key("eventData") {
+fn decode_camel(obj: &Fields<'_>) -> Result<Event, DecodeError> {
+    let payload_key = if obj.has("eventData") {
         "eventData"
     } else {
         "data"
@@ -169,48 +161,69 @@ fn decode_camel(obj: Map<String, Value>) -> Result<Event, DecodeError> {
         EnvelopeKind::Camel
     };
     let mut event = skeleton(kind);
-    event.ty = require_type(&obj, "eventType")?;
-    event.id = text(&obj, "eventId").unwrap_or_default();
-    event.time = text(&obj, "timestamp").unwrap_or_default();
-    let metadata = obj.get("metadata").and_then(Value::as_object);
-    event.correlation_id =
-        text(&obj, "correlationId").or_else(|| metadata.and_then(|m| text(m, "correlationId")));
-    event.source = text(&obj, "source")
-        .or_else(|| metadata.and_then(|m| text(m, "service").or_else(|| text(m, "source"))))
+    event.ty = require_type(obj, "eventType")?;
+    event.id = obj.text("eventId").unwrap_or_default();
+    event.time = obj.text("timestamp").unwrap_or_default();
+    let metadata = obj.get("metadata").and_then(Fields::of);
+    event.correlation_id = obj
+        .text("correlationId")
+        .or_else(|| metadata.as_ref().and_then(|m| m.text("correlationId")));
+    event.source = obj
+        .text("source")
+        .or_else(|| {
+            let m = metadata.as_ref()?;
+            m.text("service").or_else(|| m.text("source"))
+        })
         .unwrap_or_default();
-    let mut data = obj
-        .get(payload_key)
-        .cloned()
-        .unwrap_or(Value::Object(Map::new()));
-    if let Value::Object(payload) = &mut data {
-        for (key, value) in &obj {
-            if CAMEL_ENVELOPE_KEYS.contains(&key.as_str()) {
-                continue;
+    let raw = obj.get(payload_key);
+    let fields = match raw {
+        None => Some(Fields::default()),
+        Some(raw) => Fields::of(raw),
+    };
+    let lifted: Vec<(&str, &RawValue)> = obj
+        .iter()
+        .filter(|(key, _)| !CAMEL_ENVELOPE_KEYS.contains(key))
+        .collect();
+    event.data = match fields {
+        // Business fields at the top level join the payload (its own
+        // fields win), and are remembered to be lifted back out.
+        Some(fields) if !lifted.is_empty() => {
+            let mut data = Object::with_capacity(raw.map_or(2, |r| r.get().len()) + 64);
+            let mut seen = std::collections::HashSet::new();
+            for (key, value) in fields.iter() {
+                if seen.insert(key) {
+                    data.raw(key, fields.get(key).unwrap_or(value).get());
+                }
             }
-            event.style.lifted.push(key.clone());
-            payload.entry(key.clone()).or_insert_with(|| value.clone());
+            for (key, value) in lifted {
+                if !event.style.lifted.iter().any(|k| k == key) {
+                    event.style.lifted.push(key.to_string());
+                }
+                if seen.insert(key) {
+                    data.raw(key, obj.get(key).unwrap_or(value).get());
+                }
+            }
+            String::from_utf8(data.finish()).unwrap_or_default()
         }
-    }
-    event.data = data.to_string();
+        _ => payload(raw),
+    };
     Ok(event)
 }
 
-fn decode_structured_cloudevent(obj: Map<String, Value>) -> Result<Event, DecodeError> {
-    if obj.contains_key("data_base64") {
+fn decode_structured_cloudevent(obj: &Fields<'_>) -> Result<Event, DecodeError> {
+    if obj.has("data_base64") {
         return Err(DecodeError::BinaryData);
     }
     let mut event = skeleton(EnvelopeKind::Cloudevents);
-    event.ty = require_type(&obj, "type")?;
-    event.id = text(&obj, "id").unwrap_or_default();
-    event.source = text(&obj, "source").unwrap_or_default();
-    event.time = text(&obj, "time").unwrap_or_default();
-    event.subject = text(&obj, "subject");
-    event.correlation_id = text(&obj, "correlationid").or_else(|| text(&obj, "correlation_id"));
-    event.data = obj
-        .get("data")
-        .cloned()
-        .unwrap_or(Value::Object(Map::new()))
-        .to_string();
+    event.ty = require_type(obj, "type")?;
+    event.id = obj.text("id").unwrap_or_default();
+    event.source = obj.text("source").unwrap_or_default();
+    event.time = obj.text("time").unwrap_or_default();
+    event.subject = obj.text("subject");
+    event.correlation_id = obj
+        .text("correlationid")
+        .or_else(|| obj.text("correlation_id"));
+    event.data = payload(obj.get("data"));
     Ok(event)
 }
 
@@ -218,7 +231,7 @@ fn decode_binary_cloudevent(record: &Record, ty: &str, value: &[u8]) -> Result<E
     if ty.is_empty() {
         return Err(DecodeError::NoEventType);
     }
-    let data: Value =
+    let data: &RawValue =
         serde_json::from_slice(value).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let header = |k: &str| record.header(k).map(str::to_string);
     let mut event = skeleton(EnvelopeKind::CloudeventsBinary);
@@ -228,6 +241,6 @@ fn decode_binary_cloudevent(record: &Record, ty: &str, value: &[u8]) -> Result<E
     event.time = header("ce_time").unwrap_or_default();
     event.subject = header("ce_subject");
     event.correlation_id = header("ce_correlationid");
-    event.data = data.to_string();
+    event.data = payload(Some(data));
     Ok(event)
 }

@@ -1,10 +1,11 @@
 //! Encoding: an emit's payload and what the host fills in around it, in the
 //! envelope style a route asks for.
 
+use super::raw::{Fields, Object};
 use super::{EnvelopeKind, EnvelopeStyle};
 use crate::event::{Header, OutRecord};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 /// The event type of an outgoing record, for logs (`-` when it has none).
 pub(crate) fn type_of(record: &OutRecord) -> String {
@@ -26,7 +27,7 @@ pub(crate) fn type_of(record: &OutRecord) -> String {
 }
 
 /// Everything the host fills in around an emit's payload.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outgoing<'a> {
     /// The emitted event's id.
     pub(crate) id: &'a str,
@@ -42,69 +43,61 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) causation_id: &'a str,
     /// The CloudEvents subject, carried over from the cause.
     pub(crate) subject: Option<&'a str>,
-    /// The payload.
-    pub(crate) data: &'a Value,
+    /// The payload, JSON text the plugin wrote (checked, not taken apart).
+    pub(crate) data: &'a RawValue,
 }
 
 /// Encodes an outgoing event; returns the record value and any `ce_*` headers.
+///
+/// The envelope is written field by field around the payload's own text, so
+/// the payload's fields reach the record in the order the plugin wrote them.
 pub(crate) fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec<Header>) {
-    let mut obj = Map::new();
-    let mut headers = Vec::new();
-    let put = |obj: &mut Map<String, Value>, k: &str, v: &str| {
-        obj.insert(k.to_string(), Value::String(v.to_string()));
-    };
+    let data = out.data.get();
+    let mut obj = Object::with_capacity(data.len() + 384);
     match style.kind {
         EnvelopeKind::Snake => {
-            put(&mut obj, "event_id", out.id);
-            put(&mut obj, "event_type", out.ty);
-            put(&mut obj, "event_version", "1.0");
-            put(&mut obj, "timestamp", out.time);
-            put(&mut obj, "correlation_id", out.correlation_id);
-            put(&mut obj, "causation_id", out.causation_id);
-            obj.insert("data".into(), out.data.clone());
-            let mut meta = Map::new();
-            put(&mut meta, "source", out.source);
-            obj.insert("metadata".into(), Value::Object(meta));
+            obj.text("event_id", out.id)
+                .text("event_type", out.ty)
+                .text("event_version", "1.0")
+                .text("timestamp", out.time)
+                .text("correlation_id", out.correlation_id)
+                .text("causation_id", out.causation_id)
+                .raw("data", data);
+            let mut meta = Object::with_capacity(out.source.len() + 16);
+            meta.text("source", out.source);
+            obj.object("metadata", meta);
         }
         EnvelopeKind::Camel | EnvelopeKind::CamelEventData => {
-            put(&mut obj, "eventId", out.id);
-            put(&mut obj, "eventType", out.ty);
-            let mut payload = out.data.clone();
-            if let Value::Object(fields) = &mut payload {
-                for key in &style.lifted {
-                    if let Some(v) = fields.remove(key) {
-                        obj.insert(key.clone(), v);
-                    }
-                }
-            }
-            put(&mut obj, "timestamp", out.time);
+            obj.text("eventId", out.id).text("eventType", out.ty);
+            let payload = lift(&mut obj, out.data, &style.lifted);
             let payload_key = if style.kind == EnvelopeKind::Camel {
                 "data"
             } else {
                 "eventData"
             };
-            obj.insert(payload_key.into(), payload);
-            let mut meta = Map::new();
-            put(&mut meta, "service", out.source);
-            put(&mut meta, "correlationId", out.correlation_id);
-            put(&mut meta, "causationId", out.causation_id);
-            obj.insert("metadata".into(), Value::Object(meta));
+            obj.text("timestamp", out.time).raw(payload_key, &payload);
+            let mut meta = Object::with_capacity(128);
+            meta.text("service", out.source)
+                .text("correlationId", out.correlation_id)
+                .text("causationId", out.causation_id);
+            obj.object("metadata", meta);
         }
         EnvelopeKind::Cloudevents => {
-            put(&mut obj, "specversion", "1.0");
-            put(&mut obj, "id", out.id);
-            put(&mut obj, "source", out.source);
-            put(&mut obj, "type", out.ty);
-            put(&mut obj, "time", out.time);
+            obj.text("specversion", "1.0")
+                .text("id", out.id)
+                .text("source", out.source)
+                .text("type", out.ty)
+                .text("time", out.time);
             if let Some(subject) = out.subject {
-                put(&mut obj, "subject", subject);
+                obj.text("subject", subject);
             }
-            put(&mut obj, "datacontenttype", "application/json");
-            put(&mut obj, "correlationid", out.correlation_id);
-            put(&mut obj, "causationid", out.causation_id);
-            obj.insert("data".into(), out.data.clone());
+            obj.text("datacontenttype", "application/json")
+                .text("correlationid", out.correlation_id)
+                .text("causationid", out.causation_id)
+                .raw("data", data);
         }
         EnvelopeKind::CloudeventsBinary => {
+            let mut headers = Vec::with_capacity(9);
             let mut h = |k: &str, v: &str| headers.push(Header::new(k, v));
             h("ce_specversion", "1.0");
             h("ce_id", out.id);
@@ -117,8 +110,33 @@ pub(crate) fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec
             h("ce_correlationid", out.correlation_id);
             h("ce_causationid", out.causation_id);
             h("content-type", "application/json");
-            return (out.data.to_string().into_bytes(), headers);
+            return (data.as_bytes().to_vec(), headers);
         }
     }
-    (Value::Object(obj).to_string().into_bytes(), headers)
+    (obj.finish(), Vec::new())
+}
+
+/// Moves the `lifted` fields of an object payload to the envelope's top
+/// level (in `lifted`'s order), and returns what is left of the payload.
+fn lift(obj: &mut Object, data: &RawValue, lifted: &[String]) -> String {
+    let fields = match Fields::of(data) {
+        Some(fields) if lifted.iter().any(|k| fields.has(k)) => fields,
+        _ => return data.get().to_string(),
+    };
+    for key in lifted {
+        if let Some(value) = fields.get(key) {
+            obj.raw(key, value.get());
+        }
+    }
+    let mut rest = Object::with_capacity(data.get().len());
+    let mut seen = std::collections::HashSet::new();
+    for (key, _) in fields.iter() {
+        if !lifted.iter().any(|k| k == key)
+            && seen.insert(key)
+            && let Some(value) = fields.get(key)
+        {
+            rest.raw(key, value.get());
+        }
+    }
+    String::from_utf8_lossy(&rest.finish()).into_owned()
 }

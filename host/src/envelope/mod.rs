@@ -25,10 +25,12 @@
 
 mod decode;
 mod encode;
+mod raw;
 
 pub use crate::event::{EnvelopeKind, EnvelopeStyle};
 pub use decode::{DecodeError, decode};
 pub(crate) use encode::{Outgoing, encode, type_of};
+pub(crate) use raw::{Fields, text as raw_text};
 
 /// The header that counts routing hops, to stop loops.
 pub(crate) const HOP_HEADER: &str = "switchyard-hop";
@@ -94,7 +96,7 @@ mod tests {
             correlation_id: "req-456",
             causation_id: "e2",
             subject: None,
-            data: &data,
+            data: &serde_json::value::RawValue::from_string(data.to_string()).unwrap(),
         };
         let (bytes, _) = encode(&out, &e.style);
         let v: Value = serde_json::from_slice(&bytes).unwrap();

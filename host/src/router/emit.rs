@@ -4,9 +4,10 @@
 
 use super::Failure;
 use crate::config::PluginSpec;
-use crate::envelope::{self, EnvelopeStyle, HOP_HEADER, ID_NAMESPACE, Outgoing};
+use crate::envelope::{self, EnvelopeStyle, Fields, HOP_HEADER, ID_NAMESPACE, Outgoing};
 use crate::event::{Emit, Event, Header, OutRecord};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The header naming the plugin that produced a record.
 pub(crate) const PLUGIN_HEADER: &str = "switchyard-plugin";
@@ -26,12 +27,12 @@ pub(super) fn key_matches(event: &Event, field: &str) -> Result<(), String> {
     let Some(key) = &event.key else {
         return Ok(());
     };
-    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-    let value = match data.get(field) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => Some(v.to_string()),
-        _ => None,
-    };
+    let value = Fields::parse(event.data.as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|data| data.get(field))
+        .filter(|v| !matches!(v.get().as_bytes().first(), Some(b'{' | b'[')))
+        .and_then(envelope::raw_text);
     match value {
         Some(value) if &value == key => Ok(()),
         Some(value) => Err(format!(
@@ -56,18 +57,15 @@ pub(super) fn wrap(
     if !spec.emits.matches(&emit.ty) {
         return Err(Failure::Forbidden(emit.ty));
     }
-    let data: Value = serde_json::from_str(&emit.data)
+    let data: &RawValue = serde_json::from_str(&emit.data)
         .map_err(|e| Failure::InvalidEmit(format!("`{}` data is not JSON: {e}", emit.ty)))?;
     if let Some(schemas) = &spec.schemas {
-        schemas.check(&emit.ty, &data).map_err(Failure::Schema)?;
+        let value: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        schemas.check(&emit.ty, &value).map_err(Failure::Schema)?;
     }
     let key = emit.key.clone().or_else(|| {
         let field = spec.key_field.as_deref()?;
-        match data.get(field)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        }
+        Fields::of(data)?.text(field)
     });
     let topic = emit
         .topic
@@ -101,7 +99,7 @@ pub(super) fn wrap(
         correlation_id: correlation,
         causation_id: &cause.id,
         subject: cause.subject.as_deref(),
-        data: &data,
+        data,
     };
     let (value, mut headers) = envelope::encode(&out, &style);
     headers.extend(emit.headers.into_iter().filter(|h| {
