@@ -101,6 +101,35 @@ macro_rules! shared_types {
 shared_types!(wit);
 shared_types!(wit1);
 
+/// The current contract's event for `e`, written into `buf`: a reused
+/// instance keeps one, so a call copies the event's text into buffers that
+/// already have room rather than allocating a dozen strings.
+pub(crate) fn refill(buf: &mut wit::Event, e: &event::Event) {
+    fn text(buf: &mut String, s: &str) {
+        buf.clear();
+        buf.push_str(s);
+    }
+    fn optional(buf: &mut Option<String>, s: Option<&str>) {
+        match (buf.as_mut(), s) {
+            (Some(b), Some(s)) => text(b, s),
+            (_, s) => *buf = s.map(str::to_string),
+        }
+    }
+    text(&mut buf.id, &e.id);
+    text(&mut buf.type_, &e.ty);
+    text(&mut buf.source, &e.source);
+    text(&mut buf.time, &e.time);
+    optional(&mut buf.correlation_id, e.correlation_id.as_deref());
+    optional(&mut buf.subject, e.subject.as_deref());
+    text(&mut buf.data, &e.data);
+    text(&mut buf.topic, &e.topic);
+    buf.partition = e.partition;
+    buf.offset = e.offset;
+    optional(&mut buf.key, e.key.as_deref());
+    buf.headers.clear();
+    buf.headers.extend(e.headers.iter().map(Into::into));
+}
+
 impl From<&event::TimerCall> for wit::Timer {
     fn from(t: &event::TimerCall) -> Self {
         wit::Timer {

@@ -138,19 +138,19 @@ impl CallCtx {
         config: Arc<Map<String, Value>>,
         limits: super::Limits,
     ) {
-        let at = DateTime::parse_from_rfc3339(time)
-            .ok()
-            .map(|t| {
-                (t.timestamp().max(0) as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(u64::from(t.timestamp_subsec_nanos()))
-            })
-            .unwrap_or_default();
+        let at = epoch_nanos(time);
         self.clocks.wall.store(at, Ordering::Relaxed);
         self.now_ms = (at / 1_000_000) as i64;
         self.clocks.monotonic.store(0, Ordering::Relaxed);
-        self.random.lock().expect("rng lock").pending = Some(event_id.to_string());
-        self.event_id = event_id.to_string();
+        match &mut self.random.lock().expect("rng lock").pending {
+            Some(pending) => {
+                pending.clear();
+                pending.push_str(event_id);
+            }
+            none => *none = Some(event_id.to_string()),
+        }
+        self.event_id.clear();
+        self.event_id.push_str(event_id);
         self.state = Some(state);
         if !Arc::ptr_eq(&self.config, &config) {
             self.config_text = Value::Object((*config).clone()).to_string().into();
@@ -245,6 +245,112 @@ impl WasiView for CallCtx {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+/// An RFC 3339 time as nanoseconds since the Unix epoch (0 before it, or
+/// when it is not a time). The catalogs' form, `2025-11-24T10:30:00Z` with
+/// or without a fraction, is read directly, since every call starts with
+/// it; any other offset goes through chrono.
+fn epoch_nanos(time: &str) -> u64 {
+    fast_utc_nanos(time.as_bytes()).unwrap_or_else(|| {
+        DateTime::parse_from_rfc3339(time)
+            .ok()
+            .map(|t| {
+                (t.timestamp().max(0) as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(t.timestamp_subsec_nanos()))
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f…]Z` from 1970 on, or `None`.
+fn fast_utc_nanos(b: &[u8]) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        b.get(range)?.iter().try_fold(0u64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        })
+    };
+    if b.len() < 20
+        || (b[4], b[7], b[13], b[16]) != (b'-', b'-', b':', b':')
+        || !matches!(b[10], b'T' | b't')
+        || !matches!(b[b.len() - 1], b'Z' | b'z')
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let fraction = &b[19..b.len() - 1];
+    let nanos = match fraction {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            num(20..20 + digits.len())? * 10u64.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || !(1..=month_days).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), which counts
+    // years from March so that a leap day ends the year.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * 1_000_000_000 + nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_nanos;
+
+    #[test]
+    fn times_read_directly_agree_with_chrono() {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2025-11-24T10:30:00Z",
+            "2024-02-29T23:59:59.5Z",
+            "2000-03-01T00:00:00.123456789Z",
+            "2100-12-31T12:00:00.001z",
+            "2025-11-24T10:30:00+02:00",
+            "1969-12-31T23:59:59Z",
+            "2025-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2025-04-31T00:00:00Z",
+            "2025-11-24T10:30:00.Z",
+            "2025-11-24T10:30:60Z",
+            "not a time",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|d| {
+                    (d.timestamp().max(0) as u64) * 1_000_000_000
+                        + u64::from(d.timestamp_subsec_nanos())
+                })
+                .unwrap_or_default();
+            assert_eq!(epoch_nanos(t), chrono, "{t}");
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Instance {
     pub(super) handler: Bound,
     pub(super) hash: String,
     pub(super) calls: u64,
+    /// The last event passed to a 0.2.0 `handle`, its buffers reused.
+    pub(super) event_buf: Option<v2::switchyard::plugin::types::Event>,
 }
 
 impl Instance {
@@ -116,9 +118,17 @@ impl Instance {
             .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         let outcome: wasmtime::Result<Result<Vec<Emit>, HandlerError>> =
             match (&self.handler, entry) {
-                (Bound::V2(h), Entry::Handle(event)) => h
-                    .call_handle(&mut self.store, &event.into())
-                    .map(|r| r.map_err(Into::into).map(emits)),
+                (Bound::V2(h), Entry::Handle(event)) => {
+                    let buf = match &mut self.event_buf {
+                        Some(buf) => {
+                            crate::bindings::refill(buf, event);
+                            buf
+                        }
+                        none => none.insert(event.into()),
+                    };
+                    h.call_handle(&mut self.store, buf)
+                        .map(|r| r.map_err(Into::into).map(emits))
+                }
                 (Bound::V2(h), Entry::Timer(timer)) => h
                     .call_on_timer(&mut self.store, &timer.into())
                     .map(|r| r.map_err(Into::into).map(emits)),

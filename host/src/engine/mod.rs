@@ -334,6 +334,7 @@ impl Engine {
             handler,
             hash: version.hash.clone(),
             calls: 0,
+            event_buf: None,
         })
     }
 
