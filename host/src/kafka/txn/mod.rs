@@ -37,14 +37,15 @@
 //! Timer firings have no input offset to commit; [`fired`] keeps, in the
 //! committed offsets' metadata, which firings' outputs committed.
 
+mod commit;
 mod fired;
 
 use crate::kafka::sink::Sink;
 use crate::kafka::source::{Lease, Partition, Source};
+use commit::{Failure, commit_blocking, retrying};
 pub(crate) use fired::key as fired_key;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,14 +126,6 @@ impl Hold<'_> {
     pub(crate) fn doom(&self, why: String) {
         self.0.doomed.lock().expect("doom lock").get_or_insert(why);
     }
-}
-
-/// How one attempt at a transaction call failed.
-enum Failure {
-    /// Abort, rewind, run again.
-    Abort(String),
-    /// Replace the producer, rewind, run again.
-    Fatal(String),
 }
 
 impl Transactions {
@@ -393,64 +386,6 @@ async fn init(producer: FutureProducer, timeout: Duration) -> anyhow::Result<()>
                  transactions, such as Apache Kafka; set `[kafka] guarantee = \"at-least-once\"` \
                  for this one"
             ),
-        }
-    }
-}
-
-/// Sends the offsets (`sent`: the records' offsets and the listed firings,
-/// with their metadata) with the group metadata and commits, under the
-/// commit lock so that no revoke ends a lease meanwhile.
-fn commit_blocking(
-    source: &Source,
-    producer: &FutureProducer,
-    offsets: HashMap<Partition, (Lease, i64)>,
-    sent: fired::Sent,
-    doomed: Option<String>,
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let _no_revoke = source.state().commit_lock();
-    if let Some(why) = doomed {
-        return Err(Failure::Abort(why));
-    }
-    if let Some(((topic, partition), _)) = offsets.iter().find(|(_, (lease, _))| !lease.live()) {
-        return Err(Failure::Abort(format!("{topic}[{partition}] was revoked")));
-    }
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), (offset, metadata)) in &sent {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            .map_err(|e| Failure::Fatal(e.to_string()))?;
-        if !metadata.is_empty()
-            && let Some(mut entry) = list.find_partition(topic, *partition)
-        {
-            entry.set_metadata(metadata);
-        }
-    }
-    if !sent.is_empty() {
-        let metadata = source
-            .group_metadata()
-            .ok_or_else(|| Failure::Abort("the consumer has no group metadata".into()))?;
-        retrying("send offsets", || {
-            producer.send_offsets_to_transaction(&list, &metadata, timeout)
-        })?;
-    }
-    retrying("commit", || producer.commit_transaction(timeout))
-}
-
-/// Runs a transaction call, repeating it while its error is retriable.
-fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Failure> {
-    let mut attempt = 0u32;
-    loop {
-        match call() {
-            Ok(()) => return Ok(()),
-            Err(KafkaError::Transaction(e)) if e.is_retriable() => {
-                attempt += 1;
-                tracing::warn!(attempt, "transaction {what}: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))));
-            }
-            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                return Err(Failure::Abort(format!("{what}: {e}")));
-            }
-            Err(e) => return Err(Failure::Fatal(format!("{what}: {e}"))),
         }
     }
 }
