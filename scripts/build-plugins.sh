@@ -26,10 +26,9 @@ else
   echo "build-plugins: componentize-py not found; skipping the Python plugin (setup.sh --test installs it)"
 fi
 if command -v componentize-js >/dev/null 2>&1; then
-  if stale $out/receipt-js.wasm plugins/receipt-js sdk/js wit; then
-    echo "build-plugins: receipt-js (componentize-js)"
-    componentize-js --wit wit -n handler -d http -d fetch-event \
-      -o $out/receipt-js.wasm plugins/receipt-js/app.js >/dev/null
+  if stale $out/receipt-js.wasm plugins/receipt-js sdk/js wit scripts/build-js.sh; then
+    echo "build-plugins: receipt-js (componentize-js$(command -v weval >/dev/null && echo ', ahead of time'))"
+    scripts/build-js.sh plugins/receipt-js $out/receipt-js.wasm
   fi
 else
   echo "build-plugins: componentize-js not found; skipping the JavaScript plugin (setup.sh --test installs it)"

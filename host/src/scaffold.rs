@@ -77,7 +77,7 @@ pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             "JavaScript",
             "app.js",
             format!("{name}.wasm"),
-            "\nnpm install -g @bytecodealliance/componentize-js@0.23.0   # once",
+            "\nnpm install -g @bytecodealliance/componentize-js@0.23.0   # once\ncargo install weval --version 0.5.0 --locked   # once, optional: ahead of time, 1.4x faster",
         ),
     };
     let mut files: Vec<(&str, String)> = vec![

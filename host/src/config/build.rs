@@ -45,8 +45,13 @@ impl Build {
         match lang {
             Lang::Rust => "cargo build --release --target wasm32-wasip2",
             Lang::Python => "componentize-py -d wit -w handler componentize app -o {wasm}",
+            // Ahead of time (weval) when `weval` is on the PATH, 1.4 times
+            // faster per event (BENCHMARKS.md, P8); SpiderMonkey's
+            // interpreter otherwise. componentize-js would download weval
+            // from GitHub, so it is named here: `scripts/setup.sh --test`
+            // or `cargo install weval --version 0.5.0 --locked` puts it there.
             Lang::Js => {
-                "componentize-js --wit wit -n handler -d http -d fetch-event -o {wasm} app.js"
+                "componentize-js $(command -v weval >/dev/null && echo --aot --weval-bin $(command -v weval)) --wit wit -n handler -d http -d fetch-event -o {wasm} app.js"
             }
         }
     }
