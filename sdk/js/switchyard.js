@@ -44,6 +44,7 @@ import * as hostState from 'switchyard:plugin/state@0.2.0';
 import * as hostConfig from 'switchyard:plugin/config@0.2.0';
 import * as hostLog from 'switchyard:plugin/log@0.2.0';
 import * as hostTimers from 'switchyard:plugin/timers@0.2.0';
+import * as hostIds from 'switchyard:plugin/ids@0.2.0';
 
 /** A transient failure: the host retries with backoff, then dead-letters. */
 export class Retry extends Error {}
@@ -178,68 +179,12 @@ export function log(message, level = 'info') {
 /** SHA-1's message schedule, reused by every digest. */
 const schedule = new Int32Array(80);
 
-/** The SHA-1 digest of `bytes` (a Uint8Array), for {@link deriveId}. It
- * allocates nothing per round: SpiderMonkey only interprets it in a
- * component, and this is most of what a handler calling `deriveId` costs
- * (BENCHMARKS.md, P8). */
-function sha1(bytes) {
-  const len = bytes.length, n = ((len + 8) >> 6) + 1, m = new Int32Array(n * 16);
-  for (let i = 0; i < len; i++) m[i >> 2] |= bytes[i] << (24 - (i & 3) * 8);
-  m[len >> 2] |= 0x80 << (24 - (len & 3) * 8);
-  m[n * 16 - 1] = len * 8;
-  const x = schedule;
-  let h0 = 0x67452301, h1 = 0xefcdab89 | 0, h2 = 0x98badcfe | 0, h3 = 0x10325476, h4 = 0xc3d2e1f0 | 0;
-  for (let c = 0; c < m.length; c += 16) {
-    for (let t = 0; t < 16; t++) x[t] = m[c + t];
-    for (let t = 16; t < 80; t++) {
-      const v = x[t - 3] ^ x[t - 8] ^ x[t - 14] ^ x[t - 16];
-      x[t] = (v << 1) | (v >>> 31);
-    }
-    let a = h0, b = h1, cc = h2, d = h3, e = h4;
-    for (let t = 0; t < 80; t++) {
-      let f, k;
-      if (t < 20) { f = (b & cc) | (~b & d); k = 0x5a827999; }
-      else if (t < 40) { f = b ^ cc ^ d; k = 0x6ed9eba1; }
-      else if (t < 60) { f = (b & cc) | (b & d) | (cc & d); k = 0x8f1bbcdc | 0; }
-      else { f = b ^ cc ^ d; k = 0xca62c1d6 | 0; }
-      const tmp = (((a << 5) | (a >>> 27)) + f + e + k + x[t]) | 0;
-      e = d; d = cc; cc = (b << 30) | (b >>> 2); b = a; a = tmp;
-    }
-    h0 = (h0 + a) | 0; h1 = (h1 + b) | 0; h2 = (h2 + cc) | 0; h3 = (h3 + d) | 0; h4 = (h4 + e) | 0;
-  }
-  const out = new Uint8Array(20), h = [h0, h1, h2, h3, h4];
-  for (let i = 0; i < 20; i++) out[i] = (h[i >> 2] >>> (24 - (i & 3) * 8)) & 255;
-  return out;
-}
-
-/** The name-based (v5) UUID of `name` in the namespace UUID `ns` (bytes). */
-function uuid5(ns, name) {
-  const text = new TextEncoder().encode(name), input = new Uint8Array(16 + text.length);
-  input.set(ns);
-  input.set(text, 16);
-  const b = sha1(input).subarray(0, 16);
-  b[6] = (b[6] & 0x0f) | 0x50;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  return b;
-}
-
-const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, '0'));
-const hex = (b) => { let s = ''; for (let i = 0; i < b.length; i++) s += HEX[b[i]]; return s; };
-const NAMESPACE_URL = Uint8Array.from('6ba7b8119dad11d180b400c04fd430c8'.match(/../g), (x) => parseInt(x, 16));
-/** Each namespace's UUID, computed once per instance (it depends on the
- * namespace only, so no emit depends on an instance's history). */
-const namespaces = new Map();
-
 /** A deterministic id, as the Rust SDK's `derive_id`: the UUIDv5 of `name` in
- * the namespace uuid5(NAMESPACE_URL, "switchyard:" + namespace). */
+ * the namespace uuid5(NAMESPACE_URL, "switchyard:" + namespace). The host
+ * derives it (`switchyard:plugin/ids`): SHA-1 in interpreted JavaScript
+ * was a third of what a handler calling this cost (BENCHMARKS.md, P8). */
 export function deriveId(namespace, name) {
-  let ns = namespaces.get(namespace);
-  if (ns === undefined) {
-    ns = uuid5(NAMESPACE_URL, `switchyard:${namespace}`);
-    namespaces.set(namespace, ns);
-  }
-  const h = hex(uuid5(ns, name));
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return hostIds.derive(namespace, name);
 }
 
 /** Runs `fn(arg)` and converts its emits, or its failure, for the host. */

@@ -1,12 +1,12 @@
-//! The host side of the plugin's `log`, `state`, `config` and `timers`
-//! imports, and the memory cap every call runs under.
+//! The host side of the plugin's `log`, `state`, `config`, `timers` and
+//! `ids` imports, and the memory cap every call runs under.
 //!
 //! The 0.2.0 imports are implemented here; the 0.1.0 ones (the same
 //! interfaces without timers) delegate to them.
 
 use super::context::CallCtx;
 use crate::bindings::v1::switchyard::plugin as v1;
-use crate::bindings::v2::switchyard::plugin::{config, log, state, timers, types};
+use crate::bindings::v2::switchyard::plugin::{config, ids, log, state, timers, types};
 use serde_json::Value;
 
 /// The longest timer name, and the largest payload, a plugin may set.
@@ -176,6 +176,22 @@ impl timers::Host for CallCtx {
     }
 }
 
+impl ids::Host for CallCtx {
+    fn derive(&mut self, namespace: String, name: String) -> wasmtime::Result<String> {
+        Ok(derive_id(&namespace, &name))
+    }
+}
+
+/// The SDKs' `derive_id`: the v5 UUID of `name` in the namespace
+/// uuid5(NAMESPACE_URL, "switchyard:" + `namespace`).
+fn derive_id(namespace: &str, name: &str) -> String {
+    let ns = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("switchyard:{namespace}").as_bytes(),
+    );
+    uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
+}
+
 impl v1::types::Host for CallCtx {}
 
 impl v1::log::Host for CallCtx {
@@ -212,5 +228,20 @@ impl v1::config::Host for CallCtx {
 
     fn all(&mut self) -> wasmtime::Result<String> {
         config::Host::all(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_the_sdks() {
+        // uuid5(uuid5(NAMESPACE_URL, "switchyard:receipt"), "pay-1"), as
+        // Python's uuid module computes it.
+        assert_eq!(
+            derive_id("receipt", "pay-1"),
+            "fbe79e72-e6aa-582a-9b3d-48741a368f86"
+        );
     }
 }

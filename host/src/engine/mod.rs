@@ -276,7 +276,8 @@ impl Engine {
                     import == format!("switchyard:plugin/{i}@0.1.0")
                         || import == format!("switchyard:plugin/{i}@0.2.0")
                 })
-                || import == "switchyard:plugin/timers@0.2.0";
+                || import == "switchyard:plugin/timers@0.2.0"
+                || import == "switchyard:plugin/ids@0.2.0";
             if !provided {
                 return Err(LoadError::WrongWorld(format!(
                     "it imports `{import}`, which the host does not provide"
