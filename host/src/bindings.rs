@@ -103,9 +103,15 @@ shared_types!(wit1);
 
 /// The current contract's event for `e`, written into `buf`: a reused
 /// instance keeps one, so a call copies the event's text into buffers that
-/// already have room rather than allocating a dozen strings.
+/// already have room rather than allocating a dozen strings. A buffer
+/// grown past 64 KiB by one large event is let go when a smaller one
+/// follows, so an instance does not keep the largest event's room.
 pub(crate) fn refill(buf: &mut wit::Event, e: &event::Event) {
+    const KEEP: usize = 64 << 10;
     fn text(buf: &mut String, s: &str) {
+        if buf.capacity() > KEEP && s.len() <= KEEP {
+            *buf = String::new();
+        }
         buf.clear();
         buf.push_str(s);
     }
@@ -137,5 +143,36 @@ impl From<&event::TimerCall> for wit::Timer {
             payload: t.payload.clone(),
             due: t.due.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> event::Event {
+        let value = format!(r#"{{"event_type": "t", "event_id": "e", "data": {data}}}"#);
+        crate::envelope::decode(&event::Record {
+            topic: "t".into(),
+            value: Some(value.into_bytes()),
+            ..event::Record::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_refilled_event_is_the_event_and_lets_large_room_go() {
+        let small = event(r#"{"a": 1}"#);
+        let large = event(&format!(r#"{{"a": "{}"}}"#, "x".repeat(1 << 20)));
+        let mut buf: wit::Event = (&small).into();
+        refill(&mut buf, &large);
+        assert_eq!(buf.data, large.data);
+        refill(&mut buf, &small);
+        let fresh: wit::Event = (&small).into();
+        assert_eq!(
+            (buf.id.as_str(), buf.type_.as_str(), buf.data.as_str()),
+            (fresh.id.as_str(), fresh.type_.as_str(), fresh.data.as_str())
+        );
+        assert!(buf.data.capacity() < 1 << 16, "{}", buf.data.capacity());
     }
 }
