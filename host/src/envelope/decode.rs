@@ -181,7 +181,7 @@ fn decode_camel(obj: &Fields<'_>) -> Result<Event, DecodeError> {
         Some(raw) => Fields::of(raw),
     };
     let lifted: Vec<(&str, &RawValue)> = obj
-        .iter()
+        .unique()
         .filter(|(key, _)| !CAMEL_ENVELOPE_KEYS.contains(key))
         .collect();
     event.data = match fields {
@@ -189,21 +189,16 @@ fn decode_camel(obj: &Fields<'_>) -> Result<Event, DecodeError> {
         // fields win), and are remembered to be lifted back out.
         Some(fields) if !lifted.is_empty() => {
             let mut data = Object::with_capacity(raw.map_or(2, |r| r.get().len()) + 64);
-            let mut seen = std::collections::HashSet::new();
-            for (key, value) in fields.iter() {
-                if seen.insert(key) {
-                    data.raw(key, fields.get(key).unwrap_or(value).get());
-                }
+            for (key, value) in fields.unique() {
+                data.raw(key, value.get());
             }
             for (key, value) in lifted {
-                if !event.style.lifted.iter().any(|k| k == key) {
-                    event.style.lifted.push(key.to_string());
-                }
-                if seen.insert(key) {
-                    data.raw(key, obj.get(key).unwrap_or(value).get());
+                event.style.lifted.push(key.to_string());
+                if !fields.has(key) {
+                    data.raw(key, value.get());
                 }
             }
-            String::from_utf8(data.finish()).unwrap_or_default()
+            data.finish_text()
         }
         _ => payload(raw),
     };

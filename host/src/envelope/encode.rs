@@ -129,14 +129,10 @@ fn lift(obj: &mut Object, data: &RawValue, lifted: &[String]) -> String {
         }
     }
     let mut rest = Object::with_capacity(data.get().len());
-    let mut seen = std::collections::HashSet::new();
-    for (key, _) in fields.iter() {
-        if !lifted.iter().any(|k| k == key)
-            && seen.insert(key)
-            && let Some(value) = fields.get(key)
-        {
+    for (key, value) in fields.unique() {
+        if !lifted.iter().any(|k| k == key) {
             rest.raw(key, value.get());
         }
     }
-    String::from_utf8_lossy(&rest.finish()).into_owned()
+    rest.finish_text()
 }

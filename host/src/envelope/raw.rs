@@ -52,9 +52,13 @@ impl<'a> Fields<'a> {
         text(self.get(key)?)
     }
 
-    /// The fields, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), *v))
+    /// The fields as a `Value` map holds them: each key once, where it
+    /// first stands, with the value it was given last.
+    pub(crate) fn unique(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
+        self.0.iter().enumerate().filter_map(|(i, (key, _))| {
+            let first = !self.0[..i].iter().any(|(k, _)| k == key);
+            Some((key.as_ref(), self.get(key)?)).filter(|_| first)
+        })
     }
 }
 
@@ -116,6 +120,12 @@ impl Object {
     pub(crate) fn finish(mut self) -> Vec<u8> {
         self.0.push(b'}');
         self.0
+    }
+
+    /// The object's text, as a string.
+    pub(crate) fn finish_text(self) -> String {
+        // Every byte came from a `str` or from JSON text serde_json checked.
+        String::from_utf8(self.finish()).expect("JSON text is UTF-8")
     }
 }
 
@@ -227,7 +237,16 @@ mod tests {
         assert_eq!(f.text("n"), None);
         assert_eq!(f.text("k").as_deref(), Some("7"));
         assert!(f.has("n") && !f.has("z"));
-        assert_eq!(f.iter().count(), 5);
+        let unique: Vec<_> = f.unique().map(|(k, v)| (k, v.get())).collect();
+        assert_eq!(
+            unique,
+            [
+                ("a", r#""last""#),
+                ("b", r#"{"c": [1, 2]}"#),
+                ("n", "null"),
+                ("k", "7")
+            ]
+        );
     }
 
     #[test]
