@@ -53,9 +53,42 @@ pub(crate) struct Edge {
     pub(crate) rate: f64,
 }
 
+/// Records per edge: from node → to node → count.
+type EdgeCounts = HashMap<String, HashMap<String, u64>>;
+
+/// A node of the map, as the per-record path names it (no allocation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Node<'a> {
+    /// A topic.
+    Topic(&'a str),
+    /// A plugin.
+    Plugin(&'a str),
+}
+
+impl Node<'_> {
+    /// Writes its prefixed name (`topic:<name>`, `plugin:<name>`) into `out`.
+    fn name_into(self, out: &mut String) {
+        out.clear();
+        let (prefix, name) = match self {
+            Node::Topic(name) => ("topic:", name),
+            Node::Plugin(name) => ("plugin:", name),
+        };
+        out.push_str(prefix);
+        out.push_str(name);
+    }
+}
+
+fn count_of(edges: &EdgeCounts, from: &str, to: &str) -> u64 {
+    edges
+        .get(from)
+        .and_then(|m| m.get(to))
+        .copied()
+        .unwrap_or(0)
+}
+
 #[derive(Default)]
 struct Inner {
-    edges: HashMap<(String, String), u64>,
+    edges: EdgeCounts,
     plugins: BTreeMap<String, Counts>,
     /// Snapshots of (unix seconds, per-plugin counts, per-edge counts).
     samples: VecDeque<Sample>,
@@ -64,7 +97,7 @@ struct Inner {
 struct Sample {
     at: u64,
     plugins: BTreeMap<String, Counts>,
-    edges: HashMap<(String, String), u64>,
+    edges: EdgeCounts,
 }
 
 /// The flow counters of one router.
@@ -80,21 +113,38 @@ fn now() -> u64 {
 }
 
 impl Flows {
-    /// Counts one record along `from` → `to`.
-    pub(crate) fn edge(&self, from: String, to: String) {
-        *self
-            .inner
-            .lock()
-            .expect("flows lock")
-            .edges
-            .entry((from, to))
-            .or_default() += 1;
+    /// Counts one record along `from` → `to`. An edge seen before costs a
+    /// lookup, no allocation: the names are written into buffers this
+    /// thread keeps.
+    pub(crate) fn edge(&self, from: Node<'_>, to: Node<'_>) {
+        thread_local! {
+            static NAMES: std::cell::RefCell<(String, String)> = Default::default();
+        }
+        NAMES.with_borrow_mut(|(f, t)| {
+            from.name_into(f);
+            to.name_into(t);
+            let mut inner = self.inner.lock().expect("flows lock");
+            match inner
+                .edges
+                .get_mut(f.as_str())
+                .and_then(|m| m.get_mut(t.as_str()))
+            {
+                Some(count) => *count += 1,
+                None => {
+                    let to = inner.edges.entry(f.clone()).or_default();
+                    *to.entry(t.clone()).or_default() += 1;
+                }
+            }
+        });
     }
 
     /// Counts one call of `plugin`: failed or not, dead-lettered or not.
     pub(crate) fn call(&self, plugin: &str, failed: bool, dead_lettered: bool) {
         let mut inner = self.inner.lock().expect("flows lock");
-        let counts = inner.plugins.entry(plugin.to_string()).or_default();
+        let counts = match inner.plugins.get_mut(plugin) {
+            Some(counts) => counts,
+            None => inner.plugins.entry(plugin.to_string()).or_default(),
+        };
         counts.calls += 1;
         counts.errors += u64::from(failed);
         counts.dead_letters += u64::from(dead_lettered);
@@ -124,19 +174,16 @@ impl Flows {
         let mut edges: Vec<Edge> = inner
             .edges
             .iter()
-            .map(|((from, to), count)| {
+            .flat_map(|(from, to)| to.iter().map(move |(to, count)| (from, to, *count)))
+            .map(|(from, to, count)| {
                 let rate = window.map_or(0.0, |(a, b, secs)| {
-                    let key = (from.clone(), to.clone());
-                    let (x, y) = (
-                        a.edges.get(&key).copied().unwrap_or(0),
-                        b.edges.get(&key).copied().unwrap_or(0),
-                    );
+                    let (x, y) = (count_of(&a.edges, from, to), count_of(&b.edges, from, to));
                     y.saturating_sub(x) as f64 / secs
                 });
                 Edge {
                     from: from.clone(),
                     to: to.clone(),
-                    count: *count,
+                    count,
                     rate,
                 }
             })
@@ -177,14 +224,22 @@ mod tests {
     fn edges_and_charts_count_what_flowed() {
         let flows = Flows::default();
         flows.sample();
-        flows.edge("topic:a".into(), "plugin:p".into());
+        flows.edge(Node::Topic("a"), Node::Plugin("p"));
+        flows.edge(Node::Topic("a"), Node::Plugin("p"));
+        flows.edge(Node::Plugin("p"), Node::Topic("b"));
         flows.call("p", false, false);
         flows.call("p", true, true);
         flows.sample();
         let edges = flows.edges();
-        assert_eq!(edges.len(), 1);
-        assert_eq!(edges[0].count, 1);
-        assert!(edges[0].rate > 0.0);
+        let seen: Vec<_> = edges
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.count))
+            .collect();
+        assert_eq!(
+            seen,
+            [("plugin:p", "topic:b", 1), ("topic:a", "plugin:p", 2)]
+        );
+        assert!(edges[1].rate > 0.0);
         let history = flows.history();
         let points = &history["p"];
         assert_eq!(points.len(), 1);

@@ -36,7 +36,11 @@
 //! `target/release/examples/bench p1,p2` runs some of them;
 //! `bench p8-loop receipt-py.wasm 20000` only runs one plugin's reused
 //! instance for that many events, to profile it with `perf` (`BENCH_P2_LOOP=N
-//! bench p2` does the same for P2's reused instance, N × 2,000 events). For sweeps,
+//! bench p2` does the same for P2's reused instance, N × 2,000 events;
+//! `bench p1-router kafka eos 12 300000` runs only P1's router, on a broker
+//! of its own, and prints `router starting` (with the process id) once its
+//! input is in, for `perf record -p`); `bench p1-alone` runs only P1's
+//! side-by-side rounds (each path alone on its own broker). For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
@@ -75,10 +79,27 @@ fn main() {
         p8_languages::reused_loop(&arg(2), arg(3).parse().unwrap());
         return;
     }
+    if only.as_deref() == Some("p1-router") {
+        let arg = |i: usize| {
+            std::env::args()
+                .nth(i)
+                .expect("bench p1-router kafka|mock alo|eos PARTITIONS RECORDS")
+        };
+        let (kafka, eos) = (arg(2) == "kafka", arg(3) == "eos");
+        let (partitions, n) = (arg(4).parse().unwrap(), arg(5).parse().unwrap());
+        runtime.block_on(p1_throughput::router_alone(kafka, eos, partitions, n));
+        return;
+    }
     let mut out = String::new();
     report::header(&mut out);
+    if only.as_deref() == Some("p1-alone") {
+        report::p1_alone(&mut out, &p1_throughput::alone(&runtime));
+        print!("{out}");
+        return;
+    }
     if wants("p1") {
         report::p1(&mut out, &p1_throughput::run(&runtime));
+        report::p1_alone(&mut out, &p1_throughput::alone(&runtime));
     }
     if wants("p2") {
         report::p2(&mut out, &p2_plugin_cost::run());

@@ -145,3 +145,139 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
         kstreams,
     }
 }
+
+/// P1a and P1c side by side: on Apache Kafka, each path alone on a fresh
+/// broker of its own with the same input, nothing else running, in turns
+/// (passthrough, router at-least-once, router exactly-once), two rounds.
+/// In the table above each path follows different company (the raw
+/// consume, Kafka Streams on the other broker), which moves the ratios by
+/// more than the paths differ.
+pub struct Alone {
+    /// Partitions of every topic.
+    pub partitions: i32,
+    /// The at-least-once passthrough's steady records/s, one per round.
+    pub passthrough: Vec<f64>,
+    /// The router at-least-once, one per round.
+    pub at_least_once: Vec<f64>,
+    /// The router exactly-once, one per round.
+    pub exactly_once: Vec<f64>,
+}
+
+/// How many rounds [`alone`] runs.
+const ROUNDS: usize = 2;
+
+/// Records per run in [`alone`]: enough for a steady state of several
+/// seconds (a fresh broker's JVM is still warming up in the first).
+const ALONE_RECORDS: usize = 200_000;
+
+/// [`Alone`] at 3 and 12 partitions, where Apache Kafka is installed and
+/// `BENCH_MOCK_ONLY` is not set.
+pub fn alone(runtime: &tokio::runtime::Runtime) -> Vec<Alone> {
+    if !kafka_available() || std::env::var_os("BENCH_MOCK_ONLY").is_some() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for partitions in [3, 12] {
+        let mut row = Alone {
+            partitions,
+            passthrough: Vec::new(),
+            at_least_once: Vec::new(),
+            exactly_once: Vec::new(),
+        };
+        for _ in 0..ROUNDS {
+            let n = ALONE_RECORDS;
+            row.passthrough
+                .push(runtime.block_on(alone_run(Path::Passthrough, partitions, n)));
+            row.at_least_once
+                .push(runtime.block_on(alone_run(Path::Router(false), partitions, n)));
+            row.exactly_once
+                .push(runtime.block_on(alone_run(Path::Router(true), partitions, n)));
+        }
+        eprintln!(
+            "P1 alone {partitions}: passthrough {:?} router {:?} exactly-once {:?}",
+            row.passthrough, row.at_least_once, row.exactly_once
+        );
+        out.push(row);
+    }
+    out
+}
+
+/// What one run of [`alone_run`] measures.
+#[derive(Clone, Copy)]
+enum Path {
+    /// The at-least-once passthrough.
+    Passthrough,
+    /// The router, exactly-once or not.
+    Router(bool),
+}
+
+/// One path alone on a fresh Apache Kafka broker with `n` bookings
+/// queued; its steady records/s.
+async fn alone_run(path: Path, partitions: i32, n: usize) -> f64 {
+    let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
+    let broker = tokio::task::block_in_place(|| start_broker(true, partitions, &topics));
+    produce_inputs(&broker.bootstrap(), n).await;
+    let run = match path {
+        Path::Passthrough => {
+            passthrough(&broker.bootstrap(), n, "passthrough", "passthrough.out").await
+        }
+        Path::Router(exactly_once) => {
+            let dir = tempfile::tempdir().unwrap();
+            router_run(
+                &broker.bootstrap(),
+                n as u64,
+                dir.path(),
+                true,
+                exactly_once,
+            )
+            .await
+        }
+    };
+    n as f64 / run.steady.as_secs_f64()
+}
+
+/// Only the router of one configuration, on a broker of its own with `n`
+/// bookings queued: for profiling (`bench p1-router`). Prints `router
+/// starting` with the process id once the input is in.
+pub async fn router_alone(kafka: bool, exactly_once: bool, partitions: i32, n: usize) {
+    let topics = [INPUT, "payment.payment.succeeded"];
+    let broker = tokio::task::block_in_place(|| start_broker(kafka, partitions, &topics));
+    produce_inputs(&broker.bootstrap(), n).await;
+    let dir = tempfile::tempdir().unwrap();
+    eprintln!("router starting (pid {})", std::process::id());
+    let cpu = process_cpu();
+    let run = router_run(
+        &broker.bootstrap(),
+        n as u64,
+        dir.path(),
+        kafka,
+        exactly_once,
+    )
+    .await;
+    let cpu = process_cpu() - cpu;
+    eprintln!(
+        "router: {:.0} rec/s steady ({:.2} s), {:.1} us of CPU per record",
+        n as f64 / run.steady.as_secs_f64(),
+        run.steady.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+/// The CPU time (user and system) this process has used so far.
+fn process_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime, fields 14 and 15 of proc(5), in clock ticks of 10 ms.
+    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}

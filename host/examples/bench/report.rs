@@ -1,7 +1,7 @@
 //! The report: BENCHMARKS.md's results section, one markdown table per
 //! measure, in the order the measures run.
 
-use crate::p1_throughput::P1;
+use crate::p1_throughput::{Alone, P1};
 use crate::p2_plugin_cost::P2;
 use crate::p3_reload::P3;
 use crate::p4_startup::P4;
@@ -97,6 +97,43 @@ pub fn p1(out: &mut String, rows: &[P1]) {
             .unwrap();
         }
     }
+}
+
+/// P1a and P1c side by side ([`crate::p1_throughput::alone`]): each
+/// path alone on its own broker, in turns.
+pub fn p1_alone(out: &mut String, rows: &[Alone]) {
+    if rows.is_empty() {
+        return;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    writeln!(out, "**P1a and P1c side by side** (Apache Kafka; each path alone on a fresh broker with the same 200,000 bookings, nothing else running, in turns: passthrough, router at-least-once, router exactly-once; two rounds):\n").unwrap();
+    writeln!(out, "| partitions | passthrough rec/s | router at-least-once rec/s | router exactly-once rec/s | **P1a: router / passthrough** | **P1c: exactly-once / at-least-once** |").unwrap();
+    writeln!(out, "|---|---|---|---|---|---|").unwrap();
+    for r in rows {
+        let (pass, alo, eos) = (
+            mean(&r.passthrough),
+            mean(&r.at_least_once),
+            mean(&r.exactly_once),
+        );
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | **{:.2}x** | **{:.2}x** |",
+            r.partitions,
+            list(&r.passthrough),
+            list(&r.at_least_once),
+            list(&r.exactly_once),
+            alo / pass,
+            eos / alo
+        )
+        .unwrap();
+    }
+    writeln!(out, "\n(Ratios of the rounds' means.)\n").unwrap();
 }
 
 /// P2's table.

@@ -23,11 +23,13 @@ pub(super) async fn ack_in_order(
     mut pending: mpsc::Receiver<Pending>,
 ) {
     while let Some(Pending {
-        record,
+        batch,
+        index,
         outputs,
         mut refused,
     }) = pending.recv().await
     {
+        let record = &batch[index];
         if let Some(txn) = &shared.txn {
             // The transaction commits the offset; a failed delivery makes
             // its commit fail, and the records run again. A refusal for good
@@ -68,7 +70,7 @@ pub(super) async fn ack_in_order(
                 record.partition,
                 record.offset
             );
-            let Some((out, delivery)) = dead_letter(&shared, &record, &letter, None).await else {
+            let Some((out, delivery)) = dead_letter(&shared, record, &letter, None).await else {
                 return;
             };
             if settle(&shared, &out, delivery, true).await.is_none() {
@@ -77,7 +79,7 @@ pub(super) async fn ack_in_order(
         }
         // A timer's firing (offset -1) has no offset to store: its outputs
         // are safe now, so its timer goes.
-        match crate::router::removal(&record) {
+        match crate::router::removal(record) {
             Some(removal) => {
                 super::timers::remove_fired(&shared, &firing, &partition, removal).await
             }

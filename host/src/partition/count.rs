@@ -3,6 +3,7 @@
 
 use super::Worker;
 use crate::event::Record;
+use crate::flows::Node;
 use crate::router::RecordOutcome;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,25 +23,25 @@ impl Worker {
                 .timer_fired(&plugin, Duration::from_millis(late as u64));
         }
         shared.metrics.processed(&record.topic, took);
-        let topic = |t: &str| format!("topic:{t}");
+        let input = Node::Topic(&record.topic);
         if let RecordOutcome::Undecodable(_) = outcome {
             let dlq = crate::kafka::dlq::topic_of(&record.topic);
-            shared.flows.edge(topic(&record.topic), topic(&dlq));
+            shared.flows.edge(input, Node::Topic(&dlq));
         }
         if let RecordOutcome::Routed { calls, .. } = outcome {
             for call in calls.iter().filter(|c| !c.duplicate) {
                 let name = &call.plugin.spec.name;
-                let node = format!("plugin:{name}");
-                shared.flows.edge(topic(&record.topic), node.clone());
+                let node = Node::Plugin(name);
+                shared.flows.edge(input, node);
                 match &call.result {
                     Ok(records) => {
                         for r in records {
-                            shared.flows.edge(node.clone(), topic(&r.topic));
+                            shared.flows.edge(node, Node::Topic(&r.topic));
                         }
                     }
                     Err(_) => {
                         let dlq = crate::kafka::dlq::topic_of(&record.topic);
-                        shared.flows.edge(node.clone(), topic(&dlq));
+                        shared.flows.edge(node, Node::Topic(&dlq));
                     }
                 }
                 shared

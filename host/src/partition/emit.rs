@@ -6,37 +6,57 @@ use crate::event::{OutRecord, Record};
 use crate::kafka::dlq::DeadLetter;
 use crate::kafka::sink::{Delivery, ProduceError};
 use crate::kafka::txn::Hold;
-use crate::router::RecordOutcome;
+use crate::router::{PluginCall, RecordOutcome};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A record handed to the producer, waiting for its acknowledgements.
 pub(super) struct Pending {
-    pub(super) record: Record,
+    /// The batch the record came in (shared, not copied per record).
+    pub(super) batch: Arc<[Record]>,
+    /// The record's place in it.
+    pub(super) index: usize,
+    /// Its outputs and dead letters, each with its delivery.
     pub(super) outputs: Vec<(OutRecord, Delivery)>,
     /// Outputs the producer refused at once, with why.
     pub(super) refused: Vec<String>,
 }
 
+impl Pending {
+    /// The record `index` of `batch`, nothing produced yet.
+    pub(super) fn new(batch: Arc<[Record]>, index: usize) -> Self {
+        Pending {
+            batch,
+            index,
+            outputs: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+}
+
 impl Worker {
     /// Hands a record's outputs and dead letters to the producer, and logs
-    /// the tail line.
+    /// the tail line. The outcome's records move into `pending`, which
+    /// keeps them until they are acknowledged (to produce again).
     pub(super) async fn emit(
         &self,
         pending: &mut Pending,
-        outcome: &RecordOutcome,
+        outcome: RecordOutcome,
         attempts: u32,
         hold: Option<&Hold<'_>>,
     ) {
         let shared = &self.shared;
-        let record = &pending.record;
-        let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
+        let batch = pending.batch.clone();
+        let record = &batch[pending.index];
+        // Formatted only where a line is written.
+        let at = || format!("{}[{}]@{}", record.topic, record.partition, record.offset);
         let tail = tracing::enabled!(target: "switchyard::tail", tracing::Level::INFO);
         let mut out = Vec::new();
         match outcome {
             RecordOutcome::Skipped(why) => {
                 shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(target: "switchyard::tail", "skipped {at}: {why}");
+                tracing::debug!(target: "switchyard::tail", "skipped {}: {why}", at());
             }
             RecordOutcome::Undecodable(e) => {
                 shared.metrics.error(&record.topic);
@@ -48,7 +68,7 @@ impl Worker {
                     message: &e.to_string(),
                 };
                 out.extend(dead_letter(shared, record, &letter, hold).await);
-                tracing::info!(target: "switchyard::tail", "handled {at} type=- dead-lettered (decode: {e})");
+                tracing::info!(target: "switchyard::tail", "handled {} type=- dead-lettered (decode: {e})", at());
             }
             RecordOutcome::Routed { ty, id, calls } => {
                 let mut summary = Vec::new();
@@ -60,45 +80,52 @@ impl Worker {
                     _ => None,
                 };
                 for call in calls {
-                    let name = &call.plugin.spec.name;
-                    match &call.result {
+                    let PluginCall {
+                        plugin,
+                        version,
+                        result,
+                        duplicate,
+                        ..
+                    } = call;
+                    let name = &plugin.spec.name;
+                    match result {
                         Ok(_) if refusal.is_some() => {}
                         Ok(records) => {
-                            for r in records {
-                                match self.enqueue(r, hold).await {
-                                    Ok(Some(d)) => out.push((r.clone(), d)),
-                                    Ok(None) => {}
-                                    Err(why) => pending.refused.push(why),
-                                }
-                            }
                             shared
                                 .stats
                                 .emitted
                                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            let to: Vec<String> = records
-                                .iter()
-                                .filter(|_| tail)
-                                .map(|r| format!("{} ({})", crate::envelope::type_of(r), r.topic))
-                                .collect();
-                            let dup = if call.duplicate { " (redelivered)" } else { "" };
-                            summary.push(format!(
-                                "{name}@{}{dup} -> [{}]",
-                                call.version,
-                                to.join(", ")
-                            ));
+                            if tail {
+                                let to: Vec<String> = records
+                                    .iter()
+                                    .map(|r| {
+                                        format!("{} ({})", crate::envelope::type_of(r), r.topic)
+                                    })
+                                    .collect();
+                                let dup = if duplicate { " (redelivered)" } else { "" };
+                                summary
+                                    .push(format!("{name}@{version}{dup} -> [{}]", to.join(", ")));
+                            }
+                            for r in records {
+                                match self.enqueue(&r, hold).await {
+                                    Ok(Some(d)) => out.push((r, d)),
+                                    Ok(None) => {}
+                                    Err(why) => pending.refused.push(why),
+                                }
+                            }
                         }
                         Err(failure) => {
                             let message = failure.to_string();
                             let letter = DeadLetter {
                                 plugin: Some(name),
-                                version: Some(&call.version),
+                                version: Some(&version),
                                 attempts,
                                 class: failure.class(),
                                 message: &message,
                             };
                             out.extend(dead_letter(shared, record, &letter, hold).await);
-                            tracing::warn!(plugin = %name, "{at}: {}; dead-lettered after {attempts} attempt(s)",
-                                crate::event::truncate_text(&message, 512));
+                            tracing::warn!(plugin = %name, "{}: {}; dead-lettered after {attempts} attempt(s)",
+                                at(), crate::event::truncate_text(&message, 512));
                             summary.push(format!("{name} dead-lettered ({})", failure.class()));
                         }
                     }
@@ -107,15 +134,15 @@ impl Worker {
                 if hold.is_some() && !pending.refused.is_empty() {
                     // Inside the transaction, with the outputs that went.
                     let message = std::mem::take(&mut pending.refused).join("; ");
-                    tracing::warn!("{at}: {message}; dead-lettered");
+                    tracing::warn!("{}: {message}; dead-lettered", at());
                     let letter = DeadLetter::refused(&message);
                     out.extend(dead_letter(shared, record, &letter, hold).await);
                     summary.push("dead-lettered (produce)".into());
                 }
-                if summary.is_empty() {
-                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} no subscriber");
-                } else {
-                    tracing::info!(target: "switchyard::tail", "handled {at} type={ty} id={id} {}", summary.join("; "));
+                if tail && summary.is_empty() {
+                    tracing::info!(target: "switchyard::tail", "handled {} type={ty} no subscriber", at());
+                } else if tail {
+                    tracing::info!(target: "switchyard::tail", "handled {} type={ty} id={id} {}", at(), summary.join("; "));
                 }
             }
         }

@@ -225,7 +225,7 @@ impl Worker {
                     })
                     .await
             };
-            let run = match run {
+            let mut run = match run {
                 Ok(run) => run,
                 Err(PoolError::Stopped) => return false,
                 Err(PoolError::Panicked(why)) => {
@@ -245,7 +245,13 @@ impl Worker {
                     continue;
                 }
             };
-            let effects = Arc::new(run.done.iter().map(RecordOutcome::effects).collect());
+            // The effects move to the commit; the outcomes keep their records.
+            let effects = Arc::new(
+                run.done
+                    .iter_mut()
+                    .map(RecordOutcome::take_effects)
+                    .collect(),
+            );
             let applied = match self.commit(effects).await {
                 Some(n) => n,
                 None => return false,
@@ -260,14 +266,11 @@ impl Worker {
                 // from the committed offset (their effects are kept).
                 return true;
             }
-            for (i, outcome) in run.done.iter().take(applied).enumerate() {
+            let done = run.done.len();
+            for (i, outcome) in run.done.into_iter().take(applied).enumerate() {
                 let record = &batch[start + i];
-                self.count(record, outcome, took / run.done.len().max(1) as u32);
-                let mut pending = Pending {
-                    record: record.clone(),
-                    outputs: Vec::new(),
-                    refused: Vec::new(),
-                };
+                self.count(record, &outcome, took / done.max(1) as u32);
+                let mut pending = Pending::new(batch.clone(), start + i);
                 self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
                 if let Some(hold) = &hold {
@@ -298,12 +301,12 @@ impl Worker {
                 }
             }
             drop(hold);
-            let conflicted = applied < run.done.len();
+            let conflicted = applied < done;
             if conflicted {
                 shared
                     .stats
                     .reruns
-                    .fetch_add((run.done.len() - applied) as u64, Ordering::Relaxed);
+                    .fetch_add((done - applied) as u64, Ordering::Relaxed);
             }
             start += applied;
             if applied > 0 {

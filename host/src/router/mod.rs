@@ -85,6 +85,17 @@ impl RecordOutcome {
     pub(crate) fn effects(&self) -> RecordEffects {
         self.effect_refs().cloned().collect()
     }
+
+    /// The state effects to commit for this record, moved out: for a
+    /// caller that needs the outcome afterwards only for its records.
+    pub(crate) fn take_effects(&mut self) -> RecordEffects {
+        match self {
+            RecordOutcome::Routed { calls, .. } => {
+                calls.iter_mut().filter_map(|c| c.effect.take()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A record that stopped its batch: it must wait and run again.
