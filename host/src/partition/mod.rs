@@ -120,7 +120,12 @@ impl Worker {
         {
             return;
         }
-        let (acks, acks_rx) = mpsc::channel::<Pending>(64);
+        // A batch's worth of records may wait for their acknowledgements
+        // while the next batch runs: with fewer, a partition runs its next
+        // batch only after most of the last one is acknowledged (a produce
+        // round trip each time), which bounded one partition's rate.
+        let in_flight = shared.kafka.batch_records.max(64);
+        let (acks, acks_rx) = mpsc::channel::<Pending>(in_flight);
         let acker = tokio::spawn(ack_in_order(
             shared.clone(),
             self.partition.clone(),
