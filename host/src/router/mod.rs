@@ -98,6 +98,16 @@ impl RecordOutcome {
     }
 }
 
+/// A record as the router sees it before running anything.
+enum Prepared {
+    /// On an excluded topic.
+    Excluded,
+    /// A timer's firing, or why it does not parse.
+    Firing(Result<timer::Firing, String>),
+    /// An event, or why the record does not decode.
+    Event(Result<Event, DecodeError>),
+}
+
 /// A record that stopped its batch: it must wait and run again.
 #[derive(Debug)]
 pub(crate) struct Stop {
@@ -169,26 +179,39 @@ impl Router {
             })
     }
 
-    /// Takes one record through every subscribed plugin, reading state
-    /// through `view`, and through their shadows if `sample` (see
-    /// [`crate::shadow`]). Nothing is committed.
-    pub(crate) fn route(
+    /// What `record` is to the router, before anything runs: excluded, a
+    /// timer's firing, or an event (or why it does not decode).
+    fn prepare(&self, record: &Record) -> Prepared {
+        if self.exclude.matches(&record.topic) {
+            return Prepared::Excluded;
+        }
+        if let Some(firing) = timer::firing_of(record) {
+            return Prepared::Firing(firing);
+        }
+        Prepared::Event(envelope::decode(record))
+    }
+
+    /// Takes one record, as [`Router::prepare`] made it, through every
+    /// subscribed plugin, reading state through `view`, and through their
+    /// shadows if `sample` (see [`crate::shadow`]). Nothing is committed.
+    fn route(
         &self,
         record: &Record,
+        prepared: Prepared,
         view: &Arc<BatchView>,
         instances: &mut Instances,
         sample: bool,
     ) -> RecordOutcome {
-        if self.exclude.matches(&record.topic) {
-            return RecordOutcome::Skipped("excluded topic".into());
-        }
-        if let Some(firing) = timer::firing_of(record) {
-            return self.fire(firing, record, view, instances, sample);
-        }
-        let event = match envelope::decode(record) {
-            Ok(event) => event,
-            Err(e) if self.wanted(&record.topic) => return RecordOutcome::Undecodable(e),
-            Err(e) => return RecordOutcome::Skipped(format!("no plugin consumes it, and {e}")),
+        let event = match prepared {
+            Prepared::Excluded => return RecordOutcome::Skipped("excluded topic".into()),
+            Prepared::Firing(firing) => return self.fire(firing, record, view, instances, sample),
+            Prepared::Event(Ok(event)) => event,
+            Prepared::Event(Err(e)) if self.wanted(&record.topic) => {
+                return RecordOutcome::Undecodable(e);
+            }
+            Prepared::Event(Err(e)) => {
+                return RecordOutcome::Skipped(format!("no plugin consumes it, and {e}"));
+            }
         };
         let calls: Vec<PluginCall> = self
             .registry
@@ -217,29 +240,30 @@ impl Router {
         kafka: &KafkaConfig,
     ) -> BatchRun {
         let view = Arc::new(BatchView::new(store.clone()));
-        if store.remote() {
-            // One round trip for the batch's processed marks instead of one
-            // per record; it costs a second decode, so only for a remote store.
-            let keys: Vec<(String, String)> = records
-                .iter()
-                .filter(|r| !self.exclude.matches(&r.topic))
-                .filter_map(|r| envelope::decode(r).ok())
-                .flat_map(|e| {
-                    self.registry
-                        .subscribers(&e.ty, &e.topic)
-                        .map(|p| (p.spec.name.clone(), e.id.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            if let Err(e) = view.prefetch(keys) {
-                tracing::debug!("prefetching processed marks: {e:#}");
-            }
+        // Every record is decoded first, so that the batch's processed marks
+        // are looked up together: one read transaction for the batch on
+        // redb, one round trip on PostgreSQL, instead of one per record.
+        let prepared: Vec<Prepared> = records.iter().map(|r| self.prepare(r)).collect();
+        let keys: Vec<(String, String)> = prepared
+            .iter()
+            .filter_map(|p| match p {
+                Prepared::Event(Ok(e)) => Some(e),
+                _ => None,
+            })
+            .flat_map(|e| {
+                self.registry
+                    .subscribers(&e.ty, &e.topic)
+                    .map(|p| (p.spec.name.clone(), e.id.clone()))
+            })
+            .collect();
+        if let Err(e) = view.prefetch(keys) {
+            tracing::debug!("prefetching processed marks: {e:#}");
         }
         let mut done = Vec::with_capacity(records.len());
         // Under load (a long batch) only `SAMPLE` records run on shadows.
         let every = records.len().div_ceil(crate::shadow::SAMPLE).max(1);
-        for (i, record) in records.iter().enumerate() {
-            let outcome = self.route(record, &view, instances, i % every == 0);
+        for (i, (record, prepared)) in records.iter().zip(prepared).enumerate() {
+            let outcome = self.route(record, prepared, &view, instances, i % every == 0);
             if let RecordOutcome::Routed { calls, .. } = &outcome {
                 let attempt = if i == 0 { attempt } else { 1 };
                 let waiting = calls.iter().find_map(|c| {

@@ -130,7 +130,9 @@ pub trait StateStore: StateRead {
     /// time among them (for metrics and the status page).
     fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>>;
     /// The outputs recorded for each of `keys` (plugin, event id) that was
-    /// processed; the others are absent from the answer.
+    /// processed; the others are absent from the answer. A batch asks once
+    /// for all its records ([`BatchView::prefetch`]); a store answers in one
+    /// read transaction or round trip where it can.
     fn processed_many(
         &self,
         keys: &[(String, String)],
@@ -142,11 +144,6 @@ pub trait StateStore: StateRead {
             }
         }
         Ok(found)
-    }
-    /// Whether each lookup is a network round trip, so that a batch's
-    /// processed marks are better fetched at once ([`BatchView::prefetch`]).
-    fn remote(&self) -> bool {
-        false
     }
     /// Whether the store answers now (for `/readyz`); local stores always do.
     fn health(&self) -> anyhow::Result<()> {

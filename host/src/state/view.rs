@@ -15,9 +15,12 @@ pub(crate) struct BatchView {
 #[derive(Default)]
 struct Overlay {
     writes: HashMap<(String, String), Option<Vec<u8>>>,
-    processed: HashMap<(String, String), Vec<u8>>,
-    /// Looked up in the store at the start of the batch and not processed.
-    unprocessed: HashSet<(String, String)>,
+    /// Outputs by plugin, then event id (looked up by `&str`, without
+    /// building a key per record).
+    processed: HashMap<String, HashMap<String, Vec<u8>>>,
+    /// Looked up in the store at the start of the batch and not processed,
+    /// by plugin.
+    unprocessed: HashMap<String, HashSet<String>>,
 }
 
 impl BatchView {
@@ -38,10 +41,11 @@ impl BatchView {
                     .writes
                     .insert((effect.plugin.clone(), key.clone()), value.clone());
             }
-            overlay.processed.insert(
-                (effect.plugin.clone(), effect.event_id.clone()),
-                effect.outputs.clone(),
-            );
+            overlay
+                .processed
+                .entry(effect.plugin.clone())
+                .or_default()
+                .insert(effect.event_id.clone(), effect.outputs.clone());
         }
     }
 
@@ -53,12 +57,18 @@ impl BatchView {
         let found = self.base.processed_many(&keys)?;
         let mut overlay = self.overlay.lock().expect("overlay lock");
         for key in keys {
-            match found.get(&key) {
+            let outputs = found.get(&key);
+            let (plugin, id) = key;
+            match outputs {
                 Some(outputs) => {
-                    overlay.processed.insert(key, outputs.clone());
+                    overlay
+                        .processed
+                        .entry(plugin)
+                        .or_default()
+                        .insert(id, outputs.clone());
                 }
                 None => {
-                    overlay.unprocessed.insert(key);
+                    overlay.unprocessed.entry(plugin).or_default().insert(id);
                 }
             }
         }
@@ -71,13 +81,20 @@ impl BatchView {
         plugin: &str,
         event_id: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let key = (plugin.to_string(), event_id.to_string());
         {
             let overlay = self.overlay.lock().expect("overlay lock");
-            if let Some(outputs) = overlay.processed.get(&key) {
+            if let Some(outputs) = overlay
+                .processed
+                .get(plugin)
+                .and_then(|ids| ids.get(event_id))
+            {
                 return Ok(Some(outputs.clone()));
             }
-            if overlay.unprocessed.contains(&key) {
+            if overlay
+                .unprocessed
+                .get(plugin)
+                .is_some_and(|ids| ids.contains(event_id))
+            {
                 return Ok(None);
             }
         }

@@ -4,11 +4,18 @@
 //!
 //! Tables:
 //! - `state`: `<plugin>\0<key>` -> value;
-//! - `processed`: `<plugin>\0<event id>` -> the outputs it produced;
-//! - `processed_order`: (`plugin`, sequence) -> event id, oldest first, so
-//!   the memory of processed ids stays bounded (`keep` per plugin: the
-//!   commit that marks an id past the window deletes the oldest one, inline,
-//!   in the same transaction);
+//! - `processed_marks`: `<plugin>\0<event id>` -> its sequence number in
+//!   `outbox`: small entries, many to a page, since event ids are random and
+//!   every commit inserts and deletes them all over this table;
+//! - `outbox`: (`plugin`, sequence) -> (event id, the outputs it produced),
+//!   oldest first, so that a commit appends at one end and the window of
+//!   processed ids stays bounded by deleting at the other (`keep` per
+//!   plugin: the commit that marks an id past the window deletes the oldest
+//!   one and its mark, inline, in the same transaction). Keeping the outputs
+//!   (about 1 KB a record) in the marks' table instead, as the first layout
+//!   did (`processed` and `processed_order`, migrated on open), copied a
+//!   page of them for every insert and delete: a group commit cost about
+//!   twice as much;
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
 //! - `timers`: (`plugin`, name) -> the timer (due time, topic, partition,
@@ -38,13 +45,17 @@ use super::{
     DueTimer, LiveVersion, RecordEffects, StateError, StateRead, StateStore, VersionStore,
 };
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-const PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
-const ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_order");
+const MARKS: TableDefinition<&str, u64> = TableDefinition::new("processed_marks");
+const OUTBOX: TableDefinition<(&str, u64), (&str, &[u8])> = TableDefinition::new("outbox");
+/// The first layout of the processed marks: `<plugin>\0<event id>` -> outputs.
+const OLD_PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
+/// The first layout's order of them: (`plugin`, sequence) -> event id.
+const OLD_ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_order");
 const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
 const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 /// Plugin state in a redb file.
@@ -61,7 +72,7 @@ fn join(plugin: &str, key: &str) -> String {
 /// The tables the commit check reads, inside the committing transaction.
 struct Tables<'a, 't> {
     state: &'a Table<'t, &'static str, &'static [u8]>,
-    processed: &'a Table<'t, &'static str, &'static [u8]>,
+    marks: &'a Table<'t, &'static str, u64>,
 }
 
 impl Committed for Tables<'_, '_> {
@@ -71,10 +82,7 @@ impl Committed for Tables<'_, '_> {
     }
 
     fn marked(&self, plugin: &str, event_id: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .processed
-            .get(join(plugin, event_id).as_str())?
-            .is_some())
+        Ok(self.marks.get(join(plugin, event_id).as_str())?.is_some())
     }
 }
 
@@ -98,8 +106,9 @@ impl DiskStore {
         })?;
         let txn = db.begin_write()?;
         txn.open_table(STATE)?;
-        txn.open_table(PROCESSED)?;
-        txn.open_table(ORDER)?;
+        txn.open_table(MARKS)?;
+        txn.open_table(OUTBOX)?;
+        migrate_marks(&txn)?;
         txn.open_table(WASM)?;
         txn.open_table(PLUGINS)?;
         txn.open_table(TIMERS)?;
@@ -119,13 +128,13 @@ impl DiskStore {
         let txn = self.db.begin_write()?;
         let applied = {
             let mut state = txn.open_table(STATE)?;
-            let mut processed = txn.open_table(PROCESSED)?;
-            let mut order = txn.open_table(ORDER)?;
+            let mut marks = txn.open_table(MARKS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
             let plan = check(
                 batches,
                 &Tables {
                     state: &state,
-                    processed: &processed,
+                    marks: &marks,
                 },
             )?;
             for ((plugin, key), value) in &plan.writes {
@@ -143,11 +152,10 @@ impl DiskStore {
                 outputs,
             } in &plan.marks
             {
-                processed.insert(join(plugin, event_id).as_str(), *outputs)?;
                 let seq = match next.get_mut(plugin) {
                     Some(seq) => seq,
                     None => {
-                        let first = order
+                        let first = outbox
                             .range((*plugin, 0)..=(*plugin, u64::MAX))?
                             .next_back()
                             .transpose()?
@@ -156,15 +164,16 @@ impl DiskStore {
                         next.entry(plugin).or_insert(first)
                     }
                 };
-                order.insert((*plugin, *seq), *event_id)?;
+                marks.insert(join(plugin, event_id).as_str(), *seq)?;
+                outbox.insert((*plugin, *seq), (*event_id, *outputs))?;
                 // The window: the oldest id past `keep` goes, in this
                 // same transaction.
                 if *seq >= self.keep {
-                    let old = order
+                    let old = outbox
                         .remove((*plugin, *seq - self.keep))?
-                        .map(|id| id.value().to_string());
+                        .map(|entry| entry.value().0.to_string());
                     if let Some(id) = old {
-                        processed.remove(join(plugin, &id).as_str())?;
+                        marks.remove(join(plugin, &id).as_str())?;
                     }
                 }
                 *seq += 1;
@@ -175,6 +184,62 @@ impl DiskStore {
         txn.commit()?;
         Ok(applied)
     }
+}
+
+/// The processed marks and the outbox, in one read transaction.
+struct Marks {
+    marks: redb::ReadOnlyTable<&'static str, u64>,
+    outbox: redb::ReadOnlyTable<(&'static str, u64), (&'static str, &'static [u8])>,
+}
+
+impl Marks {
+    fn read(db: &Database) -> anyhow::Result<Self> {
+        let txn = db.begin_read()?;
+        Ok(Marks {
+            marks: txn.open_table(MARKS)?,
+            outbox: txn.open_table(OUTBOX)?,
+        })
+    }
+
+    /// The outputs `plugin` produced for `event_id`, if it is marked.
+    fn outputs(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(seq) = self.marks.get(join(plugin, event_id).as_str())? else {
+            return Ok(None);
+        };
+        let entry = self.outbox.get((plugin, seq.value()))?;
+        Ok(Some(
+            entry.map(|e| e.value().1.to_vec()).unwrap_or_default(),
+        ))
+    }
+}
+
+/// Moves the processed marks of the first layout (`processed`,
+/// `processed_order`) into `processed_marks` and `outbox`, oldest first,
+/// and drops the old tables; nothing to do in a file made since.
+fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
+    let old = txn.list_tables()?.any(|t| t.name() == OLD_PROCESSED.name());
+    if !old {
+        return Ok(());
+    }
+    {
+        let processed = txn.open_table(OLD_PROCESSED)?;
+        let order = txn.open_table(OLD_ORDER)?;
+        let mut marks = txn.open_table(MARKS)?;
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for entry in order.iter()? {
+            let (key, id) = entry?;
+            let (plugin, seq) = key.value();
+            let id = id.value();
+            let mark = join(plugin, id);
+            if let Some(outputs) = processed.get(mark.as_str())? {
+                marks.insert(mark.as_str(), seq)?;
+                outbox.insert((plugin, seq), (id, outputs.value()))?;
+            }
+        }
+    }
+    txn.delete_table(OLD_PROCESSED)?;
+    txn.delete_table(OLD_ORDER)?;
+    Ok(())
 }
 
 impl StateRead for DiskStore {
@@ -193,11 +258,25 @@ impl StateStore for DiskStore {
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PROCESSED)?;
-        Ok(table
-            .get(join(plugin, event_id).as_str())?
-            .map(|v| v.value().to_vec()))
+        let marks = Marks::read(&self.db)?;
+        marks.outputs(plugin, event_id)
+    }
+
+    fn processed_many(
+        &self,
+        keys: &[(String, String)],
+    ) -> anyhow::Result<HashMap<(String, String), Vec<u8>>> {
+        // One read transaction for the lot, closed before the batch runs:
+        // one held while plugins run would keep redb from reusing the pages
+        // that commits free meanwhile.
+        let marks = Marks::read(&self.db)?;
+        let mut found = HashMap::new();
+        for (plugin, id) in keys {
+            if let Some(outputs) = marks.outputs(plugin, id)? {
+                found.insert((plugin.clone(), id.clone()), outputs);
+            }
+        }
+        Ok(found)
     }
 
     fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {

@@ -136,3 +136,58 @@ fn processed_ids_are_bounded() {
     assert_eq!(store.processed("p", "e2").unwrap(), Some(b"e2".to_vec()));
     assert_eq!(store.processed("p", "e3").unwrap(), Some(b"e3".to_vec()));
 }
+
+#[test]
+fn marks_of_the_first_layout_are_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
+            let mut order = txn.open_table(OLD_ORDER).unwrap();
+            for (seq, id) in ["e1", "e2"].iter().enumerate() {
+                processed
+                    .insert(join("p", id).as_str(), format!("out-{id}").as_bytes())
+                    .unwrap();
+                order.insert(("p", seq as u64), *id).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = DiskStore::open(&path, 2).unwrap();
+    assert_eq!(
+        store.processed("p", "e1").unwrap(),
+        Some(b"out-e1".to_vec())
+    );
+    assert_eq!(
+        store.processed("p", "e2").unwrap(),
+        Some(b"out-e2".to_vec())
+    );
+    // The window goes on from the migrated sequence: e3 pushes e1 out.
+    let effect = Effect {
+        plugin: "p".into(),
+        event_id: "e3".into(),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: b"out-e3".to_vec(),
+        timers: Default::default(),
+    };
+    assert_eq!(store.commit(&[&[vec![effect]]]).unwrap(), vec![1]);
+    assert_eq!(store.processed("p", "e1").unwrap(), None);
+    assert_eq!(
+        store.processed("p", "e3").unwrap(),
+        Some(b"out-e3".to_vec())
+    );
+    drop(store);
+    let db = Database::create(&path).unwrap();
+    let names: Vec<String> = db
+        .begin_read()
+        .unwrap()
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(!names.contains(&"processed".to_string()), "{names:?}");
+}

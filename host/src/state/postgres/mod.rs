@@ -347,10 +347,6 @@ impl StateStore for PgStore {
         })
     }
 
-    fn remote(&self) -> bool {
-        true
-    }
-
     fn health(&self) -> anyhow::Result<()> {
         self.ping()
     }
