@@ -176,9 +176,6 @@ export function log(message, level = 'info') {
   hostLog.log(level, message);
 }
 
-/** SHA-1's message schedule, reused by every digest. */
-const schedule = new Int32Array(80);
-
 /** A deterministic id, as the Rust SDK's `derive_id`: the UUIDv5 of `name` in
  * the namespace uuid5(NAMESPACE_URL, "switchyard:" + namespace). The host
  * derives it (`switchyard:plugin/ids`): SHA-1 in interpreted JavaScript

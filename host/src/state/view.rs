@@ -41,11 +41,15 @@ impl BatchView {
                     .writes
                     .insert((effect.plugin.clone(), key.clone()), value.clone());
             }
-            overlay
-                .processed
-                .entry(effect.plugin.clone())
-                .or_default()
-                .insert(effect.event_id.clone(), effect.outputs.clone());
+            let (id, outputs) = (effect.event_id.clone(), effect.outputs.clone());
+            match overlay.processed.get_mut(effect.plugin.as_str()) {
+                Some(ids) => ids.insert(id, outputs),
+                None => overlay
+                    .processed
+                    .entry(effect.plugin.clone())
+                    .or_default()
+                    .insert(id, outputs),
+            };
         }
     }
 
