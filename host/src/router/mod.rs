@@ -256,7 +256,9 @@ impl Router {
                     .map(|p| (p.spec.name.clone(), e.id.clone()))
             })
             .collect();
-        if let Err(e) = view.prefetch(keys) {
+        if !keys.is_empty()
+            && let Err(e) = view.prefetch(keys)
+        {
             tracing::debug!("prefetching processed marks: {e:#}");
         }
         let mut done = Vec::with_capacity(records.len());

@@ -52,6 +52,11 @@ pub fn check_store(store: &dyn StateStore) {
     assert_eq!(store.get("p", "a").unwrap(), Some(b"z".to_vec()));
     assert_eq!(store.get("p", "b").unwrap(), None);
     assert_eq!(store.processed("p", "e4").unwrap(), None);
+    // A batch's marks, asked at once: only the processed ones answer.
+    let keys = ["e1", "e3", "e4"].map(|id| ("p".to_string(), id.to_string()));
+    let found = store.processed_many(&keys).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[&keys[1]], b"out-e3".to_vec());
     // An event already processed is not applied again.
     let again = vec![effect("e3", &[], &[("a", Some(b"twice"))])];
     assert_eq!(store.commit(&[&[again]]).unwrap(), vec![0]);

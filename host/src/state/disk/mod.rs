@@ -169,11 +169,19 @@ impl DiskStore {
                 // The window: the oldest id past `keep` goes, in this
                 // same transaction.
                 if *seq >= self.keep {
+                    let gone = *seq - self.keep;
                     let old = outbox
-                        .remove((*plugin, *seq - self.keep))?
+                        .remove((*plugin, gone))?
                         .map(|entry| entry.value().0.to_string());
                     if let Some(id) = old {
-                        marks.remove(join(plugin, &id).as_str())?;
+                        // Its mark goes unless it was marked again since
+                        // (possible only in a migrated file): then it is
+                        // put back.
+                        let mark = join(plugin, &id);
+                        let removed = marks.remove(mark.as_str())?.map(|s| s.value());
+                        if let Some(newer) = removed.filter(|s| *s != gone) {
+                            marks.insert(mark.as_str(), newer)?;
+                        }
                     }
                 }
                 *seq += 1;
@@ -207,38 +215,64 @@ impl Marks {
             return Ok(None);
         };
         let entry = self.outbox.get((plugin, seq.value()))?;
-        Ok(Some(
-            entry.map(|e| e.value().1.to_vec()).unwrap_or_default(),
-        ))
+        match entry {
+            Some(entry) if entry.value().0 == event_id => Ok(Some(entry.value().1.to_vec())),
+            _ => anyhow::bail!(
+                "the processed mark of {plugin}'s event {event_id} has no outputs in the \
+                 outbox: the state file is inconsistent; restore it from a backup or move \
+                 it aside"
+            ),
+        }
     }
 }
 
 /// Moves the processed marks of the first layout (`processed`,
 /// `processed_order`) into `processed_marks` and `outbox`, oldest first,
-/// and drops the old tables; nothing to do in a file made since.
+/// and drops the old tables; nothing to do in a file made since. The moved
+/// marks are numbered after any already in `outbox` (a file that an older
+/// router opened again after a newer one), so no entry is overwritten, and
+/// a mark already there is replaced by the newer one. There is no way back:
+/// an older router opening the file afterwards finds no processed marks.
 fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
     let old = txn.list_tables()?.any(|t| t.name() == OLD_PROCESSED.name());
     if !old {
         return Ok(());
     }
+    let mut moved = 0u64;
     {
         let processed = txn.open_table(OLD_PROCESSED)?;
         let order = txn.open_table(OLD_ORDER)?;
         let mut marks = txn.open_table(MARKS)?;
         let mut outbox = txn.open_table(OUTBOX)?;
+        let mut next: HashMap<String, u64> = HashMap::new();
         for entry in order.iter()? {
             let (key, id) = entry?;
-            let (plugin, seq) = key.value();
-            let id = id.value();
+            let (plugin, id) = (key.value().0, id.value());
             let mark = join(plugin, id);
-            if let Some(outputs) = processed.get(mark.as_str())? {
-                marks.insert(mark.as_str(), seq)?;
-                outbox.insert((plugin, seq), (id, outputs.value()))?;
-            }
+            let Some(outputs) = processed.get(mark.as_str())? else {
+                continue;
+            };
+            let seq = match next.get_mut(plugin) {
+                Some(seq) => seq,
+                None => {
+                    let first = outbox
+                        .range((plugin, 0)..=(plugin, u64::MAX))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(k, _)| k.value().1 + 1)
+                        .unwrap_or(0);
+                    next.entry(plugin.to_string()).or_insert(first)
+                }
+            };
+            marks.insert(mark.as_str(), *seq)?;
+            outbox.insert((plugin, *seq), (id, outputs.value()))?;
+            *seq += 1;
+            moved += 1;
         }
     }
     txn.delete_table(OLD_PROCESSED)?;
     txn.delete_table(OLD_ORDER)?;
+    tracing::info!("state: moved {moved} processed marks to the outbox layout");
     Ok(())
 }
 

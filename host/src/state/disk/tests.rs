@@ -190,4 +190,46 @@ fn marks_of_the_first_layout_are_migrated_on_open() {
         .map(|t| t.name().to_string())
         .collect();
     assert!(!names.contains(&"processed".to_string()), "{names:?}");
+    assert!(!names.contains(&"processed_order".to_string()), "{names:?}");
+}
+
+#[test]
+fn marks_an_older_router_wrote_after_a_migration_do_not_overwrite_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.redb");
+    let effect = |id: &str| Effect {
+        plugin: "p".into(),
+        event_id: id.into(),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: format!("out-{id}").into_bytes(),
+        timers: Default::default(),
+    };
+    let store = DiskStore::open(&path, 10).unwrap();
+    store
+        .commit(&[&[vec![effect("new1")], vec![effect("new2")]]])
+        .unwrap();
+    drop(store);
+    // An older router, which knows only the first layout, numbers from 0.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
+            let mut order = txn.open_table(OLD_ORDER).unwrap();
+            processed
+                .insert(join("p", "old").as_str(), b"out-old".as_slice())
+                .unwrap();
+            order.insert(("p", 0), "old").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = DiskStore::open(&path, 10).unwrap();
+    for id in ["new1", "new2", "old"] {
+        assert_eq!(
+            store.processed("p", id).unwrap(),
+            Some(format!("out-{id}").into_bytes()),
+            "{id}"
+        );
+    }
 }
