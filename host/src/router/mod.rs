@@ -17,16 +17,18 @@
 
 mod emit;
 mod failure;
+mod prepare;
 mod shadow;
 mod timer;
 
 pub(crate) use failure::{Failure, Next, next_step};
+use prepare::Prepared;
 pub(crate) use timer::firing_id;
 pub use timer::{firing_due, firing_record, removal};
 
 use crate::config::{KafkaConfig, Matcher};
 use crate::engine::CallInput;
-use crate::envelope::{self, DecodeError};
+use crate::envelope::DecodeError;
 use crate::event::{Event, OutRecord, Record, TimerCall};
 use crate::pool::Instances;
 use crate::registry::{Plugin, PluginRegistry};
@@ -98,16 +100,6 @@ impl RecordOutcome {
     }
 }
 
-/// A record as the router sees it before running anything.
-enum Prepared {
-    /// On an excluded topic.
-    Excluded,
-    /// A timer's firing, or why it does not parse.
-    Firing(Result<timer::Firing, String>),
-    /// An event, or why the record does not decode.
-    Event(Result<Event, DecodeError>),
-}
-
 /// A record that stopped its batch: it must wait and run again.
 #[derive(Debug)]
 pub(crate) struct Stop {
@@ -177,18 +169,6 @@ impl Router {
             || self.registry.plugins().iter().any(|p| {
                 p.spec.topics.matches(topic) || p.spec.types.patterns().iter().any(|t| t == topic)
             })
-    }
-
-    /// What `record` is to the router, before anything runs: excluded, a
-    /// timer's firing, or an event (or why it does not decode).
-    fn prepare(&self, record: &Record) -> Prepared {
-        if self.exclude.matches(&record.topic) {
-            return Prepared::Excluded;
-        }
-        if let Some(firing) = timer::firing_of(record) {
-            return Prepared::Firing(firing);
-        }
-        Prepared::Event(envelope::decode(record))
     }
 
     /// Takes one record, as [`Router::prepare`] made it, through every

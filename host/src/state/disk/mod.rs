@@ -154,15 +154,7 @@ impl DiskStore {
             {
                 let seq = match next.get_mut(plugin) {
                     Some(seq) => seq,
-                    None => {
-                        let first = outbox
-                            .range((*plugin, 0)..=(*plugin, u64::MAX))?
-                            .next_back()
-                            .transpose()?
-                            .map(|(k, _)| k.value().1 + 1)
-                            .unwrap_or(0);
-                        next.entry(plugin).or_insert(first)
-                    }
+                    None => next.entry(plugin).or_insert(next_seq(&outbox, plugin)?),
                 };
                 marks.insert(join(plugin, event_id).as_str(), *seq)?;
                 outbox.insert((*plugin, *seq), (*event_id, *outputs))?;
@@ -192,6 +184,16 @@ impl DiskStore {
         txn.commit()?;
         Ok(applied)
     }
+}
+
+/// The sequence number `plugin`'s next processed event takes in `outbox`:
+/// one past its newest entry.
+fn next_seq(outbox: &Table<'_, (&str, u64), (&str, &[u8])>, plugin: &str) -> anyhow::Result<u64> {
+    Ok(outbox
+        .range((plugin, 0)..=(plugin, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1 + 1))
 }
 
 /// The processed marks and the outbox, in one read transaction.
@@ -254,15 +256,9 @@ fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
             };
             let seq = match next.get_mut(plugin) {
                 Some(seq) => seq,
-                None => {
-                    let first = outbox
-                        .range((plugin, 0)..=(plugin, u64::MAX))?
-                        .next_back()
-                        .transpose()?
-                        .map(|(k, _)| k.value().1 + 1)
-                        .unwrap_or(0);
-                    next.entry(plugin.to_string()).or_insert(first)
-                }
+                None => next
+                    .entry(plugin.to_string())
+                    .or_insert(next_seq(&outbox, plugin)?),
             };
             marks.insert(mark.as_str(), *seq)?;
             outbox.insert((plugin, *seq), (id, outputs.value()))?;

@@ -233,3 +233,40 @@ fn marks_an_older_router_wrote_after_a_migration_do_not_overwrite_the_outbox() {
         );
     }
 }
+
+#[test]
+fn pruning_an_older_entry_keeps_the_mark_of_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.redb");
+    let effect = |id: &str| Effect {
+        plugin: "p".into(),
+        event_id: id.into(),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: format!("out-{id}").into_bytes(),
+        timers: Default::default(),
+    };
+    // `x` is marked at 0; an older router then marks it again, and the
+    // migration puts that at 1.
+    let store = DiskStore::open(&path, 2).unwrap();
+    store.commit(&[&[vec![effect("x")]]]).unwrap();
+    drop(store);
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
+            let mut order = txn.open_table(OLD_ORDER).unwrap();
+            processed
+                .insert(join("p", "x").as_str(), b"out-x".as_slice())
+                .unwrap();
+            order.insert(("p", 0), "x").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = DiskStore::open(&path, 2).unwrap();
+    // `y` at 2 prunes entry 0, the older `x`: the mark, now at 1, stays.
+    assert_eq!(store.commit(&[&[vec![effect("y")]]]).unwrap(), vec![1]);
+    assert_eq!(store.processed("p", "x").unwrap(), Some(b"out-x".to_vec()));
+    assert_eq!(store.processed("p", "y").unwrap(), Some(b"out-y".to_vec()));
+}
