@@ -50,6 +50,11 @@
 //! (`runs.rs`), and the report (`report.rs`). Brokers, the `switchyard run`
 //! process and HTTP come from the test kit (`tests/kit`).
 
+/// The allocator `switchyard` runs with (`host/src/main.rs`), since P1 runs
+/// the router in this process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod kstreams;
 mod load;
 mod p10_shadow;
