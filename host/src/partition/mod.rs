@@ -272,6 +272,9 @@ impl Worker {
                 return true;
             }
             let done = run.done.len();
+            // Handed to the acknowledgements once the hold is released, so
+            // that a full queue there never keeps a commit waiting.
+            let mut ready = Vec::with_capacity(applied);
             for (i, outcome) in run.done.into_iter().take(applied).enumerate() {
                 let record = &batch[start + i];
                 self.count(record, &outcome, took / done.max(1) as u32);
@@ -301,11 +304,14 @@ impl Worker {
                         None => hold.handled(&self.partition, &self.lease, record.offset + 1),
                     }
                 }
+                ready.push(pending);
+            }
+            drop(hold);
+            for pending in ready {
                 if acks.send(pending).await.is_err() {
                     return false;
                 }
             }
-            drop(hold);
             let conflicted = applied < done;
             if conflicted {
                 shared

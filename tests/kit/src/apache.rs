@@ -15,7 +15,7 @@
 //! user; `router` (password `router-secret`) has only the rights a test
 //! grants it.
 
-use crate::{eventually, free_port};
+use crate::{eventually, free_ports};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,10 +68,11 @@ impl ApacheKafka {
             "Apache Kafka's jars are not in {}; run scripts/setup.sh --test",
             jars.display()
         );
+        let [port, controller] = free_ports();
         let kafka = ApacheKafka {
             child: Mutex::new(None),
-            port: free_port(),
-            controller: free_port(),
+            port,
+            controller,
             dir: tempfile::tempdir().unwrap(),
             security,
         };

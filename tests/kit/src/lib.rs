@@ -53,11 +53,18 @@ pub fn wasm_variant(wasm: &[u8], n: usize) -> Vec<u8> {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free loopback ports: each listener is held until all are
+/// picked, so the kernel cannot hand the same port out twice (two calls to
+/// [`free_port`] in a row once gave Kafka's client and controller
+/// listeners the same port).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    listeners.map(|l| l.local_addr().unwrap().port())
 }
 
 /// Builds a wasm workspace (`plugins` or `tests/guests`) for wasm32-wasip2 in

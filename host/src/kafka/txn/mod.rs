@@ -7,7 +7,9 @@
 //! The flow, per partition worker: the batch runs, its effects (state,
 //! processed marks, outbox) commit to the state store, then under a
 //! [`Hold`] on the open transaction the worker hands its outputs and dead
-//! letters to the producer and records the next offset of each record.
+//! letters to the producer and records the next offset of each record. It
+//! queues them for their acknowledgements only once the hold is released,
+//! so a commit waits for no more than each worker's enqueueing of a batch.
 //! Every `transaction_interval_ms` [`Transactions::run`] takes the
 //! transaction whole (no hold is then open): it sends the recorded offsets
 //! with the group metadata and commits. A read_committed consumer sees the
@@ -96,11 +98,13 @@ impl Hold<'_> {
     /// Records that `partition` was handled up to `offset` (exclusive)
     /// under `lease`, its outputs already handed to the producer.
     pub(crate) fn handled(&self, partition: &Partition, lease: &Lease, offset: i64) {
-        self.0
-            .offsets
-            .lock()
-            .expect("offsets lock")
-            .insert(partition.clone(), (lease.clone(), offset));
+        let mut offsets = self.0.offsets.lock().expect("offsets lock");
+        match offsets.get_mut(partition) {
+            Some(entry) => *entry = (lease.clone(), offset),
+            None => {
+                offsets.insert(partition.clone(), (lease.clone(), offset));
+            }
+        }
     }
 
     /// Records that the outputs of the timer firing `key` (see
