@@ -20,6 +20,7 @@ use crate::kafka::txn::fired_key;
 use crate::router::{firing_id, firing_record, removal};
 use crate::state::DueTimer;
 use crate::state::{Effect, TimerChange};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -28,8 +29,33 @@ use tokio::sync::mpsc;
 /// fires at light load.
 pub(crate) const TIMER_POLL: Duration = Duration::from_millis(250);
 
-/// Timers a worker fired and has not removed yet: (plugin, name, due time).
-pub(super) type Firing = Arc<std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>>;
+/// A timer: (plugin, name, due time).
+type TimerKey = (String, String, i64);
+
+/// The timers a worker fired, as its look at the store must see them.
+pub(super) type Firing = Arc<std::sync::Mutex<FiringSet>>;
+
+/// Timers a worker fired and has not removed yet, and those removed since
+/// its last look at the store.
+///
+/// A removal commits while a look may be reading the store: that read can
+/// still return the timer as due. So a removed timer is skipped until the
+/// next look begins ([`Worker::fire_due`] clears `removed` before it reads);
+/// without this, a look that read before a removal committed and checked
+/// the set after it fired the timer again, a duplicate even under
+/// exactly-once.
+#[derive(Default)]
+pub(super) struct FiringSet {
+    in_flight: HashSet<TimerKey>,
+    removed: HashSet<TimerKey>,
+}
+
+impl FiringSet {
+    /// Whether `key` is fired and not yet seen removed by a look.
+    fn holds(&self, key: &TimerKey) -> bool {
+        self.in_flight.contains(key) || self.removed.contains(key)
+    }
+}
 
 /// How many due timers one batch of firings takes.
 const FIRINGS_PER_BATCH: usize = 100;
@@ -86,6 +112,8 @@ impl Worker {
         acks: &mpsc::Sender<Pending>,
     ) -> bool {
         while clock.due() && self.lease.live() && !self.shared.stopping() {
+            // Removals committed from here on may be missed by this read.
+            self.firing.lock().expect("firing lock").removed.clear();
             let store = self.shared.store.clone();
             let partition = self.partition.clone();
             let now = now_ms();
@@ -142,16 +170,25 @@ impl Worker {
         let Some(txn) = &self.shared.txn else {
             return due
                 .into_iter()
-                .filter(|d| firing.insert((d.plugin.clone(), d.name.clone(), d.timer.due_ms)))
+                .filter(|d| {
+                    let key = (d.plugin.clone(), d.name.clone(), d.timer.due_ms);
+                    !firing.holds(&key) && firing.in_flight.insert(key)
+                })
                 .collect();
         };
         let committed = txn.fired_committed(&self.partition);
         if saw_all && !committed.is_empty() {
             // Listed firings neither due nor in flight are gone already.
-            let live: std::collections::HashSet<String> = due
+            let live: HashSet<String> = due
                 .iter()
                 .map(|d| short_key(&d.plugin, &d.name, d.timer.due_ms))
-                .chain(firing.iter().map(|(p, n, d)| short_key(p, n, *d)))
+                .chain(
+                    firing
+                        .in_flight
+                        .iter()
+                        .chain(&firing.removed)
+                        .map(|(p, n, d)| short_key(p, n, *d)),
+                )
                 .collect();
             let gone: Vec<String> = committed.difference(&live).cloned().collect();
             txn.forget_fired(&self.partition, &gone);
@@ -160,13 +197,13 @@ impl Worker {
         let mut fire = Vec::new();
         for d in due {
             let key = (d.plugin.clone(), d.name.clone(), d.timer.due_ms);
-            if firing.contains(&key) {
+            if firing.holds(&key) {
                 continue;
             }
             if committed.contains(&short_key(&key.0, &key.1, key.2)) {
                 // Its outputs committed before the process stopped: only
                 // its removal is left to do.
-                firing.insert(key);
+                firing.in_flight.insert(key);
                 if let Some(removal) = removal(&firing_record(&d)) {
                     let (shared, set, partition) = (
                         self.shared.clone(),
@@ -179,7 +216,7 @@ impl Worker {
                 }
             } else if room > 0 {
                 room -= 1;
-                firing.insert(key);
+                firing.in_flight.insert(key);
                 fire.push(d);
             }
         }
@@ -192,8 +229,8 @@ pub(super) fn short_key(plugin: &str, name: &str, due_ms: i64) -> String {
     fired_key(&firing_id(plugin, name, due_ms))
 }
 
-/// The timers a removal effect removes: (plugin, name, due time).
-pub(super) fn removed(removal: &Effect) -> Vec<(String, String, i64)> {
+/// The timers a removal effect removes.
+pub(super) fn removed(removal: &Effect) -> Vec<TimerKey> {
     removal
         .timers
         .iter()
@@ -226,8 +263,9 @@ pub(super) async fn remove_fired(
                     txn.forget_fired(partition, &short);
                 }
                 let mut firing = firing.lock().expect("firing lock");
-                for key in &keys {
-                    firing.remove(key);
+                for key in keys {
+                    firing.in_flight.remove(&key);
+                    firing.removed.insert(key);
                 }
                 return;
             }
