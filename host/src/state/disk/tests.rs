@@ -137,25 +137,41 @@ fn processed_ids_are_bounded() {
     assert_eq!(store.processed("p", "e3").unwrap(), Some(b"e3".to_vec()));
 }
 
+/// A processed mark of `id` for plugin `p`, its outputs `out-{id}`.
+fn marked(id: &str) -> Effect {
+    Effect {
+        plugin: "p".into(),
+        event_id: id.into(),
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: format!("out-{id}").into_bytes(),
+        timers: Default::default(),
+    }
+}
+
+/// Writes marks of plugin `p` as a router of the first layout does: each
+/// (sequence, id) with outputs `out-{id}`.
+fn write_first_layout(path: &std::path::Path, marks: &[(u64, &str)]) {
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
+        let mut order = txn.open_table(OLD_ORDER).unwrap();
+        for (seq, id) in marks {
+            processed
+                .insert(join("p", id).as_str(), format!("out-{id}").as_bytes())
+                .unwrap();
+            order.insert(("p", *seq), *id).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
 #[test]
 fn marks_of_the_first_layout_are_migrated_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.redb");
-    {
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
-            let mut order = txn.open_table(OLD_ORDER).unwrap();
-            for (seq, id) in ["e1", "e2"].iter().enumerate() {
-                processed
-                    .insert(join("p", id).as_str(), format!("out-{id}").as_bytes())
-                    .unwrap();
-                order.insert(("p", seq as u64), *id).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    write_first_layout(&path, &[(0, "e1"), (1, "e2")]);
     let store = DiskStore::open(&path, 2).unwrap();
     assert_eq!(
         store.processed("p", "e1").unwrap(),
@@ -166,15 +182,7 @@ fn marks_of_the_first_layout_are_migrated_on_open() {
         Some(b"out-e2".to_vec())
     );
     // The window goes on from the migrated sequence: e3 pushes e1 out.
-    let effect = Effect {
-        plugin: "p".into(),
-        event_id: "e3".into(),
-        reads: Default::default(),
-        writes: Default::default(),
-        outputs: b"out-e3".to_vec(),
-        timers: Default::default(),
-    };
-    assert_eq!(store.commit(&[&[vec![effect]]]).unwrap(), vec![1]);
+    assert_eq!(store.commit(&[&[vec![marked("e3")]]]).unwrap(), vec![1]);
     assert_eq!(store.processed("p", "e1").unwrap(), None);
     assert_eq!(
         store.processed("p", "e3").unwrap(),
@@ -197,33 +205,13 @@ fn marks_of_the_first_layout_are_migrated_on_open() {
 fn marks_an_older_router_wrote_after_a_migration_do_not_overwrite_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("both.redb");
-    let effect = |id: &str| Effect {
-        plugin: "p".into(),
-        event_id: id.into(),
-        reads: Default::default(),
-        writes: Default::default(),
-        outputs: format!("out-{id}").into_bytes(),
-        timers: Default::default(),
-    };
     let store = DiskStore::open(&path, 10).unwrap();
     store
-        .commit(&[&[vec![effect("new1")], vec![effect("new2")]]])
+        .commit(&[&[vec![marked("new1")], vec![marked("new2")]]])
         .unwrap();
     drop(store);
     // An older router, which knows only the first layout, numbers from 0.
-    {
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
-            let mut order = txn.open_table(OLD_ORDER).unwrap();
-            processed
-                .insert(join("p", "old").as_str(), b"out-old".as_slice())
-                .unwrap();
-            order.insert(("p", 0), "old").unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    write_first_layout(&path, &[(0, "old")]);
     let store = DiskStore::open(&path, 10).unwrap();
     for id in ["new1", "new2", "old"] {
         assert_eq!(
@@ -238,35 +226,15 @@ fn marks_an_older_router_wrote_after_a_migration_do_not_overwrite_the_outbox() {
 fn pruning_an_older_entry_keeps_the_mark_of_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("twice.redb");
-    let effect = |id: &str| Effect {
-        plugin: "p".into(),
-        event_id: id.into(),
-        reads: Default::default(),
-        writes: Default::default(),
-        outputs: format!("out-{id}").into_bytes(),
-        timers: Default::default(),
-    };
     // `x` is marked at 0; an older router then marks it again, and the
     // migration puts that at 1.
     let store = DiskStore::open(&path, 2).unwrap();
-    store.commit(&[&[vec![effect("x")]]]).unwrap();
+    store.commit(&[&[vec![marked("x")]]]).unwrap();
     drop(store);
-    {
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut processed = txn.open_table(OLD_PROCESSED).unwrap();
-            let mut order = txn.open_table(OLD_ORDER).unwrap();
-            processed
-                .insert(join("p", "x").as_str(), b"out-x".as_slice())
-                .unwrap();
-            order.insert(("p", 0), "x").unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    write_first_layout(&path, &[(0, "x")]);
     let store = DiskStore::open(&path, 2).unwrap();
     // `y` at 2 prunes entry 0, the older `x`: the mark, now at 1, stays.
-    assert_eq!(store.commit(&[&[vec![effect("y")]]]).unwrap(), vec![1]);
+    assert_eq!(store.commit(&[&[vec![marked("y")]]]).unwrap(), vec![1]);
     assert_eq!(store.processed("p", "x").unwrap(), Some(b"out-x".to_vec()));
     assert_eq!(store.processed("p", "y").unwrap(), Some(b"out-y".to_vec()));
 }
