@@ -11,7 +11,7 @@
 //!   records before it) is acknowledged, and only while the partition is
 //!   still assigned to this worker ([`Lease`]);
 //! - with exactly-once, a record's outputs and its next offset go into the
-//!   open Kafka transaction together, under one [`Hold`](crate::kafka::txn::Hold), instead of the
+//!   open Kafka transaction together, under one [`Hold`], instead of the
 //!   offset being stored after the acknowledgements ([`crate::kafka::txn`]);
 //! - a record's outcome is routed, dead-lettered or waiting. A permanent
 //!   produce refusal dead-letters the input with the reason; a store or
@@ -40,7 +40,7 @@ use crate::committer::Committer;
 use crate::config::KafkaConfig;
 use crate::event::Record;
 use crate::kafka::source::{Lease, Partition};
-use crate::kafka::txn::Transactions;
+use crate::kafka::txn::{Hold, Transactions};
 use crate::metrics::Metrics;
 use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
@@ -262,52 +262,33 @@ impl Worker {
                 None => return false,
             };
             let took = started.elapsed();
-            let hold = match &shared.txn {
-                Some(txn) => Some(txn.hold().await),
-                None => None,
-            };
-            if hold.is_some() && !self.lease.live() {
-                // Revoked, or rewound after an abort: the records run again
-                // from the committed offset (their effects are kept).
-                return true;
-            }
             let done = run.done.len();
-            // Handed to the acknowledgements once the hold is released, so
-            // that a full queue there never keeps a commit waiting.
-            let mut ready = Vec::with_capacity(applied);
             for (i, outcome) in run.done.into_iter().take(applied).enumerate() {
                 let record = &batch[start + i];
+                // One hold per record, not per batch: a commit waits for
+                // the holds, and a batch's worth of produce calls (and a
+                // full acknowledgement queue) would keep it waiting for
+                // tens of milliseconds (BENCHMARKS.md, hot path item 12).
+                let hold = match &shared.txn {
+                    Some(txn) => Some(txn.hold().await),
+                    None => None,
+                };
+                if hold.is_some() && !self.lease.live() {
+                    // Revoked, or rewound after an abort: the records run
+                    // again from the committed offset (their effects are
+                    // kept).
+                    return true;
+                }
                 self.count(record, &outcome, took / done.max(1) as u32);
                 let mut pending = Pending::new(batch.clone(), start + i);
                 self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
                 if let Some(hold) = &hold {
-                    match crate::router::removal(record) {
-                        // A firing's timer goes once the transaction that
-                        // carries its outputs has committed.
-                        Some(removal) => {
-                            for (plugin, name, due) in timers::removed(&removal) {
-                                hold.fired(&self.partition, timers::short_key(&plugin, &name, due));
-                            }
-                            let (shared, firing, partition) = (
-                                self.shared.clone(),
-                                self.firing.clone(),
-                                self.partition.clone(),
-                            );
-                            hold.after_commit(Box::new(move || {
-                                tokio::spawn(async move {
-                                    timers::remove_fired(&shared, &firing, &partition, removal)
-                                        .await;
-                                });
-                            }));
-                        }
-                        None => hold.handled(&self.partition, &self.lease, record.offset + 1),
-                    }
+                    self.join(hold, record);
                 }
-                ready.push(pending);
-            }
-            drop(hold);
-            for pending in ready {
+                // Queued for its acknowledgement once the hold is released,
+                // so that a full queue there never keeps a commit waiting.
+                drop(hold);
                 if acks.send(pending).await.is_err() {
                     return false;
                 }
@@ -350,6 +331,29 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Puts `record`'s progress into the open transaction: its next offset,
+    /// or, for a timer firing, the firing (its timer is removed once the
+    /// transaction that carries its outputs has committed).
+    fn join(&self, hold: &Hold<'_>, record: &Record) {
+        let Some(removal) = crate::router::removal(record) else {
+            hold.handled(&self.partition, &self.lease, record.offset + 1);
+            return;
+        };
+        for (plugin, name, due) in timers::removed(&removal) {
+            hold.fired(&self.partition, timers::short_key(&plugin, &name, due));
+        }
+        let (shared, firing, partition) = (
+            self.shared.clone(),
+            self.firing.clone(),
+            self.partition.clone(),
+        );
+        hold.after_commit(Box::new(move || {
+            tokio::spawn(async move {
+                timers::remove_fired(&shared, &firing, &partition, removal).await;
+            });
+        }));
     }
 
     /// Group-commits a batch's effects, waiting out store failures; `None`
