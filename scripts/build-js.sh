@@ -6,7 +6,9 @@
 # componentize-js's ahead-of-time mode only lets the script read files
 # below the folder it is in. With `weval` on the PATH (scripts/setup.sh
 # --test installs it) the build is ahead of time (`--aot`); without it,
-# SpiderMonkey's interpreter runs the plugin.
+# SpiderMonkey's interpreter runs the plugin. It runs componentize-js
+# through sdk/js/componentize.mjs, which makes the generated bindings copy
+# strings into the component faster; here it must apply, or the build fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$1
@@ -18,5 +20,5 @@ aot=()
 if command -v weval >/dev/null 2>&1; then
   aot=(--aot --weval-bin "$(command -v weval)")
 fi
-componentize-js "${aot[@]}" --wit wit -n handler -d http -d fetch-event \
+SWITCHYARD_STRICT_BINDINGS=1 node sdk/js/componentize.mjs "${aot[@]}" --wit wit -n handler -d http -d fetch-event \
   -o "$out" "$scratch/app.js" >/dev/null

@@ -3,6 +3,11 @@
 //! handler, the new version serving; then a broken edit, whose build errors
 //! are printed once while the last good version keeps serving. It prints how
 //! long each step took.
+//!
+//! The last greeting carries a name outside ASCII (a two-byte letter and an
+//! emoji, a surrogate pair in JavaScript), which must come back unchanged:
+//! the JavaScript build's faster string copy (`sdk/js/componentize.mjs`)
+//! must apply, and must write the same bytes.
 
 use switchyard_testkit as kit;
 
@@ -14,6 +19,14 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `switchyard` with the test's cache; a JavaScript build fails if
+/// `componentize.mjs` cannot make its change.
+fn switchyard(cache: &Path) -> std::process::Command {
+    let mut cmd = kit::switchyard(cache);
+    cmd.env("SWITCHYARD_STRICT_BINDINGS", "1");
+    cmd
+}
+
 /// A running `switchyard dev`, its output collected as it comes.
 struct Dev {
     child: Child,
@@ -23,7 +36,7 @@ struct Dev {
 
 impl Dev {
     fn start(config: &Path, cache: &Path) -> Dev {
-        let mut child = kit::switchyard(cache)
+        let mut child = switchyard(cache)
             .args(["dev", "--summary-secs", "60", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
@@ -141,7 +154,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
     let started = Instant::now();
 
     // 1. `new`, and `test` at once (it builds the plugin first).
-    let out = kit::switchyard(&cache)
+    let out = switchyard(&cache)
         .args(["new", "hello", "--lang", lang, "--dir"])
         .arg(&dir)
         .output()
@@ -151,7 +164,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = kit::switchyard(&cache)
+    let out = switchyard(&cache)
         .arg("test")
         .arg(&dir)
         .output()
@@ -162,6 +175,10 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         out.status.success() && text.contains("1 passed, 0 failed"),
         "{text}"
     );
+    if lang == "js" {
+        // The build goes through it (see the module's docs).
+        assert!(dir.join("componentize.mjs").is_file());
+    }
     times.push(("new + build + test".to_string(), started.elapsed()));
 
     // 2. `dev`, serving the first version.
@@ -192,8 +209,8 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         Err(log)
     });
     times.push(("broken edit -> errors printed".to_string(), mark.elapsed()));
-    let still = dev.greet_until("Cy", Duration::from_secs(30), |_| true);
-    assert!(still.starts_with("Howdy, Cy-"), "{still}");
+    let still = dev.greet_until("Çy🚀", Duration::from_secs(30), |_| true);
+    assert!(still.starts_with("Howdy, Çy🚀-"), "{still}");
     let log = dev.stop();
     assert_eq!(log.matches("build of `hello` failed").count(), 1, "{log}");
     assert!(log.contains("keeps serving"), "{log}");

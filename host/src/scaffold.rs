@@ -11,7 +11,9 @@
 //!   built from (`--sdk` points elsewhere), a workspace of its own.
 //! - Python and JavaScript: the handler next to a copy of the SDK helper
 //!   (`switchyard.py`, `switchyard.js`) and of `wit/`, so that the folder
-//!   builds on its own with componentize-py or componentize-js.
+//!   builds on its own with componentize-py or componentize-js; JavaScript
+//!   also gets `componentize.mjs`, which runs componentize-js with a faster
+//!   string copy in its bindings (BENCHMARKS.md, P8).
 
 pub use crate::config::Lang;
 use std::path::{Path, PathBuf};
@@ -118,6 +120,10 @@ pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             files.push((
                 "switchyard.js",
                 include_str!("../../sdk/js/switchyard.js").into(),
+            ));
+            files.push((
+                "componentize.mjs",
+                include_str!("../../sdk/js/componentize.mjs").into(),
             ));
             files.push(("wit/switchyard.wit", WIT.into()));
             files.push((".gitignore", "*.wasm\n".into()));

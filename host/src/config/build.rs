@@ -50,8 +50,11 @@ impl Build {
             // interpreter otherwise. componentize-js would download weval
             // from GitHub, so it is named here: `scripts/setup.sh --test`
             // or `cargo install weval --version 0.5.0 --locked` puts it there.
+            // Through the folder's `componentize.mjs` when it has one
+            // (`switchyard new` writes it): the same componentize-js, with
+            // bindings that copy strings into the plugin 2x faster (P8).
             Lang::Js => {
-                "componentize-js $(command -v weval >/dev/null && echo --aot --weval-bin $(command -v weval)) --wit wit -n handler -d http -d fetch-event -o {wasm} app.js"
+                "$([ -f componentize.mjs ] && echo node componentize.mjs || echo componentize-js) $(command -v weval >/dev/null && echo --aot --weval-bin $(command -v weval)) --wit wit -n handler -d http -d fetch-event -o {wasm} app.js"
             }
         }
     }
