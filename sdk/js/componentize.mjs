@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * Runs componentize-js (the one on the PATH) with the same arguments, with
- * one change to the bindings it generates: how a string is copied into the
- * component's memory.
+ * two changes to the bindings it generates: how a string is copied into the
+ * component's memory, and how an export waits for the plugin's function.
  *
  *     node componentize.mjs --wit wit -n handler -o app.wasm app.js
  *
@@ -15,11 +15,18 @@
  * and encodes the string at once, then it is copied in; the bytes written
  * are the same (a lone surrogate becomes U+FFFD either way).
  *
- * The change is made to the bindings' text as componentize-js writes it for
- * the engine to load. If a later componentize-js generates a function of
- * another shape, nothing is changed and a warning says so: the plugin still
- * builds, just without the faster copy. With `SWITCHYARD_STRICT_BINDINGS=1`
- * (the repository's builds and tests) that is an error instead.
+ * A second, smaller change: an export awaited the plugin's `handle` (or
+ * `onTimer`) even when it returned a plain value, which costs a trip through
+ * the job queue on every call; now it awaits only a promise (or any
+ * thenable), as `await` would have resolved it. The SDK's handlers return
+ * plain values (a median 150 against 174 µs per event for the receipt
+ * plugin in eight rounds, BENCHMARKS.md, P8).
+ *
+ * Both are made to the bindings' text as componentize-js writes it for the
+ * engine to load. If a later componentize-js generates code of another
+ * shape, nothing is changed and a warning says so: the plugin still builds,
+ * just slower. With `SWITCHYARD_STRICT_BINDINGS=1` (the repository's builds
+ * and tests) that is an error instead.
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { existsSync, realpathSync } from 'node:fs';
@@ -40,17 +47,23 @@ const FAST = `${NAME}
 }
 `;
 
-/** `bindings` with the string copy replaced, or unchanged with a warning. */
-export function fasterStrings(bindings) {
+/** An export's call of the plugin's function, which it always awaits. */
+const AWAIT = /const (hostRet\d+) = await (handle|onTimer)\((\{[\s\S]*?\n[ \t]*\})\);/g;
+
+/** `bindings` with both changes, or unchanged with a warning. */
+function faster(bindings) {
   const start = bindings.indexOf(NAME);
   const end = start < 0 ? -1 : bindings.indexOf('\n}\n', start);
-  if (start < 0 || end < 0 || !bindings.includes('const TEXT_ENCODER_UTF8 = new TextEncoder();')) {
-    const why = 'componentize.mjs: this componentize-js writes its string copy differently; left as it is';
+  const awaits = bindings.match(AWAIT)?.length ?? 0;
+  if (start < 0 || end < 0 || awaits === 0 || !bindings.includes('const TEXT_ENCODER_UTF8 = new TextEncoder();')) {
+    const why = 'componentize.mjs: this componentize-js writes its bindings differently; left as they are';
     if (process.env.SWITCHYARD_STRICT_BINDINGS === '1') throw new Error(why);
     console.warn(why);
     return bindings;
   }
-  return bindings.slice(0, start) + FAST + bindings.slice(end + 3);
+  bindings = bindings.slice(0, start) + FAST + bindings.slice(end + 3);
+  return bindings.replace(AWAIT, (_, ret, fn, args) =>
+    `let ${ret} = ${fn}(${args});\n    if (typeof ${ret}?.then === 'function') ${ret} = await ${ret};`);
 }
 
 /** componentize-js's command-line script, found on the PATH. */
@@ -70,7 +83,7 @@ const cli = cliOnPath();
 const fs = createRequire(import.meta.url)('fs/promises');
 const writeFile = fs.writeFile;
 fs.writeFile = (path, data, ...rest) =>
-  writeFile(path, String(path).endsWith('initializer.js') && typeof data === 'string' ? fasterStrings(data) : data, ...rest);
+  writeFile(path, String(path).endsWith('initializer.js') && typeof data === 'string' ? faster(data) : data, ...rest);
 syncBuiltinESMExports();
 process.argv = [process.argv[0], cli, ...process.argv.slice(2)];
 await import(pathToFileURL(cli).href);
