@@ -164,11 +164,7 @@ fn walk(lang: &str, handler: &str, broken: &str) -> Vec<(String, Duration)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = switchyard(&cache)
-        .arg("test")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = switchyard(&cache).arg("test").arg(&dir).output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -132,8 +132,16 @@ pub(crate) fn refill(buf: &mut wit::Event, e: &event::Event) {
     buf.partition = e.partition;
     buf.offset = e.offset;
     optional(&mut buf.key, e.key.as_deref());
-    buf.headers.clear();
-    buf.headers.extend(e.headers.iter().map(Into::into));
+    buf.headers.truncate(e.headers.len());
+    for (i, h) in e.headers.iter().enumerate() {
+        match buf.headers.get_mut(i) {
+            Some(b) => {
+                text(&mut b.key, &h.key);
+                text(&mut b.value, &h.value);
+            }
+            None => buf.headers.push(h.into()),
+        }
+    }
 }
 
 impl From<&event::TimerCall> for wit::Timer {

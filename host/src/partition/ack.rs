@@ -38,7 +38,7 @@ pub(super) async fn ack_in_order(
                 match delivery.wait().await {
                     Ok(()) => {}
                     Err(ProduceError::Permanent(e))
-                        if out.topic != dlq::topic_of(&record.topic) =>
+                        if !dlq::is_topic_of(&out.topic, &record.topic) =>
                     {
                         txn.remember_refusal(
                             &partition,
@@ -53,7 +53,7 @@ pub(super) async fn ack_in_order(
             continue;
         }
         for (out, delivery) in outputs {
-            let letter = out.topic == dlq::topic_of(&record.topic);
+            let letter = dlq::is_topic_of(&out.topic, &record.topic);
             match settle(&shared, &out, delivery, letter).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => refused.push(format!("output to {}: {e}", out.topic)),

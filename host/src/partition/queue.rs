@@ -61,14 +61,16 @@ impl PartitionQueue {
     /// holds `kafka.queue_records` records or `kafka.queue_bytes` bytes.
     /// Never waits.
     pub fn push(&self, record: Record, source: &dyn Offsets, kafka: &KafkaConfig) {
-        let partition = (record.topic.clone(), record.partition);
         let size = held_bytes(&record);
         let (records, bytes) = self.queued.add(1, size);
+        // The partition's name is copied only when it is to be paused.
+        let full = (records >= kafka.queue_records || bytes >= kafka.queue_bytes)
+            .then(|| (record.topic.clone(), record.partition));
         if self.records.send(record).is_err() {
             self.queued.take(1, size);
             return;
         }
-        if records >= kafka.queue_records || bytes >= kafka.queue_bytes {
+        if let Some(partition) = full {
             let mut paused = self.paused.lock().expect("pause lock");
             if !*paused {
                 source.pause(&partition);

@@ -55,6 +55,24 @@ impl FiringSet {
     fn holds(&self, key: &TimerKey) -> bool {
         self.in_flight.contains(key) || self.removed.contains(key)
     }
+
+    /// A look at the store begins: what was removed before it, its read
+    /// no longer returns.
+    fn look_begins(&mut self) {
+        self.removed.clear();
+    }
+
+    /// Marks `key` in flight unless it is held; whether it was not (so
+    /// fires now).
+    fn start(&mut self, key: TimerKey) -> bool {
+        !self.holds(&key) && self.in_flight.insert(key)
+    }
+
+    /// `key`'s removal from the store committed.
+    fn removal_committed(&mut self, key: TimerKey) {
+        self.in_flight.remove(&key);
+        self.removed.insert(key);
+    }
 }
 
 /// How many due timers one batch of firings takes.
@@ -113,7 +131,7 @@ impl Worker {
     ) -> bool {
         while clock.due() && self.lease.live() && !self.shared.stopping() {
             // Removals committed from here on may be missed by this read.
-            self.firing.lock().expect("firing lock").removed.clear();
+            self.firing.lock().expect("firing lock").look_begins();
             let store = self.shared.store.clone();
             let partition = self.partition.clone();
             let now = now_ms();
@@ -170,10 +188,7 @@ impl Worker {
         let Some(txn) = &self.shared.txn else {
             return due
                 .into_iter()
-                .filter(|d| {
-                    let key = (d.plugin.clone(), d.name.clone(), d.timer.due_ms);
-                    !firing.holds(&key) && firing.in_flight.insert(key)
-                })
+                .filter(|d| firing.start((d.plugin.clone(), d.name.clone(), d.timer.due_ms)))
                 .collect();
         };
         let committed = txn.fired_committed(&self.partition);
@@ -264,8 +279,7 @@ pub(super) async fn remove_fired(
                 }
                 let mut firing = firing.lock().expect("firing lock");
                 for key in keys {
-                    firing.in_flight.remove(&key);
-                    firing.removed.insert(key);
+                    firing.removal_committed(key);
                 }
                 return;
             }
@@ -277,5 +291,30 @@ pub(super) async fn remove_fired(
                 attempt += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FiringSet;
+
+    #[test]
+    fn a_removal_during_a_look_does_not_fire_the_timer_again() {
+        let key = || ("p".to_string(), "t".to_string(), 1_000);
+        let mut set = FiringSet::default();
+        assert!(set.start(key()), "due and not in flight: fires");
+        assert!(!set.start(key()), "in flight: does not fire again");
+        // A look begins and its read still sees the timer due; then the
+        // removal commits, before the look checks the set.
+        set.look_begins();
+        set.removal_committed(key());
+        assert!(
+            !set.start(key()),
+            "removed during the look: its stale read must not fire it"
+        );
+        // The next look's read no longer sees the removed timer; one set
+        // again under the same name and due time fires.
+        set.look_begins();
+        assert!(set.start(key()));
     }
 }

@@ -103,9 +103,12 @@ pub(super) fn wrap(
     };
     let (value, mut headers) = envelope::encode(&out, &style);
     headers.extend(emit.headers.into_iter().filter(|h| {
-        !RESERVED_HEADER_PREFIXES
-            .iter()
-            .any(|p| h.key.to_ascii_lowercase().starts_with(p))
+        !RESERVED_HEADER_PREFIXES.iter().any(|p| {
+            h.key
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(p.as_bytes()))
+        })
     }));
     headers.push(Header::new(HOP_HEADER, (cause.hops + 1).to_string()));
     headers.push(Header::new(PLUGIN_HEADER, spec.name.clone()));

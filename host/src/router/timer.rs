@@ -64,6 +64,10 @@ pub(crate) struct Firing {
 /// The timer changes of a call on `event`: a set timer belongs to the
 /// event's partition and keeps its style and correlation.
 pub(crate) fn changes(staged: StagedTimers, event: &Event) -> TimerChanges {
+    if staged.is_empty() {
+        // Most calls set no timer: no context to write.
+        return TimerChanges::new();
+    }
     let context = serde_json::to_vec(&Context {
         style: Some(event.style.kind),
         lifted: event.style.lifted.clone(),

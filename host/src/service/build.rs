@@ -241,11 +241,10 @@ impl Service {
         })
     }
 
-    /// Queues `record` on its partition's worker, starting one when the
-    /// partition has none (or its worker ended with its lease).
-    pub(super) fn dispatch(&mut self, record: crate::event::Record) {
-        let key = (record.topic.clone(), record.partition);
-        self.worker(key.clone());
+    /// Queues `record` on its partition's worker (`key`), starting one when
+    /// the partition has none (or its worker ended with its lease).
+    pub(super) fn dispatch(&mut self, key: Partition, record: crate::event::Record) {
+        self.worker(&key);
         self.partitions[&key].push(record, self.source.as_ref(), &self.config.kafka);
     }
 
@@ -256,15 +255,16 @@ impl Service {
     pub(super) fn adopt_assigned(&mut self) {
         for key in self.source.state().owned() {
             if !self.source.state().rewinding(&key) {
-                self.worker(key);
+                self.worker(&key);
             }
         }
     }
 
     /// Starts a worker for `key` unless it has a live one.
-    fn worker(&mut self, key: Partition) {
-        let live = self.partitions.get(&key).is_some_and(PartitionQueue::live);
+    fn worker(&mut self, key: &Partition) {
+        let live = self.partitions.get(key).is_some_and(PartitionQueue::live);
         if !live {
+            let key = key.clone();
             let lease = self.source.lease(&key);
             let (queue, task) =
                 PartitionQueue::start(self.shared.clone(), key.clone(), lease, &mut self.workers);

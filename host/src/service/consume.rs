@@ -68,7 +68,7 @@ impl Service {
                         // committed offset.
                         continue;
                     }
-                    self.dispatch(record);
+                    self.dispatch(key, record);
                 }
             }
         }

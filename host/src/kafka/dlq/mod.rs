@@ -50,6 +50,12 @@ pub(crate) fn topic_of(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
+/// Whether `out` is the dead-letter topic of `topic` ([`topic_of`]),
+/// without writing its name: asked for every output.
+pub(crate) fn is_topic_of(out: &str, topic: &str) -> bool {
+    out.strip_suffix(".dlq") == Some(topic)
+}
+
 impl<'a> DeadLetter<'a> {
     /// The letter for an input whose outputs the broker refused for good
     /// (class `produce`), saying why.
@@ -104,6 +110,14 @@ impl<'a> DeadLetter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_topic_is_recognised_without_writing_it() {
+        assert!(is_topic_of(&topic_of("payments"), "payments"));
+        assert!(!is_topic_of("payments", "payments"));
+        assert!(!is_topic_of("payments.dlq.dlq", "payments"));
+        assert!(!is_topic_of("other.dlq", "payments"));
+    }
 
     #[test]
     fn a_dead_letter_keeps_binary_headers_and_tombstones_exactly() {

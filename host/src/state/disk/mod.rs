@@ -69,6 +69,15 @@ fn join(plugin: &str, key: &str) -> String {
     format!("{plugin}\0{key}")
 }
 
+/// [`join`] written into `buf`, which the commit reuses for every key.
+fn join_into<'b>(buf: &'b mut String, plugin: &str, key: &str) -> &'b str {
+    buf.clear();
+    buf.push_str(plugin);
+    buf.push('\0');
+    buf.push_str(key);
+    buf
+}
+
 /// The tables the commit check reads, inside the committing transaction.
 struct Tables<'a, 't> {
     state: &'a Table<'t, &'static str, &'static [u8]>,
@@ -137,11 +146,12 @@ impl DiskStore {
                     marks: &marks,
                 },
             )?;
+            let mut buf = String::new();
             for ((plugin, key), value) in &plan.writes {
-                let key = join(plugin, key);
+                let key = join_into(&mut buf, plugin, key);
                 match value {
-                    Some(v) => state.insert(key.as_str(), *v)?,
-                    None => state.remove(key.as_str())?,
+                    Some(v) => state.insert(key, *v)?,
+                    None => state.remove(key)?,
                 };
             }
             // The next sequence number of each plugin's processed ids.
@@ -156,23 +166,21 @@ impl DiskStore {
                     Some(seq) => seq,
                     None => next.entry(plugin).or_insert(next_seq(&outbox, plugin)?),
                 };
-                marks.insert(join(plugin, event_id).as_str(), *seq)?;
+                marks.insert(join_into(&mut buf, plugin, event_id), *seq)?;
                 outbox.insert((*plugin, *seq), (*event_id, *outputs))?;
                 // The window: the oldest id past `keep` goes, in this
                 // same transaction.
                 if *seq >= self.keep {
                     let gone = *seq - self.keep;
-                    let old = outbox
-                        .remove((*plugin, gone))?
-                        .map(|entry| entry.value().0.to_string());
-                    if let Some(id) = old {
+                    let old = outbox.remove((*plugin, gone))?;
+                    if let Some(entry) = old {
                         // Its mark goes unless it was marked again since
                         // (possible only in a migrated file): then it is
                         // put back.
-                        let mark = join(plugin, &id);
-                        let removed = marks.remove(mark.as_str())?.map(|s| s.value());
+                        let mark = join_into(&mut buf, plugin, entry.value().0);
+                        let removed = marks.remove(mark)?.map(|s| s.value());
                         if let Some(newer) = removed.filter(|s| *s != gone) {
-                            marks.insert(mark.as_str(), newer)?;
+                            marks.insert(mark, newer)?;
                         }
                     }
                 }
