@@ -144,6 +144,7 @@ pub use committer::Committer;
 pub use kafka::broker::EmbeddedBroker;
 pub use kafka::sink::{Delivery, ProduceError};
 pub use kafka::source::{Lease, Partition};
+pub use kafka::txn::delivered;
 pub use metrics::Metrics;
 pub use partition::{Offsets, Outputs, PartitionQueue, Shared, Stats};
 pub use pool::{Instances, PoolError, WorkerPool};

@@ -201,13 +201,10 @@ pub async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) 
             producer
                 .send_offsets_to_transaction(&list, &metadata, timeout)
                 .expect("offsets");
-            // As the router does (`kafka/txn/commit.rs`): wait for the
-            // acknowledgements here, since rust-rdkafka's flush inside
-            // `commit_transaction` would poll on for 100 ms.
-            let _ = producer.flush(Duration::ZERO);
-            while producer.in_flight_count() > 0 {
-                std::thread::sleep(Duration::from_micros(500));
-            }
+            // As the router does: wait for the acknowledgements here, since
+            // rust-rdkafka's flush inside `commit_transaction` would poll on
+            // for 100 ms.
+            switchyard::delivered(&producer, timeout);
             producer.commit_transaction(timeout).expect("commit");
             producer.begin_transaction().expect("begin");
         });

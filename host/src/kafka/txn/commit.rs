@@ -58,9 +58,10 @@ pub(super) fn commit_blocking(
     retrying("commit", || producer.commit_transaction(timeout))
 }
 
-/// Waits until the broker has acknowledged every record handed to the
-/// producer (their delivery reports served by its polling thread), or
-/// `timeout` has passed, checking every half millisecond.
+/// Waits until the broker has acknowledged every record handed to
+/// `producer` (their delivery reports served by its polling thread), or
+/// `timeout` has passed, checking every half millisecond. Call it before
+/// `commit_transaction`; the benchmark's transactional passthrough does too.
 ///
 /// `commit_transaction` must flush first, and rust-rdkafka's flush then
 /// polls in steps of 100 ms that do not end when the last report arrives:
@@ -68,7 +69,7 @@ pub(super) fn commit_blocking(
 /// worker can add to the transaction (BENCHMARKS.md, "The hot path", item
 /// 12). Once this returns, that flush finds nothing in flight and returns
 /// at once; if the time ran out, it waits as before.
-fn delivered(producer: &FutureProducer, timeout: Duration) {
+pub fn delivered(producer: &FutureProducer, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     // A flush that does not wait: the brokers' threads send what lingers now.
     let _ = producer.flush(Duration::ZERO);

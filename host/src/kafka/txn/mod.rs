@@ -45,6 +45,7 @@ mod fired;
 
 use crate::kafka::sink::Sink;
 use crate::kafka::source::{Lease, Partition, Source};
+pub use commit::delivered;
 use commit::{Failure, commit_blocking, retrying};
 pub(crate) use fired::key as fired_key;
 use rdkafka::error::KafkaError;
