@@ -70,7 +70,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # confluent-kafka: the outside client for the Tansu tests (a current
-# librdkafka; Debian's kcat fails Tansu's handshake).
+# librdkafka; Debian's kcat fails Tansu's handshake), and the benchmark's
+# plain Python baseline (bench/python/payment.py).
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "setup: installing confluent-kafka"
   python3 -m pip install --quiet confluent-kafka

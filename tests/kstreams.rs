@@ -1,10 +1,11 @@
-//! The Kafka Streams baseline of the benchmark (`bench/kstreams`, built by
-//! `scripts/kstreams.sh`) does the router's work: on Apache Kafka, the
-//! router with the payment plugin and the Kafka Streams application, both
-//! exactly-once, read the same bookings (approved, declined cards, amounts
-//! over the limit, unsupported currencies, bad cards and amounts, records
-//! the plugin rejects) into their own output topics, and decide every
-//! booking alike, record by record.
+//! The benchmark's baselines do the router's work: on Apache Kafka, the
+//! router with the payment plugin (exactly-once), the Kafka Streams
+//! application (`bench/kstreams`, built by `scripts/kstreams.sh`,
+//! exactly-once) and the plain Python script (`bench/python/payment.py`,
+//! confluent-kafka, at-least-once) read the same bookings (approved,
+//! declined cards, amounts over the limit, unsupported currencies, bad
+//! cards and amounts, records the plugin rejects) into their own output
+//! topics, and decide every booking alike, record by record.
 
 use switchyard_testkit as kit;
 
@@ -19,6 +20,8 @@ use std::time::Duration;
 const INPUT: &str = "booking.booking.created";
 /// The Kafka Streams application's output topics: this prefix and the type.
 const PREFIX: &str = "kstreams.";
+/// The Python script's output topics: this prefix and the type.
+const PY_PREFIX: &str = "python.";
 /// The output event types, which are the router's topics.
 const OUTPUTS: [&str; 2] = ["payment.payment.succeeded", "payment.payment.failed"];
 /// Bookings the plugin decides.
@@ -82,15 +85,17 @@ fn rejected() -> Vec<(String, String)> {
     ]
 }
 
-/// The Kafka Streams application, built by `scripts/kstreams.sh`; it stops
-/// when its standard input closes, on drop.
-struct Streams {
+/// A baseline: the Kafka Streams application or the Python script. Both
+/// print `running` once they run and stop when their standard input
+/// closes, on drop.
+struct Baseline {
     child: Child,
 }
 
-impl Streams {
-    /// Starts it on `bootstrap` with `args`; returns once it is running.
-    fn start(bootstrap: &str, args: &[&str]) -> Self {
+impl Baseline {
+    /// The Kafka Streams application, built by `scripts/kstreams.sh`, on
+    /// `bootstrap` with `args`.
+    fn streams(bootstrap: &str, args: &[&str]) -> Self {
         let build = Command::new(root().join("scripts/kstreams.sh"))
             .output()
             .expect("scripts/kstreams.sh runs");
@@ -100,15 +105,28 @@ impl Streams {
             String::from_utf8_lossy(&build.stderr)
         );
         let classpath = String::from_utf8(build.stdout).unwrap().trim().to_string();
-        let mut child = Command::new("java")
-            .args(["-cp", &classpath, "dev.switchyard.kstreams.PaymentStreams"])
+        let mut java = Command::new("java");
+        java.args(["-cp", &classpath, "dev.switchyard.kstreams.PaymentStreams"]);
+        Self::start(java, bootstrap, args, "Kafka Streams")
+    }
+
+    /// The Python script on `bootstrap` with `args`.
+    fn python(bootstrap: &str, args: &[&str]) -> Self {
+        let mut python = Command::new("python3");
+        python.arg(root().join("bench/python/payment.py"));
+        Self::start(python, bootstrap, args, "the Python script")
+    }
+
+    /// Starts `command`; returns once it is running.
+    fn start(mut command: Command, bootstrap: &str, args: &[&str], name: &str) -> Self {
+        let mut child = command
             .args(["--bootstrap-servers", bootstrap])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("java runs (scripts/setup.sh --test installs it)");
+            .unwrap_or_else(|e| panic!("{name} runs (scripts/setup.sh --test installs it): {e}"));
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -119,16 +137,12 @@ impl Streams {
         let running = rx
             .iter()
             .find(|l| l == "running" || l.starts_with("stopped"));
-        assert_eq!(
-            running.as_deref(),
-            Some("running"),
-            "Kafka Streams did not start"
-        );
-        Streams { child }
+        assert_eq!(running.as_deref(), Some("running"), "{name} did not start");
+        Baseline { child }
     }
 }
 
-impl Drop for Streams {
+impl Drop for Baseline {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
@@ -149,13 +163,14 @@ fn by_booking(kcat: &Kcat, topics: &[String]) -> BTreeMap<String, Rec> {
 }
 
 #[test]
-fn kafka_streams_baseline_decides_every_booking_as_the_router_does() {
+fn the_baselines_decide_every_booking_as_the_router_does() {
     let broker = Broker::kafka();
     let bootstrap = broker.bootstrap();
     broker.create_topic(INPUT, 3);
     for t in OUTPUTS {
         broker.create_topic(t, 3);
         broker.create_topic(&format!("{PREFIX}{t}"), 3);
+        broker.create_topic(&format!("{PY_PREFIX}{t}"), 3);
     }
     let kcat = Kcat(bootstrap.clone());
     let mut lines: Vec<(String, String)> = (0..N)
@@ -171,11 +186,11 @@ fn kafka_streams_baseline_decides_every_booking_as_the_router_does() {
     kcat.produce_lines(INPUT, None, &lines);
 
     // The router: the payment plugin as the benchmark configures it, with
-    // the decline cards too; the Kafka Streams topics are not its input.
+    // the decline cards too; the baselines' topics are not its input.
     let dir = tempfile::tempdir().unwrap();
     let config = kit::workload::write_config(
         dir.path(),
-        "[kafka]\nguarantee = \"exactly-once\"\nexclude = [\"kstreams*\"]",
+        "[kafka]\nguarantee = \"exactly-once\"\nexclude = [\"kstreams*\", \"python*\"]",
         &[format!(
             r#"
 [[plugin]]
@@ -200,7 +215,7 @@ decline_cards = ["{DECLINED}"]
         &dir.path().join("cache"),
     );
     let state = dir.path().join("kstreams");
-    let streams = Streams::start(
+    let streams = Baseline::streams(
         &bootstrap,
         &[
             "--guarantee",
@@ -216,26 +231,41 @@ decline_cards = ["{DECLINED}"]
         ],
     );
 
-    let router_topics: Vec<String> = OUTPUTS.iter().map(|t| t.to_string()).collect();
-    let streams_topics: Vec<String> = OUTPUTS.iter().map(|t| format!("{PREFIX}{t}")).collect();
-    let (ours, theirs) = eventually(
-        "both to decide every booking",
+    let script = Baseline::python(
+        &bootstrap,
+        &[
+            "--output-prefix",
+            PY_PREFIX,
+            "--max-amount",
+            MAX_AMOUNT,
+            "--decline-cards",
+            DECLINED,
+        ],
+    );
+
+    let topics =
+        |prefix: &str| -> Vec<String> { OUTPUTS.iter().map(|t| format!("{prefix}{t}")).collect() };
+    let (ours, streams_s, script_s) = eventually(
+        "all three to decide every booking",
         Duration::from_secs(60),
         || {
-            let ours = by_booking(&kcat, &router_topics);
-            let theirs = by_booking(&kcat, &streams_topics);
-            if ours.len() >= N && theirs.len() >= N {
-                Ok((ours, theirs))
+            let ours = by_booking(&kcat, &topics(""));
+            let streams_s = by_booking(&kcat, &topics(PREFIX));
+            let script_s = by_booking(&kcat, &topics(PY_PREFIX));
+            if ours.len() >= N && streams_s.len() >= N && script_s.len() >= N {
+                Ok((ours, streams_s, script_s))
             } else {
                 Err(format!(
-                    "router {} and Kafka Streams {} of {N}",
+                    "router {}, Kafka Streams {} and the Python script {} of {N}",
                     ours.len(),
-                    theirs.len()
+                    streams_s.len(),
+                    script_s.len()
                 ))
             }
         },
     );
     drop(streams);
+    drop(script);
     eventually(
         "the rejected records dead-lettered",
         Duration::from_secs(30),
@@ -243,32 +273,11 @@ decline_cards = ["{DECLINED}"]
     );
     router.stop();
 
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        theirs.keys().collect::<Vec<_>>()
-    );
-    // Everything is compared: the ids are derived the same way on both
-    // sides (the emitted event id from the input's id and the plugin name,
-    // `payment_id` from the booking id) and the times are the input's, so
-    // nothing differs necessarily. The values are compared as parsed JSON
-    // (field order and the spelling of numbers differ); of the headers only
-    // `switchyard-plugin-version` differs (the wasm's hash, `kstreams`).
+    decided_alike(&ours, &streams_s, PREFIX);
+    decided_alike(&ours, &script_s, PY_PREFIX);
     let mut codes = BTreeSet::new();
-    for (booking, r) in &ours {
-        let k = &theirs[booking];
-        let (a, b): (Value, Value) = (
-            serde_json::from_slice(&r.value).unwrap(),
-            serde_json::from_slice(&k.value).unwrap(),
-        );
-        assert_eq!(a, b, "booking {booking}");
-        assert_eq!(
-            (&r.key, format!("{PREFIX}{}", r.topic)),
-            (&k.key, k.topic.clone()),
-            "booking {booking}: key or topic"
-        );
-        for h in ["switchyard-hop", "switchyard-plugin"] {
-            assert_eq!(r.header(h), k.header(h), "booking {booking}: header {h}");
-        }
+    for r in ours.values() {
+        let a: Value = serde_json::from_slice(&r.value).unwrap();
         codes.insert(
             a["data"]["error_code"]
                 .as_str()
@@ -295,4 +304,40 @@ decline_cards = ["{DECLINED}"]
         too_large,
         Some(json!("Amount exceeds the limit of 4999.99 USD"))
     );
+}
+
+/// Asserts that a baseline whose topics carry `prefix` decided every
+/// booking as the router did. Everything is compared: the ids are derived
+/// the same way on every side (the emitted event id from the input's id and
+/// the plugin name, `payment_id` from the booking id) and the times are the
+/// input's, so nothing differs necessarily. The values are compared as
+/// parsed JSON (field order and the spelling of numbers differ); of the
+/// headers only `switchyard-plugin-version` differs (the wasm's hash,
+/// `kstreams`, `python`).
+fn decided_alike(ours: &BTreeMap<String, Rec>, theirs: &BTreeMap<String, Rec>, prefix: &str) {
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "{prefix}: the same bookings decided"
+    );
+    for (booking, r) in ours {
+        let k = &theirs[booking];
+        let (a, b): (Value, Value) = (
+            serde_json::from_slice(&r.value).unwrap(),
+            serde_json::from_slice(&k.value).unwrap(),
+        );
+        assert_eq!(a, b, "{prefix}: booking {booking}");
+        assert_eq!(
+            (&r.key, format!("{prefix}{}", r.topic)),
+            (&k.key, k.topic.clone()),
+            "{prefix}: booking {booking}: key or topic"
+        );
+        for h in ["switchyard-hop", "switchyard-plugin"] {
+            assert_eq!(
+                r.header(h),
+                k.header(h),
+                "{prefix}: booking {booking}: header {h}"
+            );
+        }
+    }
 }
