@@ -191,11 +191,13 @@ def content_id(topic, value):
 
 class InOrder:
     """Stores a partition's offset once its record and every one before it
-    are done (their outputs acknowledged), as the router does."""
+    are done (their outputs acknowledged), as the router does; the offsets
+    that moved are stored together, once per poll ([`InOrder.store`])."""
 
     def __init__(self, consumer):
         self.consumer = consumer
         self.waiting = collections.defaultdict(collections.deque)
+        self.moved = {}
 
     def add(self, msg):
         """A record whose outputs are on their way; returns its slot."""
@@ -204,13 +206,18 @@ class InOrder:
         return slot
 
     def done(self, topic, partition, slot):
+        """`slot`'s record is done."""
         slot[1] = True
         queue = self.waiting[(topic, partition)]
-        last = None
         while queue and queue[0][1]:
-            last = queue.popleft()[0]
-        if last is not None:
-            self.consumer.store_offsets(offsets=[TopicPartition(topic, partition, last + 1)])
+            self.moved[(topic, partition)] = queue.popleft()[0] + 1
+
+    def store(self):
+        """Stores the offsets that moved since the last call."""
+        if self.moved:
+            self.consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in self.moved.items()])
+            self.moved.clear()
 
 
 def main():
@@ -300,7 +307,9 @@ def main():
                     producer.poll(0.05)
             producer.poll(0)
         producer.poll(0)
+        order.store()
     producer.flush()
+    order.store()
     consumer.close()
 
 

@@ -1,11 +1,13 @@
-//! P1's Kafka Streams baseline: `bench/kstreams`, the payment plugin's
-//! booking decision as a Kafka Streams application (built by
-//! `scripts/kstreams.sh`), run as its own JVM on the same input.
+//! P1's baselines in other processes: `bench/kstreams`, the payment
+//! plugin's booking decision as a Kafka Streams application (built by
+//! `scripts/kstreams.sh`), run as its own JVM on the same input; and
+//! `bench/python/payment.py`, the same decision as a plain Python script
+//! with confluent-kafka (at-least-once only).
 //!
-//! It is timed as the router and the passthrough are: from its first
-//! record (the application prints `first` when it handles it) to its last
-//! output, and from its start (the `java` process spawn, so JVM start-up is
-//! included) for the "with join" figure. The last output is when:
+//! They are timed as the router and the passthrough are: from the first
+//! record (each prints `first` when it handles it) to the last output, and
+//! from the start (the process spawn, so JVM start-up is included) for the
+//! "with join" figure. The last output is when:
 //!
 //! - at-least-once: the output topics' high watermarks (every output
 //!   acknowledged) reach the input's count;
@@ -16,7 +18,7 @@
 //!   markers, so they would stop early).
 
 use crate::load::{INPUT, client};
-use crate::runs::Run;
+use crate::runs::{Run, cpu_time};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::io::{BufRead, BufReader};
@@ -74,9 +76,8 @@ pub fn kstreams_run(
     } else {
         "at_least_once"
     };
-    let started = Instant::now();
-    let mut child = Command::new("java")
-        .args(["-cp", classpath, "dev.switchyard.kstreams.PaymentStreams"])
+    let mut java = Command::new("java");
+    java.args(["-cp", classpath, "dev.switchyard.kstreams.PaymentStreams"])
         .args(["--bootstrap-servers", bootstrap])
         .args(["--application-id", app_id])
         .args(["--guarantee", guarantee])
@@ -84,12 +85,55 @@ pub fn kstreams_run(
         // The benchmark's plugin config (load::payment_config).
         .args(["--max-amount", "5000.0"])
         .arg("--state-dir")
-        .arg(dir)
+        .arg(dir);
+    let progress = Progress::new(bootstrap, app_id, exactly_once, &OUTPUTS);
+    baseline_run(java, "Kafka Streams", n, &progress).0
+}
+
+/// The prefix of the Python script's output topics (then the event type).
+pub const PY_PREFIX: &str = "python.";
+
+/// The Python script's output topics.
+pub const PY_OUTPUTS: [&str; 2] = [
+    "python.payment.payment.succeeded",
+    "python.payment.payment.failed",
+];
+
+/// Runs the plain Python baseline (`bench/python/payment.py`,
+/// at-least-once) on `bootstrap` (whose [`INPUT`] holds `n` bookings and
+/// which has the [`PY_OUTPUTS`] topics) as consumer group `group`, until
+/// its last output is acknowledged; then stops it. Also the CPU time the
+/// script used.
+pub fn python_run(bootstrap: &str, n: usize, group: &str) -> (Run, Duration) {
+    let mut python = Command::new("python3");
+    python
+        .arg(root().join("bench/python/payment.py"))
+        .args(["--bootstrap-servers", bootstrap])
+        .args(["--group", group])
+        .args(["--output-prefix", PY_PREFIX])
+        // The benchmark's plugin config (load::payment_config).
+        .args(["--max-amount", "5000.0"]);
+    let progress = Progress::new(bootstrap, group, false, &PY_OUTPUTS);
+    baseline_run(python, "the Python script", n, &progress)
+}
+
+/// Runs a baseline's `command` (which prints `first` when it handles its
+/// first record and stops when its standard input closes) until
+/// `progress` counts `n`; then stops it. Also the CPU time its process used
+/// until then.
+fn baseline_run(
+    mut command: Command,
+    name: &str,
+    n: usize,
+    progress: &Progress,
+) -> (Run, Duration) {
+    let started = Instant::now();
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("java runs (scripts/setup.sh --test installs it)");
+        .unwrap_or_else(|e| panic!("{name} runs (scripts/setup.sh --test installs it): {e}"));
     let first = Arc::new(Mutex::new(None));
     let stdout = child.stdout.take().unwrap();
     let seen = first.clone();
@@ -100,22 +144,22 @@ pub fn kstreams_run(
             }
         }
     });
-    let done = Progress::new(bootstrap, app_id, exactly_once);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("Kafka Streams exited early: {status}");
+            panic!("{name} exited early: {status}");
         }
-        let count = done.count();
+        let count = progress.count();
         if count >= n {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "Kafka Streams got {count} of {n} records through in 300 s"
+            "{name} got {count} of {n} records through in 300 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     let end = Instant::now();
+    let cpu = cpu_time(Some(child.id()));
     // A closed stdin stops it cleanly; a stuck close is killed.
     drop(child.stdin.take());
     let stop = Instant::now();
@@ -129,10 +173,11 @@ pub fn kstreams_run(
     }
     let _ = reader.join();
     let first = first.lock().unwrap().unwrap_or(started);
-    Run {
+    let run = Run {
         total: end - started,
         steady: end - first,
-    }
+    };
+    (run, cpu)
 }
 
 /// How far the application is: its outputs, or its committed input. One
@@ -150,7 +195,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(bootstrap: &str, app_id: &str, exactly_once: bool) -> Self {
+    fn new(bootstrap: &str, app_id: &str, exactly_once: bool, outputs: &[&str]) -> Self {
         let consumer: BaseConsumer = client(bootstrap)
             .set("group.id", app_id)
             .set("enable.auto.commit", "false")
@@ -166,15 +211,15 @@ impl Progress {
         };
         let mut input = TopicPartitionList::new();
         partitions(&mut input, INPUT, Offset::Invalid);
-        let mut outputs = TopicPartitionList::new();
-        for topic in OUTPUTS {
-            partitions(&mut outputs, topic, Offset::End);
+        let mut outputs_list = TopicPartitionList::new();
+        for topic in outputs {
+            partitions(&mut outputs_list, topic, Offset::End);
         }
         Progress {
             consumer,
             exactly_once,
             input,
-            outputs,
+            outputs: outputs_list,
         }
     }
 

@@ -95,6 +95,17 @@ fn main() {
         runtime.block_on(p1_throughput::router_alone(kafka, eos, partitions, n));
         return;
     }
+    if only.as_deref() == Some("p1-python") {
+        let arg = |i: usize| {
+            std::env::args()
+                .nth(i)
+                .expect("bench p1-python PARTITIONS RECORDS")
+                .parse()
+                .unwrap()
+        };
+        runtime.block_on(p1_throughput::python_alone(arg(2) as i32, arg(3)));
+        return;
+    }
     let mut out = String::new();
     report::header(&mut out);
     if only.as_deref() == Some("p1-alone") {

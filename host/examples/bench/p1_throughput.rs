@@ -4,9 +4,9 @@
 //! exactly-once; on Apache Kafka also against Kafka Streams holding the
 //! same decision (`bench/kstreams`, see `kstreams.rs`).
 
-use crate::kstreams::{OUTPUTS, classpath, kstreams_run};
+use crate::kstreams::{OUTPUTS, PY_OUTPUTS, classpath, kstreams_run, python_run};
 use crate::load::{INPUT, kafka_available, produce_inputs, start_broker};
-use crate::runs::{Run, passthrough, passthrough_txn, raw_consume, router_run};
+use crate::runs::{Run, cpu_time, passthrough, passthrough_txn, raw_consume, router_run};
 
 /// One configuration's result.
 pub struct P1 {
@@ -155,12 +155,28 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
 pub struct Alone {
     /// Partitions of every topic.
     pub partitions: i32,
-    /// The at-least-once passthrough's steady records/s, one per round.
-    pub passthrough: Vec<f64>,
+    /// The at-least-once passthrough, one per round.
+    pub passthrough: Vec<Sample>,
     /// The router at-least-once, one per round.
-    pub at_least_once: Vec<f64>,
+    pub at_least_once: Vec<Sample>,
     /// The router exactly-once, one per round.
-    pub exactly_once: Vec<f64>,
+    pub exactly_once: Vec<Sample>,
+    /// The plain Python script (`bench/python/payment.py`, the same
+    /// decision, at-least-once), one per round.
+    pub python: Vec<Sample>,
+}
+
+/// One run of one path in [`alone`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Steady records/s.
+    pub rate: f64,
+    /// The path's own CPU time per record, in µs: the benchmark's process
+    /// over the run (the passthrough, the router with its start and
+    /// shutdown), or the script's process over its life.
+    pub own_us: f64,
+    /// The broker's CPU time per record over the run, in µs.
+    pub broker_us: f64,
 }
 
 /// How many rounds [`alone`] runs.
@@ -183,6 +199,7 @@ pub fn alone(runtime: &tokio::runtime::Runtime) -> Vec<Alone> {
             passthrough: Vec::new(),
             at_least_once: Vec::new(),
             exactly_once: Vec::new(),
+            python: Vec::new(),
         };
         for _ in 0..ROUNDS {
             let n = ALONE_RECORDS;
@@ -192,10 +209,12 @@ pub fn alone(runtime: &tokio::runtime::Runtime) -> Vec<Alone> {
                 .push(runtime.block_on(alone_run(Path::Router(false), partitions, n)));
             row.exactly_once
                 .push(runtime.block_on(alone_run(Path::Router(true), partitions, n)));
+            row.python
+                .push(runtime.block_on(alone_run(Path::Python, partitions, n)));
         }
         eprintln!(
-            "P1 alone {partitions}: passthrough {:?} router {:?} exactly-once {:?}",
-            row.passthrough, row.at_least_once, row.exactly_once
+            "P1 alone {partitions}: passthrough {:?} router {:?} exactly-once {:?} python {:?}",
+            row.passthrough, row.at_least_once, row.exactly_once, row.python
         );
         out.push(row);
     }
@@ -209,31 +228,57 @@ enum Path {
     Passthrough,
     /// The router, exactly-once or not.
     Router(bool),
+    /// The plain Python script, at-least-once.
+    Python,
 }
 
 /// One path alone on a fresh Apache Kafka broker with `n` bookings
-/// queued; its steady records/s.
-async fn alone_run(path: Path, partitions: i32, n: usize) -> f64 {
-    let topics = [INPUT, "payment.payment.succeeded", "passthrough.out"];
+/// queued.
+async fn alone_run(path: Path, partitions: i32, n: usize) -> Sample {
+    let mut topics = vec![INPUT, "payment.payment.succeeded", "passthrough.out"];
+    topics.extend(PY_OUTPUTS);
     let broker = tokio::task::block_in_place(|| start_broker(true, partitions, &topics));
     produce_inputs(&broker.bootstrap(), n).await;
-    let run = match path {
-        Path::Passthrough => {
-            passthrough(&broker.bootstrap(), n, "passthrough", "passthrough.out").await
+    let (own, broker_cpu) = (cpu_time(None), cpu_time(broker.pid()));
+    let (run, child) = match path {
+        Path::Python => {
+            let bootstrap = broker.bootstrap();
+            let (run, cpu) = tokio::task::block_in_place(|| python_run(&bootstrap, n, "python"));
+            (run, Some(cpu))
         }
+        Path::Passthrough => (
+            passthrough(&broker.bootstrap(), n, "passthrough", "passthrough.out").await,
+            None,
+        ),
         Path::Router(exactly_once) => {
             let dir = tempfile::tempdir().unwrap();
-            router_run(
+            let run = router_run(
                 &broker.bootstrap(),
                 n as u64,
                 dir.path(),
                 true,
                 exactly_once,
             )
-            .await
+            .await;
+            (run, None)
         }
     };
-    n as f64 / run.steady.as_secs_f64()
+    let per_record = |cpu: std::time::Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+    Sample {
+        rate: n as f64 / run.steady.as_secs_f64(),
+        own_us: per_record(child.unwrap_or_else(|| cpu_time(None) - own)),
+        broker_us: per_record(cpu_time(broker.pid()) - broker_cpu),
+    }
+}
+
+/// Only the plain Python script, on a broker of its own with `n` bookings
+/// queued (`bench p1-python`): prints its steady records/s.
+pub async fn python_alone(partitions: i32, n: usize) {
+    let s = alone_run(Path::Python, partitions, n).await;
+    eprintln!(
+        "python: {:.0} rec/s steady, {:.1} us of CPU per record (the broker {:.1})",
+        s.rate, s.own_us, s.broker_us
+    );
 }
 
 /// Only the router of one configuration, on a broker of its own with `n`
@@ -245,7 +290,7 @@ pub async fn router_alone(kafka: bool, exactly_once: bool, partitions: i32, n: u
     produce_inputs(&broker.bootstrap(), n).await;
     let dir = tempfile::tempdir().unwrap();
     eprintln!("router starting (pid {})", std::process::id());
-    let cpu = process_cpu();
+    let cpu = cpu_time(None);
     let run = router_run(
         &broker.bootstrap(),
         n as u64,
@@ -254,30 +299,11 @@ pub async fn router_alone(kafka: bool, exactly_once: bool, partitions: i32, n: u
         exactly_once,
     )
     .await;
-    let cpu = process_cpu() - cpu;
+    let cpu = cpu_time(None) - cpu;
     eprintln!(
         "router: {:.0} rec/s steady ({:.2} s), {:.1} us of CPU per record",
         n as f64 / run.steady.as_secs_f64(),
         run.steady.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / n as f64
     );
-}
-
-/// The CPU time (user and system) this process has used so far.
-fn process_cpu() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime, fields 14 and 15 of proc(5), in clock ticks of 10 ms.
-    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }

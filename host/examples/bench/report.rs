@@ -1,7 +1,7 @@
 //! The report: BENCHMARKS.md's results section, one markdown table per
 //! measure, in the order the measures run.
 
-use crate::p1_throughput::{Alone, P1};
+use crate::p1_throughput::{Alone, P1, Sample};
 use crate::p2_plugin_cost::P2;
 use crate::p3_reload::P3;
 use crate::p4_startup::P4;
@@ -105,35 +105,67 @@ pub fn p1_alone(out: &mut String, rows: &[Alone]) {
     if rows.is_empty() {
         return;
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let list = |v: &[f64]| {
+    let mean =
+        |v: &[Sample], f: fn(&Sample) -> f64| v.iter().map(f).sum::<f64>() / v.len().max(1) as f64;
+    let rate = |v: &[Sample]| mean(v, |s| s.rate);
+    let list = |v: &[Sample]| {
         v.iter()
-            .map(|x| format!("{x:.0}"))
+            .map(|s| format!("{:.0}", s.rate))
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    writeln!(out, "**P1a and P1c side by side** (Apache Kafka; each path alone on a fresh broker with the same 200,000 bookings, nothing else running, in turns: passthrough, router at-least-once, router exactly-once; two rounds):\n").unwrap();
-    writeln!(out, "| partitions | passthrough rec/s | router at-least-once rec/s | router exactly-once rec/s | **P1a: router / passthrough** | **P1c: exactly-once / at-least-once** |").unwrap();
-    writeln!(out, "|---|---|---|---|---|---|").unwrap();
+    writeln!(out, "**P1a and P1c side by side** (Apache Kafka; each path alone on a fresh broker with the same 200,000 bookings, nothing else running, in turns: passthrough, router at-least-once, router exactly-once, the plain Python script; two rounds):\n").unwrap();
+    writeln!(out, "| partitions | passthrough rec/s | router at-least-once rec/s | router exactly-once rec/s | Python script rec/s | **P1a: router / passthrough** | **P1c: exactly-once / at-least-once** | **router / Python script** (at-least-once) |").unwrap();
+    writeln!(out, "|---|---|---|---|---|---|---|---|").unwrap();
     for r in rows {
-        let (pass, alo, eos) = (
-            mean(&r.passthrough),
-            mean(&r.at_least_once),
-            mean(&r.exactly_once),
+        let (pass, alo, eos, py) = (
+            rate(&r.passthrough),
+            rate(&r.at_least_once),
+            rate(&r.exactly_once),
+            rate(&r.python),
         );
         writeln!(
             out,
-            "| {} | {} | {} | {} | **{:.2}x** | **{:.2}x** |",
+            "| {} | {} | {} | {} | {} | **{:.2}x** | **{:.2}x** | **{:.2}x** |",
             r.partitions,
             list(&r.passthrough),
             list(&r.at_least_once),
             list(&r.exactly_once),
+            list(&r.python),
             alo / pass,
-            eos / alo
+            eos / alo,
+            alo / py
         )
         .unwrap();
     }
     writeln!(out, "\n(Ratios of the rounds' means.)\n").unwrap();
+    writeln!(out, "CPU time per record in the same runs, µs, the rounds' means: each path's own process, and the broker's JVM (both on the same 2 cores):\n").unwrap();
+    writeln!(
+        out,
+        "| partitions | passthrough | router at-least-once | router exactly-once | Python script |"
+    )
+    .unwrap();
+    writeln!(out, "|---|---|---|---|---|").unwrap();
+    for r in rows {
+        let cell = |v: &[Sample]| {
+            format!(
+                "{:.1} + broker {:.1}",
+                mean(v, |s| s.own_us),
+                mean(v, |s| s.broker_us)
+            )
+        };
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.partitions,
+            cell(&r.passthrough),
+            cell(&r.at_least_once),
+            cell(&r.exactly_once),
+            cell(&r.python)
+        )
+        .unwrap();
+    }
+    writeln!(out).unwrap();
 }
 
 /// P2's table.

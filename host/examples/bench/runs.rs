@@ -294,3 +294,27 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
     samples[i]
 }
+
+/// The CPU time (user and system, every thread) that process `pid`, or
+/// this process, has used so far; zero if it cannot be read.
+pub fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime, fields 14 and 15 of proc(5), in clock ticks of 10 ms.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}

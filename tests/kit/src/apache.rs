@@ -97,6 +97,13 @@ impl ApacheKafka {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker process's id, while it runs (the benchmark reads its CPU
+    /// time).
+    pub fn pid(&self) -> Option<u32> {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_ref().map(Child::id)
+    }
+
     /// The broker's folder (its log, `server.log`, is there).
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -70,6 +70,20 @@ impl Broker {
         broker
     }
 
+    /// The broker's own process, when it has one (Apache Kafka, Tansu) and
+    /// it runs.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Broker::Mock(_) => None,
+            Broker::Kafka(k) => k.pid(),
+            Broker::Tansu { child, .. } => child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(Child::id),
+        }
+    }
+
     /// Takes the broker down or back up: the mock cluster's broker stops
     /// answering; the Tansu process is killed, or started again on the same
     /// port and storage.
