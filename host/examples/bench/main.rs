@@ -55,6 +55,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod commit_loop;
 mod kstreams;
 mod load;
 mod p10_shadow;
@@ -82,6 +83,13 @@ fn main() {
     if only.as_deref() == Some("p8-loop") {
         let arg = |i: usize| std::env::args().nth(i).expect("bench p8-loop FILE EVENTS");
         p8_languages::reused_loop(&arg(2), arg(3).parse().unwrap());
+        return;
+    }
+    if only.as_deref() == Some("commit-loop") {
+        let n = std::env::args()
+            .nth(2)
+            .map_or(300_000, |n| n.parse().unwrap());
+        commit_loop::run(n);
         return;
     }
     if only.as_deref() == Some("p1-router") {

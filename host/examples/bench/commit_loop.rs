@@ -1,0 +1,58 @@
+//! `bench commit-loop RECORDS`: the state store's group commit alone, as
+//! the router's commit thread runs it for the payment plugin: groups of
+//! 1,150 records (what one group carried in the P1 profiles), each a
+//! processed mark with a random event id and 1.3 KB of outbox, into a redb
+//! file with the default window of 100,000 marks. Prints the CPU time per
+//! record, for comparing layouts of the store side by side (BENCHMARKS.md,
+//! the hot path, item 15).
+
+use crate::runs::cpu_time;
+use std::time::Instant;
+use switchyard::{DiskStore, Effect, StateStore};
+
+/// Records per group commit.
+const GROUP: usize = 1150;
+/// The processed-mark window (`keep_processed`'s default).
+const KEEP: u64 = 100_000;
+
+/// Commits `n` records in groups and prints what it cost; with
+/// `BENCH_SEQUENTIAL_IDS=1` the event ids ascend, as the benchmark's
+/// bookings' do, instead of being random as UUIDs are.
+pub fn run(n: usize) {
+    let sequential = std::env::var_os("BENCH_SEQUENTIAL_IDS").is_some_and(|v| v == "1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(&dir.path().join("state.redb"), KEEP).unwrap();
+    let outputs = vec![b'x'; 1300];
+    let effect = |i: usize| Effect {
+        plugin: "payment".into(),
+        event_id: if sequential {
+            format!("e0000001-0000-4000-8000-{i:012}")
+        } else {
+            // Random-looking ids, as version 4 UUIDs are.
+            format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32,
+                i
+            )
+        },
+        reads: Default::default(),
+        writes: Default::default(),
+        outputs: outputs.clone(),
+        timers: Default::default(),
+    };
+    let (started, cpu) = (Instant::now(), cpu_time(None));
+    let mut done = 0;
+    while done < n {
+        let group: Vec<Vec<Effect>> = (done..(done + GROUP).min(n))
+            .map(|i| vec![effect(i)])
+            .collect();
+        store.commit(&[&group]).unwrap();
+        done += group.len();
+    }
+    let cpu = cpu_time(None) - cpu;
+    eprintln!(
+        "commit: {:.1} us of CPU and {:.1} us of wall time per record ({n} records, groups of {GROUP}, window {KEEP})",
+        cpu.as_secs_f64() * 1e6 / n as f64,
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+}
