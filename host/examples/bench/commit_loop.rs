@@ -4,7 +4,7 @@
 //! processed mark with a random event id and 1.3 KB of outbox, into a redb
 //! file with the default window of 100,000 marks. Prints the CPU time per
 //! record, for comparing layouts of the store side by side (BENCHMARKS.md,
-//! the hot path, item 15).
+//! the hot path, item 16).
 
 use crate::runs::cpu_time;
 use std::time::Instant;
@@ -17,7 +17,8 @@ const KEEP: u64 = 100_000;
 
 /// Commits `n` records in groups and prints what it cost; with
 /// `BENCH_SEQUENTIAL_IDS=1` the event ids ascend, as the benchmark's
-/// bookings' do, instead of being random as UUIDs are.
+/// bookings' did before 2026-12-01 20:40 UTC, instead of being random
+/// version 4 UUIDs, as producers make them.
 pub fn run(n: usize) {
     let sequential = std::env::var_os("BENCH_SEQUENTIAL_IDS").is_some_and(|v| v == "1");
     let dir = tempfile::tempdir().unwrap();
@@ -28,12 +29,7 @@ pub fn run(n: usize) {
         event_id: if sequential {
             format!("e0000001-0000-4000-8000-{i:012}")
         } else {
-            // Random-looking ids, as version 4 UUIDs are.
-            format!(
-                "{:08x}-0000-4000-8000-{:012x}",
-                (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32,
-                i
-            )
+            crate::load::uuid_v4(i as u64)
         },
         reads: Default::default(),
         writes: Default::default(),
