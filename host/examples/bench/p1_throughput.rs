@@ -2,7 +2,9 @@
 //! guarantees and a raw consume, on the embedded broker with 1, 3 and 12
 //! partitions and on Apache Kafka with 3 and 12, at-least-once and
 //! exactly-once; on Apache Kafka also against Kafka Streams holding the
-//! same decision (`bench/kstreams`, see `kstreams.rs`).
+//! same decision (`bench/kstreams`, see `kstreams.rs`) and, side by side,
+//! against the same decision as a plain Python script
+//! (`bench/python/payment.py`).
 
 use crate::kstreams::{OUTPUTS, PY_OUTPUTS, classpath, kstreams_run, python_run};
 use crate::load::{INPUT, kafka_available, produce_inputs, start_broker};
@@ -148,7 +150,8 @@ async fn p1(partitions: i32, kafka: bool, exactly_once: bool) -> P1 {
 
 /// P1a and P1c side by side: on Apache Kafka, each path alone on a fresh
 /// broker of its own with the same input, nothing else running, in turns
-/// (passthrough, router at-least-once, router exactly-once), two rounds.
+/// (passthrough, router at-least-once, router exactly-once, the plain
+/// Python script), two rounds.
 /// In the table above each path follows different company (the raw
 /// consume, Kafka Streams on the other broker), which moves the ratios by
 /// more than the paths differ.
