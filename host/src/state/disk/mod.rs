@@ -4,18 +4,17 @@
 //!
 //! Tables:
 //! - `state`: `<plugin>\0<key>` -> value;
-//! - `processed_marks`: `<plugin>\0<event id>` -> its sequence number in
-//!   `outbox`: small entries, many to a page, since event ids are random and
-//!   every commit inserts and deletes them all over this table;
 //! - `outbox`: (`plugin`, sequence) -> (event id, the outputs it produced),
 //!   oldest first, so that a commit appends at one end and the window of
 //!   processed ids stays bounded by deleting at the other (`keep` per
 //!   plugin: the commit that marks an id past the window deletes the oldest
-//!   one and its mark, inline, in the same transaction). Keeping the outputs
-//!   (about 1 KB a record) in the marks' table instead, as the first layout
-//!   did (`processed` and `processed_order`, migrated on open), copied a
-//!   page of them for every insert and delete: a group commit cost about
-//!   twice as much;
+//!   one, inline, in the same transaction). It is the only record of the
+//!   processed ids: an index in memory ([`marks`]) finds an id's entry.
+//!   Two earlier layouts are migrated on open: the first kept the outputs in
+//!   a table keyed by id (`processed`, with `processed_order`), which copied
+//!   a page of outputs for every insert and delete; the second kept only the
+//!   sequence there (`processed_marks`), and its random ids still made a
+//!   group commit rewrite most of that table;
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
 //! - `timers`: (`plugin`, name) -> the timer (due time, topic, partition,
@@ -34,8 +33,10 @@
 //! applies the plan in that same transaction; it opens the timer tables
 //! only when the plan changes timers.
 
+mod marks;
 mod timers;
 
+use marks::{Change, MarkIndex};
 use timers::*;
 #[cfg(test)]
 mod tests;
@@ -48,14 +49,17 @@ use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Mutex, RwLock};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-const MARKS: TableDefinition<&str, u64> = TableDefinition::new("processed_marks");
 const OUTBOX: TableDefinition<(&str, u64), (&str, &[u8])> = TableDefinition::new("outbox");
 /// The first layout of the processed marks: `<plugin>\0<event id>` -> outputs.
 const OLD_PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
 /// The first layout's order of them: (`plugin`, sequence) -> event id.
 const OLD_ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_order");
+/// The second layout's marks: `<plugin>\0<event id>` -> its sequence in
+/// `outbox`.
+const OLD_MARKS: TableDefinition<&str, u64> = TableDefinition::new("processed_marks");
 const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
 const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 /// Plugin state in a redb file.
@@ -63,6 +67,11 @@ pub struct DiskStore {
     db: Database,
     keep: u64,
     path: std::path::PathBuf,
+    /// The processed ids, as of the last commit that landed.
+    marks: RwLock<MarkIndex>,
+    /// Held through a commit and its change to `marks`, so that the next
+    /// commit checks against an index that has it.
+    writer: Mutex<()>,
 }
 
 fn join(plugin: &str, key: &str) -> String {
@@ -81,7 +90,8 @@ fn join_into<'b>(buf: &'b mut String, plugin: &str, key: &str) -> &'b str {
 /// The tables the commit check reads, inside the committing transaction.
 struct Tables<'a, 't> {
     state: &'a Table<'t, &'static str, &'static [u8]>,
-    marks: &'a Table<'t, &'static str, u64>,
+    outbox: &'a Table<'t, (&'static str, u64), (&'static str, &'static [u8])>,
+    marks: &'a MarkIndex,
 }
 
 impl Committed for Tables<'_, '_> {
@@ -91,7 +101,7 @@ impl Committed for Tables<'_, '_> {
     }
 
     fn marked(&self, plugin: &str, event_id: &str) -> anyhow::Result<bool> {
-        Ok(self.marks.get(join(plugin, event_id).as_str())?.is_some())
+        Ok(self.marks.find(self.outbox, plugin, event_id)?.is_some())
     }
 }
 
@@ -115,7 +125,6 @@ impl DiskStore {
         })?;
         let txn = db.begin_write()?;
         txn.open_table(STATE)?;
-        txn.open_table(MARKS)?;
         txn.open_table(OUTBOX)?;
         migrate_marks(&txn)?;
         txn.open_table(WASM)?;
@@ -125,25 +134,32 @@ impl DiskStore {
         txn.open_table(TIMERS_PENDING)?;
         txn.open_table(TIMER_COUNTS)?;
         txn.commit()?;
+        let marks = MarkIndex::load(&db.begin_read()?.open_table(OUTBOX)?)?;
         Ok(DiskStore {
             db,
             keep: keep.max(1),
             path: path.to_path_buf(),
+            marks: RwLock::new(marks),
+            writer: Mutex::new(()),
         })
     }
 
-    /// Checks and applies `batches` in one write transaction.
+    /// Checks and applies `batches` in one write transaction, then records
+    /// its processed ids in the index.
     fn apply(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
+        let _writing = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let txn = self.db.begin_write()?;
+        let mut changes = Vec::new();
         let applied = {
             let mut state = txn.open_table(STATE)?;
-            let mut marks = txn.open_table(MARKS)?;
             let mut outbox = txn.open_table(OUTBOX)?;
+            let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
             let plan = check(
                 batches,
                 &Tables {
                     state: &state,
-                    marks: &marks,
+                    outbox: &outbox,
+                    marks: &index,
                 },
             )?;
             let mut buf = String::new();
@@ -156,6 +172,7 @@ impl DiskStore {
             }
             // The next sequence number of each plugin's processed ids.
             let mut next: HashMap<&str, u64> = HashMap::new();
+            changes.reserve(plan.marks.len() * 2);
             for Mark {
                 plugin,
                 event_id,
@@ -166,22 +183,24 @@ impl DiskStore {
                     Some(seq) => seq,
                     None => next.entry(plugin).or_insert(next_seq(&outbox, plugin)?),
                 };
-                marks.insert(join_into(&mut buf, plugin, event_id), *seq)?;
                 outbox.insert((*plugin, *seq), (*event_id, *outputs))?;
+                changes.push(Change {
+                    plugin,
+                    hash: index.hash(event_id),
+                    seq: *seq,
+                    added: true,
+                });
                 // The window: the oldest id past `keep` goes, in this
                 // same transaction.
                 if *seq >= self.keep {
                     let gone = *seq - self.keep;
-                    let old = outbox.remove((*plugin, gone))?;
-                    if let Some(entry) = old {
-                        // Its mark goes unless it was marked again since
-                        // (possible only in a migrated file): then it is
-                        // put back.
-                        let mark = join_into(&mut buf, plugin, entry.value().0);
-                        let removed = marks.remove(mark)?.map(|s| s.value());
-                        if let Some(newer) = removed.filter(|s| *s != gone) {
-                            marks.insert(mark, newer)?;
-                        }
+                    if let Some(old) = outbox.remove((*plugin, gone))? {
+                        changes.push(Change {
+                            plugin,
+                            hash: index.hash(old.value().0),
+                            seq: gone,
+                            added: false,
+                        });
                     }
                 }
                 *seq += 1;
@@ -190,6 +209,8 @@ impl DiskStore {
             plan.applied
         };
         txn.commit()?;
+        let mut index = self.marks.write().unwrap_or_else(|e| e.into_inner());
+        index.apply(&changes);
         Ok(applied)
     }
 }
@@ -204,55 +225,26 @@ fn next_seq(outbox: &Table<'_, (&str, u64), (&str, &[u8])>, plugin: &str) -> any
         .map_or(0, |(k, _)| k.value().1 + 1))
 }
 
-/// The processed marks and the outbox, in one read transaction.
-struct Marks {
-    marks: redb::ReadOnlyTable<&'static str, u64>,
-    outbox: redb::ReadOnlyTable<(&'static str, u64), (&'static str, &'static [u8])>,
-}
-
-impl Marks {
-    fn read(db: &Database) -> anyhow::Result<Self> {
-        let txn = db.begin_read()?;
-        Ok(Marks {
-            marks: txn.open_table(MARKS)?,
-            outbox: txn.open_table(OUTBOX)?,
-        })
-    }
-
-    /// The outputs `plugin` produced for `event_id`, if it is marked.
-    fn outputs(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(seq) = self.marks.get(join(plugin, event_id).as_str())? else {
-            return Ok(None);
-        };
-        let entry = self.outbox.get((plugin, seq.value()))?;
-        match entry {
-            Some(entry) if entry.value().0 == event_id => Ok(Some(entry.value().1.to_vec())),
-            _ => anyhow::bail!(
-                "the processed mark of {plugin}'s event {event_id} has no outputs in the \
-                 outbox: the state file is inconsistent; restore it from a backup or move \
-                 it aside"
-            ),
-        }
-    }
-}
-
-/// Moves the processed marks of the first layout (`processed`,
-/// `processed_order`) into `processed_marks` and `outbox`, oldest first,
-/// and drops the old tables; nothing to do in a file made since. The moved
-/// marks are numbered after any already in `outbox` (a file that an older
-/// router opened again after a newer one), so no entry is overwritten, and
-/// a mark already there is replaced by the newer one. There is no way back:
-/// an older router opening the file afterwards finds no processed marks.
+/// Moves the processed marks of the earlier layouts into `outbox` alone.
+/// The second layout's `processed_marks` only indexed `outbox`, so it is
+/// dropped. The first layout's `processed` and `processed_order` are moved
+/// into `outbox`, oldest first, and dropped; they are numbered after any
+/// entry already there (a file that an older router opened again after a
+/// newer one), so no entry is overwritten, and an id in both is found at
+/// its newer entry. There is no way back: an older router opening the file
+/// afterwards finds no processed marks.
 fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
-    let old = txn.list_tables()?.any(|t| t.name() == OLD_PROCESSED.name());
-    if !old {
+    let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+    if tables.iter().any(|t| t == OLD_MARKS.name()) {
+        txn.delete_table(OLD_MARKS)?;
+    }
+    if !tables.iter().any(|t| t == OLD_PROCESSED.name()) {
         return Ok(());
     }
     let mut moved = 0u64;
     {
         let processed = txn.open_table(OLD_PROCESSED)?;
         let order = txn.open_table(OLD_ORDER)?;
-        let mut marks = txn.open_table(MARKS)?;
         let mut outbox = txn.open_table(OUTBOX)?;
         let mut next: HashMap<String, u64> = HashMap::new();
         for entry in order.iter()? {
@@ -268,7 +260,6 @@ fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
                     .entry(plugin.to_string())
                     .or_insert(next_seq(&outbox, plugin)?),
             };
-            marks.insert(mark.as_str(), *seq)?;
             outbox.insert((plugin, *seq), (id, outputs.value()))?;
             *seq += 1;
             moved += 1;
@@ -296,8 +287,9 @@ impl StateStore for DiskStore {
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let marks = Marks::read(&self.db)?;
-        marks.outputs(plugin, event_id)
+        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
+        let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        index.outputs(&outbox, plugin, event_id)
     }
 
     fn processed_many(
@@ -307,10 +299,14 @@ impl StateStore for DiskStore {
         // One read transaction for the lot, closed before the batch runs:
         // one held while plugins run would keep redb from reusing the pages
         // that commits free meanwhile.
-        let marks = Marks::read(&self.db)?;
+        // An id found in the index but not in this transaction's outbox was
+        // marked or pruned by a commit that landed in between: either answer
+        // is one the store gave a moment apart, and the commit check decides.
+        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
+        let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
         let mut found = HashMap::new();
         for (plugin, id) in keys {
-            if let Some(outputs) = marks.outputs(plugin, id)? {
+            if let Some(outputs) = index.outputs(&outbox, plugin, id)? {
                 found.insert((plugin.clone(), id.clone()), outputs);
             }
         }

@@ -137,6 +137,86 @@ fn processed_ids_are_bounded() {
     assert_eq!(store.processed("p", "e3").unwrap(), Some(b"e3".to_vec()));
 }
 
+#[test]
+fn marks_of_the_second_layout_are_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("second.redb");
+    {
+        // As the second layout wrote them: marks by id, outputs in `outbox`.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut marks = txn.open_table(OLD_MARKS).unwrap();
+            let mut outbox = txn.open_table(OUTBOX).unwrap();
+            for (seq, id) in [(0u64, "b"), (1, "a"), (2, "c")] {
+                marks.insert(join("p", id).as_str(), seq).unwrap();
+                let out = format!("out-{id}");
+                outbox.insert(("p", seq), (id, out.as_bytes())).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = DiskStore::open(&path, 10).unwrap();
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            store.processed("p", id).unwrap(),
+            Some(format!("out-{id}").into_bytes()),
+            "{id}"
+        );
+    }
+    // New marks go on from the migrated sequence, and an event already
+    // processed is not applied again.
+    assert_eq!(store.commit(&[&[vec![marked("d")]]]).unwrap(), vec![1]);
+    assert_eq!(store.commit(&[&[vec![marked("a")]]]).unwrap(), vec![0]);
+    assert_eq!(store.processed("p", "d").unwrap(), Some(b"out-d".to_vec()));
+    drop(store);
+    let db = Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(!names.contains(&"processed_marks".to_string()), "{names:?}");
+    let outbox = txn.open_table(OUTBOX).unwrap();
+    assert_eq!(outbox.get(("p", 3)).unwrap().unwrap().value().0, "d");
+}
+
+#[test]
+fn the_index_follows_the_window_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("window.redb");
+    let keep = 50;
+    let ids: Vec<String> = (0..400u64)
+        .map(|n| format!("{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15u64)))
+        .collect();
+    let store = DiskStore::open(&path, keep).unwrap();
+    for chunk in ids.chunks(7) {
+        let batch: Vec<Effect> = chunk.iter().map(|id| marked(id)).collect();
+        let records: Vec<Vec<Effect>> = batch.into_iter().map(|e| vec![e]).collect();
+        assert_eq!(store.commit(&[&records]).unwrap(), vec![records.len()]);
+    }
+    assert_eq!(store.marks.read().unwrap().len(), keep as usize);
+    let expect = |store: &DiskStore| {
+        for (n, id) in ids.iter().enumerate() {
+            let kept = n >= ids.len() - keep as usize;
+            let want = kept.then(|| format!("out-{id}").into_bytes());
+            assert_eq!(store.processed("p", id).unwrap(), want, "{n}");
+        }
+    };
+    expect(&store);
+    // A kept id is not applied again; a forgotten one is.
+    let (forgotten, kept) = (&ids[0], &ids[ids.len() - 1]);
+    let again = [vec![marked(kept)]];
+    assert_eq!(store.commit(&[&again]).unwrap(), vec![0]);
+    drop(store);
+    let store = DiskStore::open(&path, keep).unwrap();
+    expect(&store);
+    let again = [vec![marked(forgotten)]];
+    assert_eq!(store.commit(&[&again]).unwrap(), vec![1]);
+    assert_eq!(store.marks.read().unwrap().len(), keep as usize);
+}
+
 /// A processed mark of `id` for plugin `p`, its outputs `out-{id}`.
 fn marked(id: &str) -> Effect {
     Effect {
