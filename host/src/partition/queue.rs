@@ -72,7 +72,12 @@ impl PartitionQueue {
         }
         if let Some(partition) = full {
             let mut paused = self.paused.lock().expect("pause lock");
-            if !*paused {
+            // Counted again under the lock: had the worker taken the queue
+            // below half since, and found nothing paused to resume, a pause
+            // now would never be lifted.
+            let (records, bytes) = self.queued.add(0, 0);
+            let full = records >= kafka.queue_records || bytes >= kafka.queue_bytes;
+            if full && !*paused {
                 source.pause(&partition);
                 *paused = true;
             }

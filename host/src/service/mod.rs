@@ -49,7 +49,8 @@ pub struct RunOptions {
     /// A restarted instance that keeps its id takes its partitions back at
     /// once, without waiting for the session timeout of the process it
     /// replaces; the price is that a stopped one's partitions wait that
-    /// timeout before moving. Each live instance needs its own id.
+    /// timeout before moving, and that its rebalances are eager (see
+    /// RELIABILITY.md). Each live instance needs its own id.
     pub instance_id: Option<String>,
     /// The folder of the state store.
     pub state_dir: PathBuf,

@@ -83,7 +83,8 @@ impl ConsumerContext for SourceContext {
             }
             drop(assigned);
             self.report_owned();
-            tracing::info!(partitions = list.count(), "partitions revoked");
+            let owned = self.state.owned().len();
+            tracing::info!(partitions = list.count(), owned, "partitions revoked");
         }
     }
 
@@ -107,7 +108,8 @@ impl ConsumerContext for SourceContext {
                     .map(|e| (e.topic().to_string(), e.partition())),
             );
             self.report_owned();
-            tracing::info!(partitions = list.count(), "partitions assigned");
+            let owned = self.state.owned().len();
+            tracing::info!(partitions = list.count(), owned, "partitions assigned");
         }
     }
 }

@@ -59,10 +59,22 @@ impl Source {
     /// subscribes to every topic; reports lag to `metrics`.
     ///
     /// Consumer settings: cooperative-sticky assignment (a rebalance moves
-    /// only the partitions that change owner), fetches of up to 1 MiB per
+    /// only the partitions that change owner) for a dynamic member, and
+    /// eager round-robin assignment for a static one, fetches of up to 1 MiB per
     /// partition returned as soon as any data is there, offsets stored by
     /// hand and auto-committed every second. Keys in `[kafka.client]`
     /// override them.
+    ///
+    /// Why a static member rebalances eagerly: a cooperative rebalance moves
+    /// partitions in two rounds, the first taking them from their owner and
+    /// the second, which that owner's rejoin starts, giving them out. Kafka
+    /// answers a static member that rejoins a stable group (KIP-345) with
+    /// its stored assignment and no rebalance. So an instance killed between
+    /// the two rounds comes back to the partitions it kept, and the ones it
+    /// gave up belong to nobody until the group next changes: the crash-loop
+    /// test once saw 81 of 162 partitions unowned for five minutes. An eager
+    /// rebalance hands out every partition in one round, so the stored
+    /// assignment is always whole.
     ///
     /// With `transactional` (exactly-once), nothing is auto-committed: the
     /// offsets go into the producer's transactions.
@@ -90,7 +102,14 @@ impl Source {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "partition.assignment.strategy",
+                if instance.is_some() {
+                    "roundrobin"
+                } else {
+                    "cooperative-sticky"
+                },
+            )
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "1048576")
             .set("statistics.interval.ms", "1000")
