@@ -22,6 +22,7 @@ const KEEP: u64 = 100_000;
 /// bookings' did before 2026-12-01 20:40 UTC, instead of being random
 /// version 4 UUIDs, as producers make them.
 pub fn run(n: usize) {
+    let n = n.max(1);
     let sequential = std::env::var_os("BENCH_SEQUENTIAL_IDS").is_some_and(|v| v == "1");
     let dir = tempfile::tempdir().unwrap();
     let store = DiskStore::open(&dir.path().join("state.redb"), KEEP).unwrap();

@@ -11,11 +11,13 @@
 //!
 //! [`MarkIndex`] answers "which sequences may hold this id": a keyed 64-bit
 //! hash of the id -> its sequence numbers. It is rebuilt from the outbox on
-//! open and changed only after a commit lands, so it never names an entry
-//! that was not committed for longer than the commit takes. A lookup
-//! confirms each candidate against the outbox entry's id, so a collision of
-//! two ids (or an id marked twice, possible in a migrated file) costs one
-//! more read and never a wrong answer. An id whose hash is absent, the usual
+//! open and changed only after a commit lands, under the store's writer
+//! lock: between a commit and its change here, the index may still name an
+//! entry that commit pruned, or miss one it added. A lookup confirms each
+//! candidate against the outbox entry's id in the reader's own snapshot, so
+//! such a moment, a collision of two ids or an id marked twice (possible in
+//! a migrated file) costs at most one more read and never a wrong answer;
+//! the commit check, which reads the index under the writer lock, decides. An id whose hash is absent, the usual
 //! case for a new event, is answered without touching the file.
 //!
 //! Its size is about 20 bytes an id: 2 MB a plugin at the default
@@ -157,6 +159,26 @@ impl MarkIndex {
         }
     }
 
+    /// The sequences that may hold `plugin`'s `event_id`, to confirm with
+    /// [`newest`]: none, without allocating, for an id never marked.
+    pub(super) fn candidates(&self, plugin: &str, event_id: &str) -> Vec<u64> {
+        self.candidates_hashed(plugin, self.hash(event_id))
+    }
+
+    /// [`MarkIndex::candidates`], given the id's hash.
+    fn candidates_hashed(&self, plugin: &str, hash: u64) -> Vec<u64> {
+        let Some(marks) = self.plugins.get(plugin) else {
+            return Vec::new();
+        };
+        let Some(first) = marks.first.get(&hash) else {
+            return Vec::new();
+        };
+        let others = marks.more.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
+        std::iter::once(*first)
+            .chain(others.iter().copied())
+            .collect()
+    }
+
     /// The sequence of `plugin`'s newest entry for `event_id`, read in
     /// `outbox`.
     pub(super) fn find(
@@ -165,44 +187,7 @@ impl MarkIndex {
         plugin: &str,
         event_id: &str,
     ) -> anyhow::Result<Option<u64>> {
-        self.find_hashed(outbox, plugin, self.hash(event_id), event_id)
-    }
-
-    /// [`MarkIndex::find`], given the id's hash.
-    fn find_hashed(
-        &self,
-        outbox: &impl Outbox,
-        plugin: &str,
-        hash: u64,
-        event_id: &str,
-    ) -> anyhow::Result<Option<u64>> {
-        let Some(marks) = self.plugins.get(plugin) else {
-            return Ok(None);
-        };
-        let Some(first) = marks.first.get(&hash) else {
-            return Ok(None);
-        };
-        let others = marks.more.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
-        let mut found = None;
-        for seq in std::iter::once(first).chain(others) {
-            if found < Some(*seq) && outbox.holds(plugin, *seq, event_id)? {
-                found = Some(*seq);
-            }
-        }
-        Ok(found)
-    }
-
-    /// The outputs `plugin` produced for `event_id`, if it is marked.
-    pub(super) fn outputs(
-        &self,
-        outbox: &impl Outbox,
-        plugin: &str,
-        event_id: &str,
-    ) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(seq) = self.find(outbox, plugin, event_id)? else {
-            return Ok(None);
-        };
-        Ok(outbox.entry(plugin, seq)?.map(|(_, outputs)| outputs))
+        newest(outbox, plugin, event_id, &self.candidates(plugin, event_id))
     }
 
     /// How many entries the index holds, over every plugin.
@@ -213,6 +198,37 @@ impl MarkIndex {
             .map(|m| m.first.len() + m.more.values().map(Vec::len).sum::<usize>())
             .sum()
     }
+}
+
+/// The newest of `candidates` whose entry in `outbox` is `plugin`'s
+/// `event_id`.
+pub(super) fn newest(
+    outbox: &impl Outbox,
+    plugin: &str,
+    event_id: &str,
+    candidates: &[u64],
+) -> anyhow::Result<Option<u64>> {
+    let mut found = None;
+    for seq in candidates {
+        if found < Some(*seq) && outbox.holds(plugin, *seq, event_id)? {
+            found = Some(*seq);
+        }
+    }
+    Ok(found)
+}
+
+/// The outputs `plugin` produced for `event_id`, if one of `candidates`
+/// holds it in `outbox`.
+pub(super) fn outputs(
+    outbox: &impl Outbox,
+    plugin: &str,
+    event_id: &str,
+    candidates: &[u64],
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(seq) = newest(outbox, plugin, event_id, candidates)? else {
+        return Ok(None);
+    };
+    Ok(outbox.entry(plugin, seq)?.map(|(_, outputs)| outputs))
 }
 
 /// A change a commit makes to the index once it lands.
@@ -267,7 +283,9 @@ mod tests {
             outbox.0.insert(("p".into(), seq), id.into());
             index.insert("p", 7, seq);
         }
-        let find = |index: &MarkIndex, id: &str| index.find_hashed(&outbox, "p", 7, id).unwrap();
+        let find = |index: &MarkIndex, id: &str| {
+            newest(&outbox, "p", id, &index.candidates_hashed("p", 7)).unwrap()
+        };
         assert_eq!(find(&index, "a"), Some(3));
         assert_eq!(find(&index, "b"), Some(1));
         assert_eq!(find(&index, "c"), Some(2));

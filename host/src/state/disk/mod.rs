@@ -29,9 +29,10 @@
 //!   whatever the number of timers.
 //!
 //! A commit checks the batches with the check every store shares, reading
-//! the `state` and `processed` tables inside its write transaction, and
-//! applies the plan in that same transaction; it opens the timer tables
-//! only when the plan changes timers.
+//! the `state` table and the outbox inside its write transaction (the
+//! outbox through the index of processed ids, which the writer lock keeps
+//! in step), and applies the plan in that same transaction; it opens the
+//! timer tables only when the plan changes timers.
 
 mod marks;
 mod timers;
@@ -67,7 +68,8 @@ pub struct DiskStore {
     db: Database,
     keep: u64,
     path: std::path::PathBuf,
-    /// The processed ids, as of the last commit that landed.
+    /// The processed ids, as of the last commit that landed (a moment
+    /// behind it, until that commit's changes are in: see [`marks`]).
     marks: RwLock<MarkIndex>,
     /// Held through a commit and its change to `marks`, so that the next
     /// commit checks against an index that has it.
@@ -87,7 +89,9 @@ fn join_into<'b>(buf: &'b mut String, plugin: &str, key: &str) -> &'b str {
     buf
 }
 
-/// The tables the commit check reads, inside the committing transaction.
+/// What the commit check reads: the tables inside the committing
+/// transaction, and the index of processed ids, in step with them under the
+/// writer lock.
 struct Tables<'a, 't> {
     state: &'a Table<'t, &'static str, &'static [u8]>,
     outbox: &'a Table<'t, (&'static str, u64), (&'static str, &'static [u8])>,
@@ -144,6 +148,11 @@ impl DiskStore {
         })
     }
 
+    /// The index of processed ids, for reading.
+    fn read_marks(&self) -> std::sync::RwLockReadGuard<'_, MarkIndex> {
+        self.marks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Checks and applies `batches` in one write transaction, then records
     /// its processed ids in the index.
     fn apply(&self, batches: &[&[RecordEffects]]) -> anyhow::Result<Vec<usize>> {
@@ -153,7 +162,7 @@ impl DiskStore {
         let applied = {
             let mut state = txn.open_table(STATE)?;
             let mut outbox = txn.open_table(OUTBOX)?;
-            let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
+            let index = self.read_marks();
             let plan = check(
                 batches,
                 &Tables {
@@ -287,9 +296,12 @@ impl StateStore for DiskStore {
     }
 
     fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let seqs = self.read_marks().candidates(plugin, event_id);
+        if seqs.is_empty() {
+            return Ok(None);
+        }
         let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
-        let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
-        index.outputs(&outbox, plugin, event_id)
+        marks::outputs(&outbox, plugin, event_id, &seqs)
     }
 
     fn processed_many(
@@ -299,14 +311,27 @@ impl StateStore for DiskStore {
         // One read transaction for the lot, closed before the batch runs:
         // one held while plugins run would keep redb from reusing the pages
         // that commits free meanwhile.
-        // An id found in the index but not in this transaction's outbox was
-        // marked or pruned by a commit that landed in between: either answer
-        // is one the store gave a moment apart, and the commit check decides.
-        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
-        let index = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        // The index is read first, and let go before the outbox is: the
+        // commit thread waits for it after every commit. A commit that lands
+        // in between may have added an id the candidates miss, or pruned
+        // one they name (then not in the outbox): either answer is one the
+        // store gave a moment apart, and the commit check decides.
+        let candidates: Vec<Vec<u64>> = {
+            let index = self.read_marks();
+            keys.iter()
+                .map(|(plugin, id)| index.candidates(plugin, id))
+                .collect()
+        };
         let mut found = HashMap::new();
-        for (plugin, id) in keys {
-            if let Some(outputs) = index.outputs(&outbox, plugin, id)? {
+        if candidates.iter().all(Vec::is_empty) {
+            return Ok(found);
+        }
+        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
+        for ((plugin, id), seqs) in keys.iter().zip(&candidates) {
+            if seqs.is_empty() {
+                continue;
+            }
+            if let Some(outputs) = marks::outputs(&outbox, plugin, id, seqs)? {
                 found.insert((plugin.clone(), id.clone()), outputs);
             }
         }

@@ -318,3 +318,41 @@ fn pruning_an_older_entry_keeps_the_mark_of_a_newer_one() {
     assert_eq!(store.processed("p", "x").unwrap(), Some(b"out-x".to_vec()));
     assert_eq!(store.processed("p", "y").unwrap(), Some(b"out-y".to_vec()));
 }
+
+#[test]
+fn lookups_while_commits_prune_find_each_id_with_its_own_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(DiskStore::open(&dir.path().join("race.redb"), 20).unwrap());
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (store, committed) = (store.clone(), committed.clone());
+        std::thread::spawn(move || {
+            for n in 0..400 {
+                let records = [vec![marked(&format!("e{n}"))]];
+                assert_eq!(store.commit(&[&records]).unwrap(), vec![1]);
+                committed.store(n + 1, std::sync::atomic::Ordering::Release);
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() {
+        let done = committed.load(std::sync::atomic::Ordering::Acquire);
+        let keys: Vec<(String, String)> = (done.saturating_sub(30)..done + 5)
+            .map(|n| ("p".to_string(), format!("e{n}")))
+            .collect();
+        for ((_, id), outputs) in store.processed_many(&keys).unwrap() {
+            assert_eq!(outputs, format!("out-{id}").into_bytes());
+            seen += 1;
+        }
+        // Committed before the lookup: found, unless 20 more commits have
+        // pushed it out of the window since.
+        if done > 0 {
+            let last = format!("e{}", done - 1);
+            let found = store.processed("p", &last).unwrap().is_some();
+            let now = committed.load(std::sync::atomic::Ordering::Acquire);
+            assert!(found || now >= done + 19, "{last}");
+        }
+    }
+    writer.join().unwrap();
+    assert!(seen > 0);
+}
