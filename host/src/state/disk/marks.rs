@@ -1,24 +1,30 @@
 //! The processed marks of the redb store, indexed in memory.
 //!
-//! The outbox, (`plugin`, sequence) -> (event id, outputs), is the only
-//! record of the processed ids on disk: a commit appends to one end of it
-//! and prunes the other, so its writes stay at two ends of a B-tree whatever
-//! the ids. A table keyed by the ids themselves, as the second layout kept
-//! (`processed_marks`), put each random version 4 id on a page of its own:
-//! a group commit then rewrote most of that table's pages, which made a
-//! record's commit about 2.7 times as costly as with ascending ids
-//! (`bench commit-loop`, BENCHMARKS item 16).
+//! Two tables keyed by (`plugin`, sequence) are the only record of the
+//! processed ids on disk: `processed_ids` (-> event id) and
+//! `processed_outputs` (-> the outputs). A commit appends to one end of
+//! each and prunes the other, so its writes stay at two ends of two B-trees
+//! whatever the ids. A table keyed by the ids themselves, as the second
+//! layout kept (`processed_marks`), put each random version 4 id on a page
+//! of its own: a group commit then rewrote most of that table's pages,
+//! which made a record's commit about 2.7 times as costly as with
+//! ascending ids (`bench commit-loop`, BENCHMARKS item 16). The ids have a
+//! table apart from the outputs so that the index is rebuilt on open from
+//! about 60 bytes an entry without reading a page of outputs: from one
+//! table of both, a full window of 100,000 took 205 ms and left 148 MB in
+//! redb's cache (item 17).
 //!
 //! [`MarkIndex`] answers "which sequences may hold this id": a keyed 64-bit
-//! hash of the id -> its sequence numbers. It is rebuilt from the outbox on
-//! open and changed only after a commit lands, under the store's writer
-//! lock: between a commit and its change here, the index may still name an
-//! entry that commit pruned, or miss one it added. A lookup confirms each
-//! candidate against the outbox entry's id in the reader's own snapshot, so
-//! such a moment, a collision of two ids or an id marked twice (possible in
-//! a migrated file) costs at most one more read and never a wrong answer;
-//! the commit check, which reads the index under the writer lock, decides. An id whose hash is absent, the usual
-//! case for a new event, is answered without touching the file.
+//! hash of the id -> its sequence numbers. It is rebuilt from
+//! `processed_ids` on open and changed only after a commit lands, under the
+//! store's writer lock: between a commit and its change here, the index may
+//! still name an entry that commit pruned, or miss one it added. A lookup
+//! confirms each candidate against the entry's id in the reader's own
+//! snapshot, so such a moment, a collision of two ids or an id marked twice
+//! (possible in a migrated file) costs at most one more read and never a
+//! wrong answer; the commit check, which reads the index under the writer
+//! lock, decides. An id whose hash is absent, the usual case for a new
+//! event, is answered without touching the file.
 //!
 //! Its size is about 20 bytes an id: 2 MB a plugin at the default
 //! `keep_processed` of 100,000.
@@ -27,28 +33,36 @@ use redb::ReadableTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
-/// The outbox as the index reads it: (`plugin`, sequence) -> (event id,
-/// outputs), in a read or a write transaction.
+/// The processed entries as the index reads them: (`plugin`, sequence) ->
+/// event id, and -> outputs, in a read or a write transaction.
 pub(super) trait Outbox {
-    /// The event id at `seq` of `plugin`, and its outputs, if the entry is
-    /// there.
-    fn entry(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<(String, Vec<u8>)>>;
+    /// The outputs at `seq` of `plugin`, if the entry is there.
+    fn outputs(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<Vec<u8>>>;
     /// Whether the entry at `seq` of `plugin` is `event_id`'s.
     fn holds(&self, plugin: &str, seq: u64, event_id: &str) -> anyhow::Result<bool>;
 }
 
-impl<T: ReadableTable<(&'static str, u64), (&'static str, &'static [u8])>> Outbox for T {
-    fn entry(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<(String, Vec<u8>)>> {
-        Ok(self.get((plugin, seq))?.map(|e| {
-            let (id, outputs) = e.value();
-            (id.to_string(), outputs.to_vec())
-        }))
+/// The two tables of the processed entries, `processed_ids` and
+/// `processed_outputs`.
+pub(super) struct Processed<I, O> {
+    pub(super) ids: I,
+    pub(super) outputs: O,
+}
+
+impl<I, O> Outbox for Processed<I, O>
+where
+    I: ReadableTable<(&'static str, u64), &'static str>,
+    O: ReadableTable<(&'static str, u64), &'static [u8]>,
+{
+    fn outputs(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.outputs.get((plugin, seq))?.map(|e| e.value().to_vec()))
     }
 
     fn holds(&self, plugin: &str, seq: u64, event_id: &str) -> anyhow::Result<bool> {
         Ok(self
+            .ids
             .get((plugin, seq))?
-            .is_some_and(|e| e.value().0 == event_id))
+            .is_some_and(|e| e.value() == event_id))
     }
 }
 
@@ -98,15 +112,15 @@ impl MarkIndex {
         }
     }
 
-    /// The index of every entry in `outbox` (the whole table).
+    /// The index of every entry in `ids` (the whole of `processed_ids`).
     pub(super) fn load(
-        outbox: &impl ReadableTable<(&'static str, u64), (&'static str, &'static [u8])>,
+        ids: &impl ReadableTable<(&'static str, u64), &'static str>,
     ) -> anyhow::Result<Self> {
         let mut index = MarkIndex::new();
-        for entry in outbox.iter()? {
-            let (key, value) = entry?;
+        for entry in ids.iter()? {
+            let (key, id) = entry?;
             let (plugin, seq) = key.value();
-            let hash = index.hash(value.value().0);
+            let hash = index.hash(id.value());
             index.insert(plugin, hash, seq);
         }
         Ok(index)
@@ -228,7 +242,7 @@ pub(super) fn outputs(
     let Some(seq) = newest(outbox, plugin, event_id, candidates)? else {
         return Ok(None);
     };
-    Ok(outbox.entry(plugin, seq)?.map(|(_, outputs)| outputs))
+    outbox.outputs(plugin, seq)
 }
 
 /// A change a commit makes to the index once it lands.
@@ -262,11 +276,11 @@ mod tests {
     struct Entries(BTreeMap<(String, u64), String>);
 
     impl Outbox for Entries {
-        fn entry(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+        fn outputs(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
             Ok(self
                 .0
                 .get(&(plugin.to_string(), seq))
-                .map(|id| (id.clone(), format!("out-{id}").into_bytes())))
+                .map(|id| format!("out-{id}").into_bytes()))
         }
 
         fn holds(&self, plugin: &str, seq: u64, event_id: &str) -> anyhow::Result<bool> {
@@ -306,7 +320,7 @@ mod tests {
     fn an_id_not_marked_is_answered_without_the_outbox() {
         struct Refuses;
         impl Outbox for Refuses {
-            fn entry(&self, _: &str, _: u64) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+            fn outputs(&self, _: &str, _: u64) -> anyhow::Result<Option<Vec<u8>>> {
                 anyhow::bail!("read")
             }
             fn holds(&self, _: &str, _: u64, _: &str) -> anyhow::Result<bool> {

@@ -4,17 +4,15 @@
 //!
 //! Tables:
 //! - `state`: `<plugin>\0<key>` -> value;
-//! - `outbox`: (`plugin`, sequence) -> (event id, the outputs it produced),
+//! - the outbox, two tables keyed by (`plugin`, sequence): `processed_ids`
+//!   -> the event id, and `processed_outputs` -> the outputs it produced;
 //!   oldest first, so that a commit appends at one end and the window of
 //!   processed ids stays bounded by deleting at the other (`keep` per
 //!   plugin: the commit that marks an id past the window deletes the oldest
-//!   one, inline, in the same transaction). It is the only record of the
-//!   processed ids: an index in memory ([`marks`]) finds an id's entry.
-//!   Two earlier layouts are migrated on open: the first kept the outputs in
-//!   a table keyed by id (`processed`, with `processed_order`), which copied
-//!   a page of outputs for every insert and delete; the second kept only the
-//!   sequence there (`processed_marks`), and its random ids still made a
-//!   group commit rewrite most of that table;
+//!   one, inline, in the same transaction). They are the only record of the
+//!   processed ids: an index in memory ([`marks`]), rebuilt on open from
+//!   `processed_ids`, finds an id's entry. Three earlier layouts are
+//!   migrated on open ([`migrate`]);
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
 //! - `timers`: (`plugin`, name) -> the timer (due time, topic, partition,
@@ -35,9 +33,11 @@
 //! timer tables only when the plan changes timers.
 
 mod marks;
+mod migrate;
 mod timers;
 
-use marks::{Change, MarkIndex};
+use marks::{Change, MarkIndex, Processed};
+use migrate::migrate_marks;
 use timers::*;
 #[cfg(test)]
 mod tests;
@@ -47,20 +47,16 @@ use super::{
     DueTimer, LiveVersion, RecordEffects, StateError, StateRead, StateStore, VersionStore,
 };
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-const OUTBOX: TableDefinition<(&str, u64), (&str, &[u8])> = TableDefinition::new("outbox");
-/// The first layout of the processed marks: `<plugin>\0<event id>` -> outputs.
-const OLD_PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
-/// The first layout's order of them: (`plugin`, sequence) -> event id.
-const OLD_ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_order");
-/// The second layout's marks: `<plugin>\0<event id>` -> its sequence in
-/// `outbox`.
-const OLD_MARKS: TableDefinition<&str, u64> = TableDefinition::new("processed_marks");
+/// (`plugin`, sequence) -> the event id processed at it.
+const IDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_ids");
+/// (`plugin`, sequence) -> the outputs that event produced.
+const OUTPUTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("processed_outputs");
 const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
 const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 /// Plugin state in a redb file.
@@ -94,9 +90,15 @@ fn join_into<'b>(buf: &'b mut String, plugin: &str, key: &str) -> &'b str {
 /// writer lock.
 struct Tables<'a, 't> {
     state: &'a Table<'t, &'static str, &'static [u8]>,
-    outbox: &'a Table<'t, (&'static str, u64), (&'static str, &'static [u8])>,
+    outbox: &'a WriteOutbox<'t>,
     marks: &'a MarkIndex,
 }
+
+/// The outbox's tables in a write transaction.
+type WriteOutbox<'t> = Processed<
+    Table<'t, (&'static str, u64), &'static str>,
+    Table<'t, (&'static str, u64), &'static [u8]>,
+>;
 
 impl Committed for Tables<'_, '_> {
     fn value_is(&self, plugin: &str, key: &str, expected: Option<&[u8]>) -> anyhow::Result<bool> {
@@ -129,7 +131,8 @@ impl DiskStore {
         })?;
         let txn = db.begin_write()?;
         txn.open_table(STATE)?;
-        txn.open_table(OUTBOX)?;
+        txn.open_table(IDS)?;
+        txn.open_table(OUTPUTS)?;
         migrate_marks(&txn)?;
         txn.open_table(WASM)?;
         txn.open_table(PLUGINS)?;
@@ -138,7 +141,7 @@ impl DiskStore {
         txn.open_table(TIMERS_PENDING)?;
         txn.open_table(TIMER_COUNTS)?;
         txn.commit()?;
-        let marks = MarkIndex::load(&db.begin_read()?.open_table(OUTBOX)?)?;
+        let marks = MarkIndex::load(&db.begin_read()?.open_table(IDS)?)?;
         Ok(DiskStore {
             db,
             keep: keep.max(1),
@@ -161,7 +164,10 @@ impl DiskStore {
         let mut changes = Vec::new();
         let applied = {
             let mut state = txn.open_table(STATE)?;
-            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut outbox = Processed {
+                ids: txn.open_table(IDS)?,
+                outputs: txn.open_table(OUTPUTS)?,
+            };
             let index = self.read_marks();
             let plan = check(
                 batches,
@@ -190,9 +196,10 @@ impl DiskStore {
             {
                 let seq = match next.get_mut(plugin) {
                     Some(seq) => seq,
-                    None => next.entry(plugin).or_insert(next_seq(&outbox, plugin)?),
+                    None => next.entry(plugin).or_insert(next_seq(&outbox.ids, plugin)?),
                 };
-                outbox.insert((*plugin, *seq), (*event_id, *outputs))?;
+                outbox.ids.insert((*plugin, *seq), *event_id)?;
+                outbox.outputs.insert((*plugin, *seq), *outputs)?;
                 changes.push(Change {
                     plugin,
                     hash: index.hash(event_id),
@@ -203,10 +210,11 @@ impl DiskStore {
                 // same transaction.
                 if *seq >= self.keep {
                     let gone = *seq - self.keep;
-                    if let Some(old) = outbox.remove((*plugin, gone))? {
+                    outbox.outputs.remove((*plugin, gone))?;
+                    if let Some(old) = outbox.ids.remove((*plugin, gone))? {
                         changes.push(Change {
                             plugin,
-                            hash: index.hash(old.value().0),
+                            hash: index.hash(old.value()),
                             seq: gone,
                             added: false,
                         });
@@ -224,60 +232,26 @@ impl DiskStore {
     }
 }
 
-/// The sequence number `plugin`'s next processed event takes in `outbox`:
-/// one past its newest entry.
-fn next_seq(outbox: &Table<'_, (&str, u64), (&str, &[u8])>, plugin: &str) -> anyhow::Result<u64> {
-    Ok(outbox
+/// The sequence number `plugin`'s next processed event takes: one past its
+/// newest entry in `ids`.
+fn next_seq(
+    ids: &impl ReadableTable<(&'static str, u64), &'static str>,
+    plugin: &str,
+) -> anyhow::Result<u64> {
+    Ok(ids
         .range((plugin, 0)..=(plugin, u64::MAX))?
         .next_back()
         .transpose()?
         .map_or(0, |(k, _)| k.value().1 + 1))
 }
 
-/// Moves the processed marks of the earlier layouts into `outbox` alone.
-/// The second layout's `processed_marks` only indexed `outbox`, so it is
-/// dropped. The first layout's `processed` and `processed_order` are moved
-/// into `outbox`, oldest first, and dropped; they are numbered after any
-/// entry already there (a file that an older router opened again after a
-/// newer one), so no entry is overwritten, and an id in both is found at
-/// its newer entry. There is no way back: an older router opening the file
-/// afterwards finds no processed marks.
-fn migrate_marks(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
-    let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
-    if tables.iter().any(|t| t == OLD_MARKS.name()) {
-        txn.delete_table(OLD_MARKS)?;
-    }
-    if !tables.iter().any(|t| t == OLD_PROCESSED.name()) {
-        return Ok(());
-    }
-    let mut moved = 0u64;
-    {
-        let processed = txn.open_table(OLD_PROCESSED)?;
-        let order = txn.open_table(OLD_ORDER)?;
-        let mut outbox = txn.open_table(OUTBOX)?;
-        let mut next: HashMap<String, u64> = HashMap::new();
-        for entry in order.iter()? {
-            let (key, id) = entry?;
-            let (plugin, id) = (key.value().0, id.value());
-            let mark = join(plugin, id);
-            let Some(outputs) = processed.get(mark.as_str())? else {
-                continue;
-            };
-            let seq = match next.get_mut(plugin) {
-                Some(seq) => seq,
-                None => next
-                    .entry(plugin.to_string())
-                    .or_insert(next_seq(&outbox, plugin)?),
-            };
-            outbox.insert((plugin, *seq), (id, outputs.value()))?;
-            *seq += 1;
-            moved += 1;
-        }
-    }
-    txn.delete_table(OLD_PROCESSED)?;
-    txn.delete_table(OLD_ORDER)?;
-    tracing::info!("state: moved {moved} processed marks to the outbox layout");
-    Ok(())
+/// The outbox's tables in one read transaction.
+fn read_outbox(db: &Database) -> anyhow::Result<impl marks::Outbox> {
+    let txn = db.begin_read()?;
+    Ok(Processed {
+        ids: txn.open_table(IDS)?,
+        outputs: txn.open_table(OUTPUTS)?,
+    })
 }
 
 impl StateRead for DiskStore {
@@ -300,8 +274,7 @@ impl StateStore for DiskStore {
         if seqs.is_empty() {
             return Ok(None);
         }
-        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
-        marks::outputs(&outbox, plugin, event_id, &seqs)
+        marks::outputs(&read_outbox(&self.db)?, plugin, event_id, &seqs)
     }
 
     fn processed_many(
@@ -326,7 +299,7 @@ impl StateStore for DiskStore {
         if candidates.iter().all(Vec::is_empty) {
             return Ok(found);
         }
-        let outbox = self.db.begin_read()?.open_table(OUTBOX)?;
+        let outbox = read_outbox(&self.db)?;
         for ((plugin, id), seqs) in keys.iter().zip(&candidates) {
             if seqs.is_empty() {
                 continue;

@@ -1,7 +1,9 @@
 //! The redb store's tests.
 
+use super::migrate::{OLD_MARKS, OLD_ORDER, OLD_OUTBOX, OLD_PROCESSED};
 use super::*;
 use crate::state::{Effect, Timer, TimerChange};
+use redb::TableHandle;
 
 #[test]
 fn disk_store_keeps_the_contract_and_survives_reopening() {
@@ -147,7 +149,7 @@ fn marks_of_the_second_layout_are_migrated_on_open() {
         let txn = db.begin_write().unwrap();
         {
             let mut marks = txn.open_table(OLD_MARKS).unwrap();
-            let mut outbox = txn.open_table(OUTBOX).unwrap();
+            let mut outbox = txn.open_table(OLD_OUTBOX).unwrap();
             for (seq, id) in [(0u64, "b"), (1, "a"), (2, "c")] {
                 marks.insert(join("p", id).as_str(), seq).unwrap();
                 let out = format!("out-{id}");
@@ -177,9 +179,13 @@ fn marks_of_the_second_layout_are_migrated_on_open() {
         .unwrap()
         .map(|t| t.name().to_string())
         .collect();
-    assert!(!names.contains(&"processed_marks".to_string()), "{names:?}");
-    let outbox = txn.open_table(OUTBOX).unwrap();
-    assert_eq!(outbox.get(("p", 3)).unwrap().unwrap().value().0, "d");
+    for gone in ["processed_marks", "outbox"] {
+        assert!(!names.contains(&gone.to_string()), "{names:?}");
+    }
+    let ids = txn.open_table(IDS).unwrap();
+    assert_eq!(ids.get(("p", 3)).unwrap().unwrap().value(), "d");
+    let outputs = txn.open_table(OUTPUTS).unwrap();
+    assert_eq!(outputs.get(("p", 3)).unwrap().unwrap().value(), b"out-d");
 }
 
 #[test]
@@ -290,10 +296,21 @@ fn marks_an_older_router_wrote_after_a_migration_do_not_overwrite_the_outbox() {
         .commit(&[&[vec![marked("new1")], vec![marked("new2")]]])
         .unwrap();
     drop(store);
-    // An older router, which knows only the first layout, numbers from 0.
+    // Older routers, which know only the first or the second layout,
+    // number from 0.
     write_first_layout(&path, &[(0, "old")]);
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut outbox = txn.open_table(OLD_OUTBOX).unwrap();
+        outbox
+            .insert(("p", 0), ("older", b"out-older".as_slice()))
+            .unwrap();
+        drop(outbox);
+        txn.commit().unwrap();
+    }
     let store = DiskStore::open(&path, 10).unwrap();
-    for id in ["new1", "new2", "old"] {
+    for id in ["new1", "new2", "old", "older"] {
         assert_eq!(
             store.processed("p", id).unwrap(),
             Some(format!("out-{id}").into_bytes()),
