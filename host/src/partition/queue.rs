@@ -64,8 +64,7 @@ impl PartitionQueue {
         let size = held_bytes(&record);
         let (records, bytes) = self.queued.add(1, size);
         // The partition's name is copied only when it is to be paused.
-        let full = (records >= kafka.queue_records || bytes >= kafka.queue_bytes)
-            .then(|| (record.topic.clone(), record.partition));
+        let full = over(kafka, records, bytes).then(|| (record.topic.clone(), record.partition));
         if self.records.send(record).is_err() {
             self.queued.take(1, size);
             return;
@@ -75,14 +74,18 @@ impl PartitionQueue {
             // Counted again under the lock: had the worker taken the queue
             // below half since, and found nothing paused to resume, a pause
             // now would never be lifted.
-            let (records, bytes) = self.queued.add(0, 0);
-            let full = records >= kafka.queue_records || bytes >= kafka.queue_bytes;
-            if full && !*paused {
+            let (records, bytes) = self.queued.now();
+            if over(kafka, records, bytes) && !*paused {
                 source.pause(&partition);
                 *paused = true;
             }
         }
     }
+}
+
+/// Whether a queue of `records` records and `bytes` bytes is full.
+fn over(kafka: &KafkaConfig, records: usize, bytes: usize) -> bool {
+    records >= kafka.queue_records || bytes >= kafka.queue_bytes
 }
 
 /// The bytes a queued record holds: key, value and headers.
@@ -110,6 +113,14 @@ impl Backlog {
         (
             self.records.fetch_add(records, Ordering::AcqRel) + records,
             self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes,
+        )
+    }
+
+    /// What is queued now: records and bytes.
+    pub(super) fn now(&self) -> (usize, usize) {
+        (
+            self.records.load(Ordering::Acquire),
+            self.bytes.load(Ordering::Acquire),
         )
     }
 

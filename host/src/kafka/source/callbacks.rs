@@ -82,8 +82,7 @@ impl ConsumerContext for SourceContext {
                 assigned.remove(&partition);
             }
             drop(assigned);
-            self.report_owned();
-            let owned = self.state.owned().len();
+            let owned = self.report_owned();
             tracing::info!(partitions = list.count(), owned, "partitions revoked");
         }
     }
@@ -107,19 +106,21 @@ impl ConsumerContext for SourceContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition())),
             );
-            self.report_owned();
-            let owned = self.state.owned().len();
+            let owned = self.report_owned();
             tracing::info!(partitions = list.count(), owned, "partitions assigned");
         }
     }
 }
 
 impl SourceContext {
-    /// Shows the partitions owned now in `switchyard_partition_owned`.
-    fn report_owned(&self) {
+    /// Shows the partitions owned now in `switchyard_partition_owned`;
+    /// returns how many there are.
+    fn report_owned(&self) -> usize {
+        let owned = self.state.owned();
         if let Some(metrics) = &self.metrics {
-            metrics.owned(&self.state.owned());
+            metrics.owned(&owned);
         }
+        owned.len()
     }
 }
 

@@ -17,9 +17,8 @@
 //! way back: an older router opening the file afterwards finds no processed
 //! marks.
 
-use super::{IDS, OUTPUTS, next_seq};
-use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
-use std::collections::HashMap;
+use super::Append;
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 /// The first layout: `<plugin>\0<event id>` -> outputs.
 pub(super) const OLD_PROCESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("processed");
@@ -34,31 +33,6 @@ pub(super) const OLD_MARKS: TableDefinition<&str, u64> = TableDefinition::new("p
 pub(super) const OLD_OUTBOX: TableDefinition<(&str, u64), (&str, &[u8])> =
     TableDefinition::new("outbox");
 
-/// The new tables, written in order of each plugin's sequence.
-struct Append<'t> {
-    ids: Table<'t, (&'static str, u64), &'static str>,
-    outputs: Table<'t, (&'static str, u64), &'static [u8]>,
-    next: HashMap<String, u64>,
-    moved: u64,
-}
-
-impl Append<'_> {
-    fn push(&mut self, plugin: &str, id: &str, outputs: &[u8]) -> anyhow::Result<()> {
-        let seq = match self.next.get_mut(plugin) {
-            Some(seq) => seq,
-            None => self
-                .next
-                .entry(plugin.to_string())
-                .or_insert(next_seq(&self.ids, plugin)?),
-        };
-        self.ids.insert((plugin, *seq), id)?;
-        self.outputs.insert((plugin, *seq), outputs)?;
-        *seq += 1;
-        self.moved += 1;
-        Ok(())
-    }
-}
-
 /// Moves every earlier layout's marks into the new tables, oldest first,
 /// and drops the old tables; nothing to do in a file made since.
 pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
@@ -71,17 +45,14 @@ pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
     if !outbox && !first {
         return Ok(());
     }
-    let mut to = Append {
-        ids: txn.open_table(IDS)?,
-        outputs: txn.open_table(OUTPUTS)?,
-        next: HashMap::new(),
-        moved: 0,
-    };
+    let mut to = Append::open(txn)?;
+    let mut moved = 0u64;
     if outbox {
         for entry in txn.open_table(OLD_OUTBOX)?.iter()? {
             let (key, value) = entry?;
             let (id, outputs) = value.value();
             to.push(key.value().0, id, outputs)?;
+            moved += 1;
         }
     }
     if first {
@@ -91,10 +62,10 @@ pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
             let (plugin, id) = (key.value().0, id.value());
             if let Some(outputs) = processed.get(super::join(plugin, id).as_str())? {
                 to.push(plugin, id, outputs.value())?;
+                moved += 1;
             }
         }
     }
-    let moved = to.moved;
     drop(to);
     if outbox {
         txn.delete_table(OLD_OUTBOX)?;

@@ -164,16 +164,13 @@ impl DiskStore {
         let mut changes = Vec::new();
         let applied = {
             let mut state = txn.open_table(STATE)?;
-            let mut outbox = Processed {
-                ids: txn.open_table(IDS)?,
-                outputs: txn.open_table(OUTPUTS)?,
-            };
+            let mut outbox = Append::open(&txn)?;
             let index = self.read_marks();
             let plan = check(
                 batches,
                 &Tables {
                     state: &state,
-                    outbox: &outbox,
+                    outbox: &outbox.tables,
                     marks: &index,
                 },
             )?;
@@ -185,8 +182,6 @@ impl DiskStore {
                     None => state.remove(key)?,
                 };
             }
-            // The next sequence number of each plugin's processed ids.
-            let mut next: HashMap<&str, u64> = HashMap::new();
             changes.reserve(plan.marks.len() * 2);
             for Mark {
                 plugin,
@@ -194,24 +189,19 @@ impl DiskStore {
                 outputs,
             } in &plan.marks
             {
-                let seq = match next.get_mut(plugin) {
-                    Some(seq) => seq,
-                    None => next.entry(plugin).or_insert(next_seq(&outbox.ids, plugin)?),
-                };
-                outbox.ids.insert((*plugin, *seq), *event_id)?;
-                outbox.outputs.insert((*plugin, *seq), *outputs)?;
+                let seq = outbox.push(plugin, event_id, outputs)?;
                 changes.push(Change {
                     plugin,
                     hash: index.hash(event_id),
-                    seq: *seq,
+                    seq,
                     added: true,
                 });
                 // The window: the oldest id past `keep` goes, in this
                 // same transaction.
-                if *seq >= self.keep {
-                    let gone = *seq - self.keep;
-                    outbox.outputs.remove((*plugin, gone))?;
-                    if let Some(old) = outbox.ids.remove((*plugin, gone))? {
+                if seq >= self.keep {
+                    let gone = seq - self.keep;
+                    outbox.tables.outputs.remove((*plugin, gone))?;
+                    if let Some(old) = outbox.tables.ids.remove((*plugin, gone))? {
                         changes.push(Change {
                             plugin,
                             hash: index.hash(old.value()),
@@ -220,7 +210,6 @@ impl DiskStore {
                         });
                     }
                 }
-                *seq += 1;
             }
             apply_timers(&txn, &plan.timers)?;
             plan.applied
@@ -243,6 +232,43 @@ fn next_seq(
         .next_back()
         .transpose()?
         .map_or(0, |(k, _)| k.value().1 + 1))
+}
+
+/// Appends to the outbox in a write transaction, numbering each plugin's
+/// entries on from its newest.
+struct Append<'t> {
+    tables: WriteOutbox<'t>,
+    /// The next sequence number of each plugin seen so far.
+    next: HashMap<String, u64>,
+}
+
+impl<'t> Append<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> anyhow::Result<Self> {
+        Ok(Append {
+            tables: Processed {
+                ids: txn.open_table(IDS)?,
+                outputs: txn.open_table(OUTPUTS)?,
+            },
+            next: HashMap::new(),
+        })
+    }
+
+    /// Appends `event_id` and its `outputs` as `plugin`'s next entry;
+    /// returns its sequence number.
+    fn push(&mut self, plugin: &str, event_id: &str, outputs: &[u8]) -> anyhow::Result<u64> {
+        let next = match self.next.get_mut(plugin) {
+            Some(next) => next,
+            None => {
+                let first = next_seq(&self.tables.ids, plugin)?;
+                self.next.entry(plugin.to_string()).or_insert(first)
+            }
+        };
+        let seq = *next;
+        self.tables.ids.insert((plugin, seq), event_id)?;
+        self.tables.outputs.insert((plugin, seq), outputs)?;
+        *next += 1;
+        Ok(seq)
+    }
 }
 
 /// The outbox's tables in one read transaction.
