@@ -1,8 +1,14 @@
 //! P2: per-event plugin cost on a reused and a fresh instance, against the
 //! same handler compiled natively.
+//!
+//! The three paths run in turns, a pass of 2,000 events each, for
+//! [`ROUNDS`] rounds; each ratio is the median of the rounds' own ratios, so
+//! that a slow stretch of this shared machine, which lasts longer than a
+//! round, slows both sides of a ratio alike (a best of three of each path,
+//! measured one path after the other, read 2.4-4.5x in one build).
 
 use crate::load::{INPUT, booking};
-use crate::runs::native_us;
+use crate::runs::{native_round, percentile};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +17,11 @@ use switchyard::{CallInput, Engine, EngineOptions, Limits};
 use switchyard::{MemoryStore, StateRead};
 use switchyard_testkit::root;
 
-/// Microseconds per event on each path.
+/// How many rounds of the three paths P2 runs.
+const ROUNDS: usize = 15;
+
+/// Microseconds per event on each path, the rounds' medians, and the
+/// medians of the rounds' ratios to native.
 pub struct P2 {
     /// The plugin on a reused instance.
     pub reused_us: f64,
@@ -19,12 +29,20 @@ pub struct P2 {
     pub fresh_us: f64,
     /// The same handler compiled natively.
     pub native_us: f64,
+    /// Reused against native, the median of the rounds' ratios.
+    pub reused_ratio: f64,
+    /// Fresh against native, the median of the rounds' ratios.
+    pub fresh_ratio: f64,
 }
 
 /// Measures, and says so on stderr.
 pub fn run() -> P2 {
-    let wasm = std::fs::read(root().join("plugins/target/wasm32-wasip2/release/payment.wasm"))
-        .expect("build the plugins first: scripts/build-plugins.sh");
+    // `BENCH_P2_WASM=FILE` measures another build of the plugin.
+    let path = std::env::var_os("BENCH_P2_WASM").map_or_else(
+        || root().join("plugins/target/wasm32-wasip2/release/payment.wasm"),
+        std::path::PathBuf::from,
+    );
+    let wasm = std::fs::read(path).expect("build the plugins first: scripts/build-plugins.sh");
     let cache = tempfile::tempdir().unwrap();
     let engine = Engine::new(EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -78,17 +96,38 @@ pub fn run() -> P2 {
         assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
     };
     let native_config = json!({"vocabulary": "booking", "max_amount": 5000.0});
-    let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(f64::MAX, f64::min);
-    // Warm up, then best of three each, alternating.
+    let mut native = native_round::<payment::Payment>(&events, &native_config);
+    // Warm up, then the three in turns.
     per_call(&mut reused);
     per_call(&mut fresh);
-    let reused_us = best(&mut || per_call(&mut reused));
-    let fresh_us = best(&mut || per_call(&mut fresh));
-    let native_us = native_us::<payment::Payment>(&events, &native_config);
-    eprintln!("P2: reused {reused_us:.1} us fresh {fresh_us:.1} us native {native_us:.1} us");
-    P2 {
-        reused_us,
-        fresh_us,
-        native_us,
-    }
+    native();
+    let rounds: Vec<[f64; 3]> = (0..ROUNDS)
+        .map(|_| [per_call(&mut reused), per_call(&mut fresh), native()])
+        .collect();
+    let median = |f: &dyn Fn(&[f64; 3]) -> f64| {
+        percentile(&mut rounds.iter().map(f).collect::<Vec<_>>(), 0.5)
+    };
+    let p2 = P2 {
+        reused_us: median(&|r| r[0]),
+        fresh_us: median(&|r| r[1]),
+        native_us: median(&|r| r[2]),
+        reused_ratio: median(&|r| r[0] / r[2]),
+        fresh_ratio: median(&|r| r[1] / r[2]),
+    };
+    let spread = |i: usize| {
+        let ratios: Vec<f64> = rounds.iter().map(|r| r[i] / r[2]).collect();
+        let min = ratios.iter().copied().fold(f64::MAX, f64::min);
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        format!("{min:.2}-{max:.2}x")
+    };
+    eprintln!(
+        "P2: reused {:.1} us fresh {:.1} us native {:.1} us; reused/native {:.2}x ({}), fresh/native {:.1}x",
+        p2.reused_us,
+        p2.fresh_us,
+        p2.native_us,
+        p2.reused_ratio,
+        spread(0),
+        p2.fresh_ratio
+    );
+    p2
 }

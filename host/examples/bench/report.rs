@@ -180,15 +180,13 @@ pub fn p2(out: &mut String, r: &P2) {
     writeln!(
         out,
         "| wasm, reused instance | {:.2} | **{:.2}x** |",
-        r.reused_us,
-        r.reused_us / r.native_us
+        r.reused_us, r.reused_ratio
     )
     .unwrap();
     writeln!(
         out,
         "| wasm, fresh instance per event | {:.2} | {:.2}x |\n",
-        r.fresh_us,
-        r.fresh_us / r.native_us
+        r.fresh_us, r.fresh_ratio
     )
     .unwrap();
 }

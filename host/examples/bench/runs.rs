@@ -263,6 +263,16 @@ pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
 /// Microseconds per event for handler `H` compiled natively into this
 /// program, on fresh state per event; best of three.
 pub fn native_us<H: switchyard_sdk::Handler>(events: &[switchyard::Event], config: &Value) -> f64 {
+    let mut round = native_round::<H>(events, config);
+    (0..3).map(|_| round()).fold(f64::MAX, f64::min)
+}
+
+/// One pass of `H` over `events`, natively, as a closure that returns
+/// microseconds per event each time it runs; see [`native_us`].
+pub fn native_round<H: switchyard_sdk::Handler>(
+    events: &[switchyard::Event],
+    config: &Value,
+) -> impl FnMut() -> f64 {
     let sdk_events: Vec<switchyard_sdk::Event> = events
         .iter()
         .map(|e| switchyard_sdk::Event {
@@ -275,7 +285,8 @@ pub fn native_us<H: switchyard_sdk::Handler>(events: &[switchyard::Event], confi
             ..switchyard_sdk::Event::default()
         })
         .collect();
-    let run = || {
+    let config = config.clone();
+    move || {
         let started = Instant::now();
         for e in &sdk_events {
             let mut state = switchyard_sdk::testing::MemoryState::default();
@@ -284,8 +295,7 @@ pub fn native_us<H: switchyard_sdk::Handler>(events: &[switchyard::Event], confi
             std::hint::black_box(out.iter().map(|e| e.data.len()).sum::<usize>());
         }
         started.elapsed().as_secs_f64() * 1e6 / sdk_events.len() as f64
-    };
-    (0..3).map(|_| run()).fold(f64::MAX, f64::min)
+    }
 }
 
 /// The `p` quantile of `samples` (sorted in place).

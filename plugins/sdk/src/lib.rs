@@ -34,6 +34,10 @@ pub use serde_json::{Value, json};
 
 pub mod testing;
 
+// The plugin's allocator: on wasm32 unless the `allocator` feature is off.
+#[cfg(any(test, all(target_arch = "wasm32", feature = "allocator")))]
+mod allocator;
+
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private;
