@@ -87,6 +87,7 @@ fn block_size(index: usize) -> usize {
 }
 
 unsafe impl<B: GlobalAlloc> GlobalAlloc for Classes<B> {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(index) = class_of(layout) else {
             return unsafe { self.backing.alloc(layout) };
@@ -120,6 +121,7 @@ unsafe impl<B: GlobalAlloc> GlobalAlloc for Classes<B> {
         block
     }
 
+    #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let Some(index) = class_of(layout) else {
             return unsafe { self.backing.dealloc(block, layout) };
@@ -133,6 +135,7 @@ unsafe impl<B: GlobalAlloc> GlobalAlloc for Classes<B> {
         }
     }
 
+    #[inline]
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's contract: `layout.align()` is a power of two
         // and `new_size` rounded up to it does not overflow.
@@ -162,12 +165,15 @@ unsafe impl Sync for Global {}
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl GlobalAlloc for Global {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         unsafe { self.0.alloc(layout) }
     }
+    #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         unsafe { self.0.dealloc(block, layout) }
     }
+    #[inline]
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         unsafe { self.0.realloc(block, layout, new_size) }
     }
