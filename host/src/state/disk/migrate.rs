@@ -17,7 +17,7 @@
 //! way back: an older router opening the file afterwards finds no processed
 //! marks.
 
-use super::Append;
+use super::outbox::Append;
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 /// The first layout: `<plugin>\0<event id>` -> outputs.

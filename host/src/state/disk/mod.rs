@@ -11,8 +11,8 @@
 //!   plugin: the commit that marks an id past the window deletes the oldest
 //!   one, inline, in the same transaction). They are the only record of the
 //!   processed ids: an index in memory ([`marks`]), rebuilt on open from
-//!   `processed_ids`, finds an id's entry. Three earlier layouts are
-//!   migrated on open ([`migrate`]);
+//!   `processed_ids`, finds an id's entry; [`outbox`] appends and reads
+//!   them. Three earlier layouts are migrated on open ([`migrate`]);
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
 //! - `timers`: (`plugin`, name) -> the timer (due time, topic, partition,
@@ -34,10 +34,12 @@
 
 mod marks;
 mod migrate;
+mod outbox;
 mod timers;
 
-use marks::{Change, MarkIndex, Processed};
+use marks::{Change, MarkIndex};
 use migrate::migrate_marks;
+use outbox::{Append, WriteOutbox, read_outbox};
 use timers::*;
 #[cfg(test)]
 mod tests;
@@ -94,12 +96,6 @@ struct Tables<'a, 't> {
     marks: &'a MarkIndex,
 }
 
-/// The outbox's tables in a write transaction.
-type WriteOutbox<'t> = Processed<
-    Table<'t, (&'static str, u64), &'static str>,
-    Table<'t, (&'static str, u64), &'static [u8]>,
->;
-
 impl Committed for Tables<'_, '_> {
     fn value_is(&self, plugin: &str, key: &str, expected: Option<&[u8]>) -> anyhow::Result<bool> {
         let now = self.state.get(join(plugin, key).as_str())?;
@@ -110,6 +106,15 @@ impl Committed for Tables<'_, '_> {
         Ok(self.marks.find(self.outbox, plugin, event_id)?.is_some())
     }
 }
+
+/// The memory redb may keep of the file's pages. Its default, 1 GiB, let
+/// the cache grow to the whole outbox window (130 MB for the payment plugin
+/// at the default `keep_processed`), faulting in 17,000-20,000 fresh pages a
+/// second on the commit thread. A commit touches the pages at each end of
+/// the outbox tables, and the index answers processed ids from memory;
+/// other pages come from the file through the kernel's page cache
+/// (BENCHMARKS.md, item 19).
+const CACHE_BYTES: usize = 32 << 20;
 
 impl DiskStore {
     /// Opens (or creates) the store at `path`, remembering the last `keep`
@@ -123,12 +128,15 @@ impl DiskStore {
                 )
             })?;
         }
-        let db = Database::create(path).with_context(|| {
-            format!(
-                "{}: cannot open the state store (is another router using it?)",
-                path.display()
-            )
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .with_context(|| {
+                format!(
+                    "{}: cannot open the state store (is another router using it?)",
+                    path.display()
+                )
+            })?;
         let txn = db.begin_write()?;
         txn.open_table(STATE)?;
         txn.open_table(IDS)?;
@@ -219,65 +227,6 @@ impl DiskStore {
         index.apply(&changes);
         Ok(applied)
     }
-}
-
-/// The sequence number `plugin`'s next processed event takes: one past its
-/// newest entry in `ids`.
-fn next_seq(
-    ids: &impl ReadableTable<(&'static str, u64), &'static str>,
-    plugin: &str,
-) -> anyhow::Result<u64> {
-    Ok(ids
-        .range((plugin, 0)..=(plugin, u64::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(k, _)| k.value().1 + 1))
-}
-
-/// Appends to the outbox in a write transaction, numbering each plugin's
-/// entries on from its newest.
-struct Append<'t> {
-    tables: WriteOutbox<'t>,
-    /// The next sequence number of each plugin seen so far.
-    next: HashMap<String, u64>,
-}
-
-impl<'t> Append<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> anyhow::Result<Self> {
-        Ok(Append {
-            tables: Processed {
-                ids: txn.open_table(IDS)?,
-                outputs: txn.open_table(OUTPUTS)?,
-            },
-            next: HashMap::new(),
-        })
-    }
-
-    /// Appends `event_id` and its `outputs` as `plugin`'s next entry;
-    /// returns its sequence number.
-    fn push(&mut self, plugin: &str, event_id: &str, outputs: &[u8]) -> anyhow::Result<u64> {
-        let next = match self.next.get_mut(plugin) {
-            Some(next) => next,
-            None => {
-                let first = next_seq(&self.tables.ids, plugin)?;
-                self.next.entry(plugin.to_string()).or_insert(first)
-            }
-        };
-        let seq = *next;
-        self.tables.ids.insert((plugin, seq), event_id)?;
-        self.tables.outputs.insert((plugin, seq), outputs)?;
-        *next += 1;
-        Ok(seq)
-    }
-}
-
-/// The outbox's tables in one read transaction.
-fn read_outbox(db: &Database) -> anyhow::Result<impl marks::Outbox> {
-    let txn = db.begin_read()?;
-    Ok(Processed {
-        ids: txn.open_table(IDS)?,
-        outputs: txn.open_table(OUTPUTS)?,
-    })
 }
 
 impl StateRead for DiskStore {

@@ -1,0 +1,78 @@
+//! The outbox's two tables, `processed_ids` and `processed_outputs`, keyed by
+//! (plugin, sequence): appending a plugin's next entries in a write
+//! transaction, and opening both for reading.
+
+use super::marks::{self, Processed};
+use super::{IDS, OUTPUTS};
+use redb::{Database, ReadableDatabase, ReadableTable, Table};
+use std::collections::HashMap;
+
+/// The outbox's tables in a write transaction.
+pub(super) type WriteOutbox<'t> = Processed<
+    Table<'t, (&'static str, u64), &'static str>,
+    Table<'t, (&'static str, u64), &'static [u8]>,
+>;
+
+/// The sequence number `plugin`'s next processed event takes: one past its
+/// newest entry in `ids`.
+fn next_seq(
+    ids: &impl ReadableTable<(&'static str, u64), &'static str>,
+    plugin: &str,
+) -> anyhow::Result<u64> {
+    Ok(ids
+        .range((plugin, 0)..=(plugin, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1 + 1))
+}
+
+/// Appends to the outbox in a write transaction, numbering each plugin's
+/// entries on from its newest.
+pub(super) struct Append<'t> {
+    pub(super) tables: WriteOutbox<'t>,
+    /// The next sequence number of each plugin seen so far.
+    next: HashMap<String, u64>,
+}
+
+impl<'t> Append<'t> {
+    pub(super) fn open(txn: &'t redb::WriteTransaction) -> anyhow::Result<Self> {
+        Ok(Append {
+            tables: Processed {
+                ids: txn.open_table(IDS)?,
+                outputs: txn.open_table(OUTPUTS)?,
+            },
+            next: HashMap::new(),
+        })
+    }
+
+    /// Appends `event_id` and its `outputs` as `plugin`'s next entry;
+    /// returns its sequence number.
+    pub(super) fn push(
+        &mut self,
+        plugin: &str,
+        event_id: &str,
+        outputs: &[u8],
+    ) -> anyhow::Result<u64> {
+        let next = match self.next.get_mut(plugin) {
+            Some(next) => next,
+            None => {
+                let first = next_seq(&self.tables.ids, plugin)?;
+                self.next.entry(plugin.to_string()).or_insert(first)
+            }
+        };
+        let seq = *next;
+        self.tables.ids.insert((plugin, seq), event_id)?;
+        self.tables.outputs.insert((plugin, seq), outputs)?;
+        *next += 1;
+        Ok(seq)
+    }
+}
+
+/// The outbox's tables in one read transaction.
+pub(super) fn read_outbox(db: &Database) -> anyhow::Result<impl marks::Outbox> {
+    let txn = db.begin_read()?;
+    Ok(Processed {
+        ids: txn.open_table(IDS)?,
+        outputs: txn.open_table(OUTPUTS)?,
+    })
+}
