@@ -39,7 +39,7 @@ mod timers;
 
 use marks::{Change, MarkIndex};
 use migrate::migrate_marks;
-use outbox::{Append, WriteOutbox, read_outbox};
+use outbox::{Append, WriteOutbox, read_outbox, trim};
 use timers::*;
 #[cfg(test)]
 mod tests;
@@ -120,6 +120,7 @@ impl DiskStore {
     /// Opens (or creates) the store at `path`, remembering the last `keep`
     /// processed event ids of each plugin.
     pub fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
+        let keep = keep.max(1);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(
@@ -142,6 +143,7 @@ impl DiskStore {
         txn.open_table(IDS)?;
         txn.open_table(OUTPUTS)?;
         migrate_marks(&txn)?;
+        trim(&txn, keep)?;
         txn.open_table(WASM)?;
         txn.open_table(PLUGINS)?;
         txn.open_table(TIMERS)?;
@@ -152,7 +154,7 @@ impl DiskStore {
         let marks = MarkIndex::load(&db.begin_read()?.open_table(IDS)?)?;
         Ok(DiskStore {
             db,
-            keep: keep.max(1),
+            keep,
             path: path.to_path_buf(),
             marks: RwLock::new(marks),
             writer: Mutex::new(()),

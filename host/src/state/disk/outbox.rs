@@ -76,3 +76,34 @@ pub(super) fn read_outbox(db: &Database) -> anyhow::Result<impl marks::Outbox> {
         outputs: txn.open_table(OUTPUTS)?,
     })
 }
+
+/// Deletes each plugin's entries older than its newest `keep`, so that a
+/// window made smaller since the file was written (a lower
+/// `keep_processed`) shrinks when the store opens. A commit deletes only
+/// the one entry its own append pushes out of the window, so without this
+/// the entries between the old and the new window's ends stayed for good.
+pub(super) fn trim(txn: &redb::WriteTransaction, keep: u64) -> anyhow::Result<()> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let mut ids = txn.open_table(IDS)?;
+    let mut outputs = txn.open_table(OUTPUTS)?;
+    let mut plugins = Vec::new();
+    let mut next = ids.first()?.map(|(k, _)| k.value().0.to_string());
+    while let Some(plugin) = next {
+        let p = plugin.as_str();
+        next = ids
+            .range::<(&str, u64)>((Excluded((p, u64::MAX)), Unbounded))?
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.value().0.to_string());
+        plugins.push(plugin);
+    }
+    for plugin in &plugins {
+        let end = next_seq(&ids, plugin)?.saturating_sub(keep);
+        if end > 0 {
+            let old = (plugin.as_str(), 0)..(plugin.as_str(), end);
+            ids.retain_in(old.clone(), |_, _| false)?;
+            outputs.retain_in(old, |_, _| false)?;
+        }
+    }
+    Ok(())
+}

@@ -3,7 +3,7 @@
 use super::migrate::{OLD_MARKS, OLD_ORDER, OLD_OUTBOX, OLD_PROCESSED};
 use super::*;
 use crate::state::{Effect, Timer, TimerChange};
-use redb::TableHandle;
+use redb::{ReadableTableMetadata, TableHandle};
 
 #[test]
 fn disk_store_keeps_the_contract_and_survives_reopening() {
@@ -221,6 +221,38 @@ fn the_index_follows_the_window_across_reopening() {
     let again = [vec![marked(forgotten)]];
     assert_eq!(store.commit(&[&again]).unwrap(), vec![1]);
     assert_eq!(store.marks.read().unwrap().len(), keep as usize);
+}
+
+#[test]
+fn a_smaller_window_is_trimmed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trim.redb");
+    let ids: Vec<String> = (0..120).map(|n| format!("id-{n}")).collect();
+    let store = DiskStore::open(&path, 50).unwrap();
+    for id in &ids {
+        let q = Effect {
+            plugin: "q".into(),
+            ..marked(id)
+        };
+        let records = [vec![marked(id)], vec![q]];
+        assert_eq!(store.commit(&[&records]).unwrap(), vec![2]);
+    }
+    drop(store);
+    let store = DiskStore::open(&path, 10).unwrap();
+    assert_eq!(store.marks.read().unwrap().len(), 20);
+    for (n, id) in ids.iter().enumerate() {
+        let want = (n >= 110).then(|| format!("out-{id}").into_bytes());
+        assert_eq!(store.processed("p", id).unwrap(), want, "p {n}");
+        assert_eq!(store.processed("q", id).unwrap(), want, "q {n}");
+    }
+    let txn = store.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(IDS).unwrap().len().unwrap(), 20);
+    assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 20);
+    // The next commits keep the new window.
+    let next = [vec![marked("id-120")]];
+    assert_eq!(store.commit(&[&next]).unwrap(), vec![1]);
+    assert_eq!(store.processed("p", &ids[110]).unwrap(), None);
+    assert_eq!(store.marks.read().unwrap().len(), 20);
 }
 
 /// A processed mark of `id` for plugin `p`, its outputs `out-{id}`.
