@@ -8,7 +8,7 @@
 //! measured one path after the other, read 2.4-4.5x in one build).
 
 use crate::load::{INPUT, booking};
-use crate::runs::{native_round, percentile};
+use crate::runs::{in_turns, median, median_ratio, native_round};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,33 +101,26 @@ pub fn run() -> P2 {
     per_call(&mut reused);
     per_call(&mut fresh);
     native();
-    let rounds: Vec<[f64; 3]> = (0..ROUNDS)
-        .map(|_| [per_call(&mut reused), per_call(&mut fresh), native()])
-        .collect();
-    let median = |f: &dyn Fn(&[f64; 3]) -> f64| {
-        percentile(&mut rounds.iter().map(f).collect::<Vec<_>>(), 0.5)
-    };
+    let samples = in_turns(
+        ROUNDS,
+        &mut [
+            &mut || per_call(&mut reused),
+            &mut || per_call(&mut fresh),
+            &mut native,
+        ],
+    );
+    let [reused, fresh, native] = [0, 1, 2].map(|i| &samples[i]);
+    let (reused_ratio, least, most) = median_ratio(reused, native);
     let p2 = P2 {
-        reused_us: median(&|r| r[0]),
-        fresh_us: median(&|r| r[1]),
-        native_us: median(&|r| r[2]),
-        reused_ratio: median(&|r| r[0] / r[2]),
-        fresh_ratio: median(&|r| r[1] / r[2]),
-    };
-    let spread = |i: usize| {
-        let ratios: Vec<f64> = rounds.iter().map(|r| r[i] / r[2]).collect();
-        let min = ratios.iter().copied().fold(f64::MAX, f64::min);
-        let max = ratios.iter().copied().fold(0.0, f64::max);
-        format!("{min:.2}-{max:.2}x")
+        reused_us: median(reused),
+        fresh_us: median(fresh),
+        native_us: median(native),
+        reused_ratio,
+        fresh_ratio: median_ratio(fresh, native).0,
     };
     eprintln!(
-        "P2: reused {:.1} us fresh {:.1} us native {:.1} us; reused/native {:.2}x ({}), fresh/native {:.1}x",
-        p2.reused_us,
-        p2.fresh_us,
-        p2.native_us,
-        p2.reused_ratio,
-        spread(0),
-        p2.fresh_ratio
+        "P2: reused {:.1} us fresh {:.1} us native {:.1} us; reused/native {:.2}x ({least:.2}-{most:.2}x), fresh/native {:.1}x",
+        p2.reused_us, p2.fresh_us, p2.native_us, p2.reused_ratio, p2.fresh_ratio
     );
     p2
 }

@@ -321,9 +321,9 @@ pub fn p8(out: &mut String, rows: &[P8], native: f64) {
             r.rebuilt_s,
             r.cached_ms,
             r.reused_us,
-            r.reused_us / native,
+            r.reused_ratio,
             r.fresh_us,
-            r.fresh_us / native
+            r.fresh_ratio
         )
         .unwrap();
     }

@@ -260,15 +260,9 @@ pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
     }
 }
 
-/// Microseconds per event for handler `H` compiled natively into this
-/// program, on fresh state per event; best of three.
-pub fn native_us<H: switchyard_sdk::Handler>(events: &[switchyard::Event], config: &Value) -> f64 {
-    let mut round = native_round::<H>(events, config);
-    (0..3).map(|_| round()).fold(f64::MAX, f64::min)
-}
-
-/// One pass of `H` over `events`, natively, as a closure that returns
-/// microseconds per event each time it runs; see [`native_us`].
+/// One pass of handler `H`, compiled natively into this program, over
+/// `events` on fresh state per event, as a closure that returns
+/// microseconds per event each time it runs.
 pub fn native_round<H: switchyard_sdk::Handler>(
     events: &[switchyard::Event],
     config: &Value,
@@ -296,6 +290,35 @@ pub fn native_round<H: switchyard_sdk::Handler>(
         }
         started.elapsed().as_secs_f64() * 1e6 / sdk_events.len() as f64
     }
+}
+
+/// Runs `passes` in turns, each once a round, for `rounds` rounds; returns
+/// each pass's samples (microseconds per event, as each pass returns them).
+/// Side by side in turns, a slow stretch of this shared machine, which lasts
+/// longer than a round, slows the passes of a round alike, so ratios are
+/// taken round by round ([`median_ratio`]).
+pub fn in_turns(rounds: usize, passes: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+    let mut samples = vec![Vec::with_capacity(rounds); passes.len()];
+    for _ in 0..rounds {
+        for (pass, out) in passes.iter_mut().zip(&mut samples) {
+            out.push(pass());
+        }
+    }
+    samples
+}
+
+/// The median of `samples`.
+pub fn median(samples: &[f64]) -> f64 {
+    percentile(&mut samples.to_vec(), 0.5)
+}
+
+/// The median of the rounds' ratios `of[i] / to[i]`, with their least and
+/// greatest.
+pub fn median_ratio(of: &[f64], to: &[f64]) -> (f64, f64, f64) {
+    let ratios: Vec<f64> = of.iter().zip(to).map(|(a, b)| a / b).collect();
+    let min = ratios.iter().copied().fold(f64::MAX, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    (median(&ratios), min, max)
 }
 
 /// The `p` quantile of `samples` (sorted in place).
