@@ -8,7 +8,7 @@
 //! measured one path after the other, read 2.4-4.5x in one build).
 
 use crate::load::{INPUT, booking};
-use crate::runs::{in_turns, median, median_ratio, native_round};
+use crate::runs::{InTurns, median, native_round};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -97,26 +97,19 @@ pub fn run() -> P2 {
     };
     let native_config = json!({"vocabulary": "booking", "max_amount": 5000.0});
     let mut native = native_round::<payment::Payment>(&events, &native_config);
-    // Warm up, then the three in turns.
-    per_call(&mut reused);
-    per_call(&mut fresh);
-    native();
-    let samples = in_turns(
+    let costs = InTurns::measure(
         ROUNDS,
-        &mut [
-            &mut || per_call(&mut reused),
-            &mut || per_call(&mut fresh),
-            &mut native,
-        ],
+        &mut || per_call(&mut reused),
+        &mut || per_call(&mut fresh),
+        &mut native,
     );
-    let [reused, fresh, native] = [0, 1, 2].map(|i| &samples[i]);
-    let (reused_ratio, least, most) = median_ratio(reused, native);
+    let (reused_ratio, least, most) = costs.reused_ratio;
     let p2 = P2 {
-        reused_us: median(reused),
-        fresh_us: median(fresh),
-        native_us: median(native),
+        reused_us: costs.reused_us,
+        fresh_us: costs.fresh_us,
+        native_us: median(&costs.native),
         reused_ratio,
-        fresh_ratio: median_ratio(fresh, native).0,
+        fresh_ratio: costs.fresh_ratio,
     };
     eprintln!(
         "P2: reused {:.1} us fresh {:.1} us native {:.1} us; reused/native {:.2}x ({least:.2}-{most:.2}x), fresh/native {:.1}x",

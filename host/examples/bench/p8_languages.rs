@@ -6,7 +6,7 @@
 //! ratio is the median of the rounds' own ratios (as in P2). Measured one
 //! after the other, the JavaScript call read 107 to 213 us from run to run.
 
-use crate::runs::{in_turns, median, median_ratio, native_round};
+use crate::runs::{InTurns, median, native_round};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -127,21 +127,14 @@ pub fn run() -> (Vec<P8>, f64) {
         let mut fresh = |e: &switchyard::Event| {
             assert!(engine.call(&version, e, input()).unwrap().result.is_ok());
         };
-        // Warm up, then the three in turns.
-        per_call(&mut reused);
-        per_call(&mut fresh);
-        native();
-        let samples = in_turns(
+        let costs = InTurns::measure(
             ROUNDS,
-            &mut [
-                &mut || per_call(&mut reused),
-                &mut || per_call(&mut fresh),
-                &mut native,
-            ],
+            &mut || per_call(&mut reused),
+            &mut || per_call(&mut fresh),
+            &mut native,
         );
-        let [reused, fresh, natives] = [0, 1, 2].map(|i| &samples[i]);
-        let (reused_ratio, least, most) = median_ratio(reused, natives);
-        let (reused_us, fresh_us) = (median(reused), median(fresh));
+        let (reused_ratio, least, most) = costs.reused_ratio;
+        let (reused_us, fresh_us) = (costs.reused_us, costs.fresh_us);
         eprintln!(
             "P8 {lang}: cold {cold_s:.1} s rebuilt {rebuilt_s:.1} s cached {:.0} ms reused {reused_us:.0} us fresh {fresh_us:.0} us; reused/native {reused_ratio:.0}x ({least:.0}-{most:.0}x)",
             cached_s * 1e3
@@ -155,9 +148,9 @@ pub fn run() -> (Vec<P8>, f64) {
             reused_us,
             fresh_us,
             reused_ratio,
-            fresh_ratio: median_ratio(fresh, natives).0,
+            fresh_ratio: costs.fresh_ratio,
         });
-        native_samples.extend_from_slice(natives);
+        native_samples.extend_from_slice(&costs.native);
     }
     let native = median(&native_samples);
     (rows, native)

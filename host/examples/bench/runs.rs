@@ -297,7 +297,7 @@ pub fn native_round<H: switchyard_sdk::Handler>(
 /// Side by side in turns, a slow stretch of this shared machine, which lasts
 /// longer than a round, slows the passes of a round alike, so ratios are
 /// taken round by round ([`median_ratio`]).
-pub fn in_turns(rounds: usize, passes: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+fn in_turns(rounds: usize, passes: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
     let mut samples = vec![Vec::with_capacity(rounds); passes.len()];
     for _ in 0..rounds {
         for (pass, out) in passes.iter_mut().zip(&mut samples) {
@@ -307,6 +307,49 @@ pub fn in_turns(rounds: usize, passes: &mut [&mut dyn FnMut() -> f64]) -> Vec<Ve
     samples
 }
 
+/// A plugin's per-event cost on a reused and a fresh instance against the
+/// native handler, measured in turns ([`in_turns`]).
+pub struct InTurns {
+    /// Microseconds per event on a reused instance, the rounds' median.
+    pub reused_us: f64,
+    /// On a fresh instance per event, the rounds' median.
+    pub fresh_us: f64,
+    /// Reused against native: the median of the rounds' ratios, and their
+    /// least and greatest.
+    pub reused_ratio: (f64, f64, f64),
+    /// Fresh against native, the median of the rounds' ratios.
+    pub fresh_ratio: f64,
+    /// The native handler's passes.
+    pub native: Vec<f64>,
+}
+
+impl InTurns {
+    /// Warms each pass up once, then runs them in turns for `rounds` rounds.
+    pub fn measure(
+        rounds: usize,
+        reused: &mut dyn FnMut() -> f64,
+        fresh: &mut dyn FnMut() -> f64,
+        native: &mut dyn FnMut() -> f64,
+    ) -> Self {
+        reused();
+        fresh();
+        native();
+        let mut samples = in_turns(rounds, &mut [reused, fresh, native]).into_iter();
+        let (reused, fresh, native) = (
+            samples.next().unwrap(),
+            samples.next().unwrap(),
+            samples.next().unwrap(),
+        );
+        InTurns {
+            reused_us: median(&reused),
+            fresh_us: median(&fresh),
+            reused_ratio: median_ratio(&reused, &native),
+            fresh_ratio: median_ratio(&fresh, &native).0,
+            native,
+        }
+    }
+}
+
 /// The median of `samples`.
 pub fn median(samples: &[f64]) -> f64 {
     percentile(&mut samples.to_vec(), 0.5)
@@ -314,7 +357,7 @@ pub fn median(samples: &[f64]) -> f64 {
 
 /// The median of the rounds' ratios `of[i] / to[i]`, with their least and
 /// greatest.
-pub fn median_ratio(of: &[f64], to: &[f64]) -> (f64, f64, f64) {
+fn median_ratio(of: &[f64], to: &[f64]) -> (f64, f64, f64) {
     let ratios: Vec<f64> = of.iter().zip(to).map(|(a, b)| a / b).collect();
     let min = ratios.iter().copied().fold(f64::MAX, f64::min);
     let max = ratios.iter().copied().fold(0.0, f64::max);
