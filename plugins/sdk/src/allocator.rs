@@ -15,7 +15,7 @@
 //! plugin's small blocks therefore take the sum of each class's peak, where
 //! dlmalloc would reuse one class's freed memory for another; the host
 //! replaces a reused instance every 10,000 calls and caps its memory
-//! (`max_memory_mb`). A plugin that wants another allocator turns off this
+//! (`memory_mib`). A plugin that wants another allocator turns off this
 //! crate's default `allocator` feature and declares its own
 //! `#[global_allocator]`.
 //!
