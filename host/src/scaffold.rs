@@ -8,7 +8,9 @@
 //! on every save) and a short README with the build command.
 //!
 //! - Rust: a crate depending on the SDK of the checkout this binary was
-//!   built from (`--sdk` points elsewhere), a workspace of its own.
+//!   built from (`--sdk` points elsewhere), a workspace of its own, built as
+//!   the reference plugins are (LTO, one codegen unit, and LLVM inlining more
+//!   than by default, in `.cargo/config.toml`: BENCHMARKS.md, P2).
 //! - Python and JavaScript: the handler next to a copy of the SDK helper
 //!   (`switchyard.py`, `switchyard.js`) and of `wit/`, so that the folder
 //!   builds on its own with componentize-py or componentize-js; JavaScript
@@ -96,6 +98,10 @@ pub(crate) fn create(new: &NewPlugin) -> anyhow::Result<PathBuf> {
             files.push((
                 "src/lib.rs",
                 include_str!("../templates/rust/lib.rs").into(),
+            ));
+            files.push((
+                ".cargo/config.toml",
+                include_str!("../templates/rust/cargo-config.toml").into(),
             ));
             files.push((".gitignore", "target/\n".into()));
             for (_, text) in &mut files {
