@@ -162,6 +162,13 @@ impl RouterConfig {
         if raw.kafka.partitions < 1 || raw.kafka.topic_partitions.values().any(|p| *p < 1) {
             return Err(fail(None, "`kafka.partitions` must be at least 1".into()));
         }
+        if !(1..=65536).contains(&raw.state.cache_mib) {
+            return Err(fail(
+                None,
+                "`state.cache_mib` must be 1 to 65536 (MiB of the redb store's file kept in memory)"
+                    .into(),
+            ));
+        }
         let k = &raw.kafka;
         if k.guarantee == Guarantee::ExactlyOnce
             && (k.transaction_interval_ms == 0
@@ -278,6 +285,22 @@ mod tests {
         );
         assert_eq!(p.config["limit"], 5);
         assert_eq!(p.source, "switchyard/payment");
+    }
+
+    #[test]
+    fn the_state_cache_is_32_mib_unless_set_and_refused_outside_its_range() {
+        let plugin = "[[plugin]]\nname = \"a\"\nwasm = \"a.wasm\"\nsubscribe.types = [\"x\"]\n";
+        assert_eq!(parse(plugin).unwrap().state.cache_mib, 32);
+        let set = parse(&format!("[state]\ncache_mib = 256\n{plugin}")).unwrap();
+        assert_eq!(set.state.cache_mib, 256);
+        for bad in [0, 65537] {
+            let e = parse(&format!("[state]\ncache_mib = {bad}\n{plugin}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("ex/router.toml"), "{e}");
+            assert!(e.contains("`state.cache_mib` must be 1 to 65536"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! url = "postgres://switchyard@db/switchyard"  # shared by every instance; or --state-url,
 //!                                        # SWITCHYARD_STATE_URL; default: redb in --state-dir
 //! keep_processed = 100000                # processed event ids remembered per plugin
+//! cache_mib = 32                         # redb: MiB of the file's pages kept in memory
 //!
 //! [defaults]
 //! timeout_ms = 1000      # per-call deadline

@@ -107,8 +107,8 @@ impl Committed for Tables<'_, '_> {
     }
 }
 
-/// The memory redb may keep of the file's pages. Its default, 1 GiB, let
-/// the cache grow to the whole outbox window (130 MB for the payment plugin
+/// The memory redb may keep of the file's pages, unless `[state] cache_mib`
+/// says otherwise. redb's own default, 1 GiB, let the cache grow to the whole outbox window (130 MB for the payment plugin
 /// at the default `keep_processed`), faulting in about 5,000 fresh pages a
 /// second on the commit thread. A commit touches the pages at each end of
 /// the outbox tables, and the index answers processed ids from memory;
@@ -118,8 +118,13 @@ const CACHE_BYTES: usize = 32 << 20;
 
 impl DiskStore {
     /// Opens (or creates) the store at `path`, remembering the last `keep`
-    /// processed event ids of each plugin.
+    /// processed event ids of each plugin, with a cache of 32 MiB.
     pub fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
+        Self::open_with_cache(path, keep, CACHE_BYTES)
+    }
+
+    /// [`DiskStore::open`] with a cache of `cache_bytes` of the file's pages.
+    pub fn open_with_cache(path: &Path, keep: u64, cache_bytes: usize) -> anyhow::Result<Self> {
         let keep = keep.max(1);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| {
@@ -130,7 +135,7 @@ impl DiskStore {
             })?;
         }
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)
             .with_context(|| {
                 format!(
