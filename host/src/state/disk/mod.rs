@@ -107,10 +107,11 @@ impl Committed for Tables<'_, '_> {
     }
 }
 
-/// The memory redb may keep of the file's pages, unless `[state] cache_mib`
-/// says otherwise. redb's own default, 1 GiB, let the cache grow to the whole outbox window (130 MB for the payment plugin
-/// at the default `keep_processed`), faulting in about 5,000 fresh pages a
-/// second on the commit thread. A commit touches the pages at each end of
+/// The memory redb may keep of the file's pages, unless `[state]
+/// cache_mib` says otherwise. redb's own default, 1 GiB, let the cache grow
+/// to the whole outbox window (130 MB for the payment plugin at the default
+/// `keep_processed`), faulting in about 5,000 fresh pages a second on the
+/// commit thread. A commit touches the pages at each end of
 /// the outbox tables, and the index answers processed ids from memory;
 /// other pages come from the file through the kernel's page cache
 /// (BENCHMARKS.md, item 19).
