@@ -171,7 +171,7 @@ impl Default for StateConfig {
         StateConfig {
             url: None,
             keep_processed: 100_000,
-            cache_mib: 32,
+            cache_mib: crate::state::CACHE_MIB,
         }
     }
 }

@@ -284,11 +284,10 @@ async fn open_store(
 ) -> anyhow::Result<(Arc<dyn StateStore>, Arc<dyn VersionStore>)> {
     let keep = config.state.keep_processed;
     let Some(url) = options.state_url.clone().or(config.state.url.clone()) else {
-        let cache = usize::try_from(config.state.cache_mib << 20).unwrap_or(usize::MAX);
         let store = Arc::new(DiskStore::open_with_cache(
             &options.state_dir.join("state.redb"),
             keep,
-            cache,
+            config.state.cache_mib,
         )?);
         return Ok((store.clone(), store));
     };

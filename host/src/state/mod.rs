@@ -63,6 +63,7 @@ mod postgres;
 mod timers;
 mod view;
 
+pub(crate) use disk::CACHE_MIB;
 pub use disk::DiskStore;
 pub use error::StateError;
 pub use memory::MemoryStore;

@@ -107,7 +107,7 @@ impl Committed for Tables<'_, '_> {
     }
 }
 
-/// The memory redb may keep of the file's pages, unless `[state]
+/// The memory, in MiB, redb may keep of the file's pages, unless `[state]
 /// cache_mib` says otherwise. redb's own default, 1 GiB, let the cache grow
 /// to the whole outbox window (130 MB for the payment plugin at the default
 /// `keep_processed`), faulting in about 5,000 fresh pages a second on the
@@ -115,17 +115,17 @@ impl Committed for Tables<'_, '_> {
 /// the outbox tables, and the index answers processed ids from memory;
 /// other pages come from the file through the kernel's page cache
 /// (BENCHMARKS.md, item 19).
-const CACHE_BYTES: usize = 32 << 20;
+pub(crate) const CACHE_MIB: u64 = 32;
 
 impl DiskStore {
     /// Opens (or creates) the store at `path`, remembering the last `keep`
     /// processed event ids of each plugin, with a cache of 32 MiB.
     pub fn open(path: &Path, keep: u64) -> anyhow::Result<Self> {
-        Self::open_with_cache(path, keep, CACHE_BYTES)
+        Self::open_with_cache(path, keep, CACHE_MIB)
     }
 
-    /// [`DiskStore::open`] with a cache of `cache_bytes` of the file's pages.
-    pub fn open_with_cache(path: &Path, keep: u64, cache_bytes: usize) -> anyhow::Result<Self> {
+    /// [`DiskStore::open`] with a cache of `cache_mib` MiB of the file's pages.
+    pub fn open_with_cache(path: &Path, keep: u64, cache_mib: u64) -> anyhow::Result<Self> {
         let keep = keep.max(1);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| {
@@ -136,7 +136,7 @@ impl DiskStore {
             })?;
         }
         let db = Database::builder()
-            .set_cache_size(cache_bytes)
+            .set_cache_size(usize::try_from(cache_mib << 20).unwrap_or(usize::MAX))
             .create(path)
             .with_context(|| {
                 format!(
