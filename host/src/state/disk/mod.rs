@@ -199,6 +199,8 @@ impl DiskStore {
                 };
             }
             changes.reserve(plan.marks.len() * 2);
+            // Each plugin's first and last sequence this commit appends.
+            let mut appended: Vec<(&str, u64, u64)> = Vec::new();
             for Mark {
                 plugin,
                 event_id,
@@ -212,19 +214,20 @@ impl DiskStore {
                     seq,
                     added: true,
                 });
-                // The window: the oldest id past `keep` goes, in this
-                // same transaction.
-                if seq >= self.keep {
-                    let gone = seq - self.keep;
-                    outbox.tables.outputs.remove((*plugin, gone))?;
-                    if let Some(old) = outbox.tables.ids.remove((*plugin, gone))? {
-                        changes.push(Change {
-                            plugin,
-                            hash: index.hash(old.value()),
-                            seq: gone,
-                            added: false,
-                        });
-                    }
+                match appended.iter_mut().find(|(p, ..)| p == plugin) {
+                    Some((.., last)) => *last = seq,
+                    None => appended.push((plugin, seq, seq)),
+                }
+            }
+            // The window: the ids the appends pushed past `keep` go, in
+            // this same transaction, as one range a plugin.
+            for (plugin, first, last) in appended {
+                let (start, end) = (
+                    first.saturating_sub(self.keep),
+                    (last + 1).saturating_sub(self.keep),
+                );
+                if end > start {
+                    outbox.prune(plugin, start..end, &index, &mut changes)?;
                 }
             }
             apply_timers(&txn, &plan.timers)?;

@@ -405,3 +405,45 @@ fn lookups_while_commits_prune_find_each_id_with_its_own_outputs() {
     writer.join().unwrap();
     assert!(seen > 0);
 }
+
+#[test]
+fn a_commit_larger_than_the_window_keeps_each_plugins_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.redb");
+    let store = DiskStore::open(&path, 3).unwrap();
+    let ids: Vec<String> = (0..10).map(|n| format!("id-{n}")).collect();
+    // p marks all ten, q only the even ones, interleaved in one commit.
+    let records: Vec<Vec<Effect>> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let q = Effect {
+                plugin: "q".into(),
+                ..marked(id)
+            };
+            if n % 2 == 0 {
+                vec![marked(id), q]
+            } else {
+                vec![marked(id)]
+            }
+        })
+        .collect();
+    assert_eq!(store.commit(&[&records]).unwrap(), vec![10]);
+    let expect = |store: &DiskStore| {
+        for (n, id) in ids.iter().enumerate() {
+            let out = || Some(format!("out-{id}").into_bytes());
+            let p = if n >= 7 { out() } else { None };
+            let q = if [4, 6, 8].contains(&n) { out() } else { None };
+            assert_eq!(store.processed("p", id).unwrap(), p, "p {n}");
+            assert_eq!(store.processed("q", id).unwrap(), q, "q {n}");
+        }
+    };
+    expect(&store);
+    assert_eq!(store.marks.read().unwrap().len(), 6);
+    drop(store);
+    let store = DiskStore::open(&path, 3).unwrap();
+    expect(&store);
+    let txn = store.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(IDS).unwrap().len().unwrap(), 6);
+    assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 6);
+}
