@@ -23,17 +23,35 @@ pub(crate) struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 impl<'a> Fields<'a> {
     /// Reads `text` as a JSON object: `Ok(None)` when it is JSON but not an
     /// object, an error when it is not JSON.
+    ///
+    /// The bytes are checked to be UTF-8 once, up front, and read as text:
+    /// read as bytes, serde_json checks each string and each raw value
+    /// again, which cost a sixth of an envelope's decoding (BENCHMARKS.md,
+    /// item 21). Bytes that are not UTF-8 are read as bytes, for serde_json's
+    /// error with its position.
     pub(crate) fn parse(text: &'a [u8]) -> Result<Option<Self>, serde_json::Error> {
-        match serde_json::from_slice::<Top<'a>>(text)? {
-            Top::Object(fields) => Ok(Some(fields)),
-            Top::Other => Ok(None),
+        match std::str::from_utf8(text) {
+            Ok(text) => Self::parse_str(text),
+            Err(_) => Ok(Self::top(serde_json::from_slice(text)?)),
+        }
+    }
+
+    /// [`Fields::parse`] of text.
+    pub(crate) fn parse_str(text: &'a str) -> Result<Option<Self>, serde_json::Error> {
+        Ok(Self::top(serde_json::from_str(text)?))
+    }
+
+    fn top(top: Top<'a>) -> Option<Self> {
+        match top {
+            Top::Object(fields) => Some(fields),
+            Top::Other => None,
         }
     }
 
     /// Reads a raw value that is already known to be JSON; `None` when it is
     /// not an object.
     pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
-        Self::parse(raw.get().as_bytes()).ok().flatten()
+        Self::parse_str(raw.get()).ok().flatten()
     }
 
     /// The raw value of `key`.
@@ -254,7 +272,13 @@ mod tests {
         for other in [&b"[1, {\"a\": 2}]"[..], b"\"s\"", b"1.5", b"true", b"null"] {
             assert!(Fields::parse(other).unwrap().is_none(), "{other:?}");
         }
-        for bad in [&b"not json"[..], b"{\"a\": }", b"{} {}", b""] {
+        for bad in [
+            &b"not json"[..],
+            b"{\"a\": }",
+            b"{} {}",
+            b"",
+            b"{\"a\": \"\xff\"}",
+        ] {
             assert!(Fields::parse(bad).is_err(), "{bad:?}");
         }
     }

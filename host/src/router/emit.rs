@@ -27,7 +27,7 @@ pub(super) fn key_matches(event: &Event, field: &str) -> Result<(), String> {
     let Some(key) = &event.key else {
         return Ok(());
     };
-    let value = Fields::parse(event.data.as_bytes())
+    let value = Fields::parse_str(&event.data)
         .ok()
         .flatten()
         .and_then(|data| data.get(field))
