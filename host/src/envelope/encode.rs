@@ -5,7 +5,6 @@ use super::raw::{Fields, Object};
 use super::{EnvelopeKind, EnvelopeStyle};
 use crate::event::{Header, OutRecord};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// The event type of an outgoing record, for logs (`-` when it has none).
 pub(crate) fn type_of(record: &OutRecord) -> String {
@@ -43,8 +42,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) causation_id: &'a str,
     /// The CloudEvents subject, carried over from the cause.
     pub(crate) subject: Option<&'a str>,
-    /// The payload, JSON text the plugin wrote (checked, not taken apart).
-    pub(crate) data: &'a RawValue,
+    /// The payload, JSON text the plugin wrote (checked, not taken apart),
+    /// without surrounding whitespace.
+    pub(crate) data: &'a str,
 }
 
 /// Encodes an outgoing event; returns the record value and any `ce_*` headers.
@@ -52,7 +52,7 @@ pub(crate) struct Outgoing<'a> {
 /// The envelope is written field by field around the payload's own text, so
 /// the payload's fields reach the record in the order the plugin wrote them.
 pub(crate) fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec<Header>) {
-    let data = out.data.get();
+    let data = out.data;
     let mut obj = Object::with_capacity(data.len() + 384);
     match style.kind {
         EnvelopeKind::Snake => {
@@ -118,17 +118,17 @@ pub(crate) fn encode(out: &Outgoing<'_>, style: &EnvelopeStyle) -> (Vec<u8>, Vec
 
 /// Moves the `lifted` fields of an object payload to the envelope's top
 /// level (in `lifted`'s order), and returns what is left of the payload.
-fn lift(obj: &mut Object, data: &RawValue, lifted: &[String]) -> String {
-    let fields = match Fields::of(data) {
-        Some(fields) if lifted.iter().any(|k| fields.has(k)) => fields,
-        _ => return data.get().to_string(),
+fn lift(obj: &mut Object, data: &str, lifted: &[String]) -> String {
+    let fields = match Fields::parse_str(data) {
+        Ok(Some(fields)) if lifted.iter().any(|k| fields.has(k)) => fields,
+        _ => return data.to_string(),
     };
     for key in lifted {
         if let Some(value) = fields.get(key) {
             obj.raw(key, value.get());
         }
     }
-    let mut rest = Object::with_capacity(data.get().len());
+    let mut rest = Object::with_capacity(data.len());
     for (key, value) in fields.unique() {
         if !lifted.iter().any(|k| k == key) {
             rest.raw(key, value.get());

@@ -96,7 +96,7 @@ mod tests {
             correlation_id: "req-456",
             causation_id: "e2",
             subject: None,
-            data: &serde_json::value::RawValue::from_string(data.to_string()).unwrap(),
+            data: &data.to_string(),
         };
         let (bytes, _) = encode(&out, &e.style);
         let v: Value = serde_json::from_slice(&bytes).unwrap();

@@ -57,16 +57,26 @@ pub(super) fn wrap(
     if !spec.emits.matches(&emit.ty) {
         return Err(Failure::Forbidden(emit.ty));
     }
-    let data: &RawValue = serde_json::from_str(&emit.data)
-        .map_err(|e| Failure::InvalidEmit(format!("`{}` data is not JSON: {e}", emit.ty)))?;
+    let invalid =
+        |e: serde_json::Error| Failure::InvalidEmit(format!("`{}` data is not JSON: {e}", emit.ty));
+    // One reading checks the data is JSON and, when the key is a field of
+    // it, finds that field.
+    let (data, field_key) = match spec.key_field.as_deref().filter(|_| emit.key.is_none()) {
+        Some(field) => {
+            let fields = Fields::parse_str(&emit.data).map_err(invalid)?;
+            let data = emit.data.trim_matches([' ', '\t', '\n', '\r']);
+            (data, fields.and_then(|f| f.text(field)))
+        }
+        None => {
+            let raw: &RawValue = serde_json::from_str(&emit.data).map_err(invalid)?;
+            (raw.get(), None)
+        }
+    };
     if let Some(schemas) = &spec.schemas {
-        let value: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        let value: Value = serde_json::from_str(data).unwrap_or_default();
         schemas.check(&emit.ty, &value).map_err(Failure::Schema)?;
     }
-    let key = emit.key.clone().or_else(|| {
-        let field = spec.key_field.as_deref()?;
-        Fields::of(data)?.text(field)
-    });
+    let key = emit.key.clone().or(field_key);
     let topic = emit
         .topic
         .clone()
