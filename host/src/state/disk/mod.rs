@@ -8,11 +8,12 @@
 //!   -> the event id, and `processed_outputs` -> the outputs it produced;
 //!   oldest first, so that a commit appends at one end and the window of
 //!   processed ids stays bounded by deleting at the other (`keep` per
-//!   plugin: the commit that marks an id past the window deletes the oldest
-//!   one, inline, in the same transaction). They are the only record of the
-//!   processed ids: an index in memory ([`marks`]), rebuilt on open from
-//!   `processed_ids`, finds an id's entry; [`outbox`] appends and reads
-//!   them. Three earlier layouts are migrated on open ([`migrate`]);
+//!   plugin: a commit deletes the entries its appends push out of the
+//!   window, one range a plugin, in the same transaction). They are the
+//!   only record of the processed ids: an index in memory ([`marks`]),
+//!   rebuilt on open from `processed_ids`, finds an id's entry; [`outbox`]
+//!   appends, prunes and reads them. Three earlier layouts are migrated on
+//!   open ([`migrate`]);
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
 //! - `timers`: (`plugin`, name) -> the timer (due time, topic, partition,

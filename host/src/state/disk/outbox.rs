@@ -109,7 +109,7 @@ pub(super) fn read_outbox(db: &Database) -> anyhow::Result<impl marks::Outbox> {
 /// Deletes each plugin's entries older than its newest `keep`, so that a
 /// window made smaller since the file was written (a lower
 /// `keep_processed`) shrinks when the store opens. A commit deletes only
-/// the one entry its own append pushes out of the window, so without this
+/// the entries its own appends push out of the window, so without this
 /// the entries between the old and the new window's ends stayed for good.
 pub(super) fn trim(txn: &redb::WriteTransaction, keep: u64) -> anyhow::Result<()> {
     use std::ops::Bound::{Excluded, Unbounded};
