@@ -27,19 +27,19 @@ impl Matcher {
     /// Compiles `patterns`.
     pub(crate) fn new(patterns: &[String]) -> Result<Self, String> {
         let mut builder = GlobSetBuilder::new();
-        let (mut simple, mut globs) = (Vec::new(), 0);
+        let mut simple = Vec::new();
         for p in patterns {
             let glob = Glob::new(p).map_err(|e| format!("bad pattern `{p}`: {e}"))?;
             if is_simple(p) {
                 simple.push(p.clone());
             } else {
                 builder.add(glob);
-                globs += 1;
             }
         }
-        let set = match globs {
-            0 => None,
-            _ => Some(builder.build().map_err(|e| e.to_string())?),
+        let set = if simple.len() < patterns.len() {
+            Some(builder.build().map_err(|e| e.to_string())?)
+        } else {
+            None
         };
         Ok(Matcher {
             patterns: patterns.to_vec(),
@@ -111,6 +111,7 @@ mod tests {
             "booking.",
             "booking",
             "orders.dlq",
+            "orders.dlq.retry",
             ".dlq",
             "dlq",
             "__consumer_offsets",
@@ -118,6 +119,7 @@ mod tests {
             "a",
             "aa",
             "aba",
+            "aab",
             "abc",
             "acb",
             "abbcc",
