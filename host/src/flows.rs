@@ -65,16 +65,70 @@ pub(crate) enum Node<'a> {
     Plugin(&'a str),
 }
 
-impl Node<'_> {
-    /// Writes its prefixed name (`topic:<name>`, `plugin:<name>`) into `out`.
-    fn name_into(self, out: &mut String) {
-        out.clear();
-        let (prefix, name) = match self {
+impl<'a> Node<'a> {
+    /// Its prefixed name: `topic:<name>` or `plugin:<name>`.
+    fn name(self) -> String {
+        let (prefix, name) = self.parts();
+        [prefix, name].concat()
+    }
+
+    /// Whether `name` is its prefixed name (no allocation).
+    fn is(self, name: &str) -> bool {
+        let (prefix, own) = self.parts();
+        name.strip_prefix(prefix) == Some(own)
+    }
+
+    fn parts(self) -> (&'static str, &'a str) {
+        match self {
             Node::Topic(name) => ("topic:", name),
             Node::Plugin(name) => ("plugin:", name),
+        }
+    }
+}
+
+/// Counts gathered apart from the shared [`Flows`] (one batch's, on its
+/// partition's task) and added to them at once ([`Flows::add`]): a batch
+/// takes the lock once, not three times a record. A batch has a handful of
+/// distinct edges and plugins, so a list searched in order is enough.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// (from, to, records), prefixed names.
+    edges: Vec<(String, String, u64)>,
+    /// Each plugin's counts.
+    plugins: Vec<(String, Counts)>,
+}
+
+impl Tally {
+    /// Counts one record along `from` → `to`. An edge seen before in this
+    /// tally costs a comparison, no allocation.
+    pub(crate) fn edge(&mut self, from: Node<'_>, to: Node<'_>) {
+        match self
+            .edges
+            .iter_mut()
+            .find(|(f, t, _)| from.is(f) && to.is(t))
+        {
+            Some((_, _, count)) => *count += 1,
+            None => self.edges.push((from.name(), to.name(), 1)),
+        }
+    }
+
+    /// Counts one call of `plugin`: failed or not, dead-lettered or not.
+    pub(crate) fn call(&mut self, plugin: &str, failed: bool, dead_lettered: bool) {
+        let counts = match self.plugins.iter().position(|(p, _)| p == plugin) {
+            Some(i) => &mut self.plugins[i].1,
+            None => {
+                self.plugins.push((plugin.to_string(), Counts::default()));
+                &mut self.plugins.last_mut().expect("just pushed").1
+            }
         };
-        out.push_str(prefix);
-        out.push_str(name);
+        counts.calls += 1;
+        counts.errors += u64::from(failed);
+        counts.dead_letters += u64::from(dead_lettered);
+    }
+
+    /// Whether it counted nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.edges.is_empty() && self.plugins.is_empty()
     }
 }
 
@@ -113,41 +167,34 @@ fn now() -> u64 {
 }
 
 impl Flows {
-    /// Counts one record along `from` → `to`. An edge seen before costs a
-    /// lookup, no allocation: the names are written into buffers this
-    /// thread keeps.
-    pub(crate) fn edge(&self, from: Node<'_>, to: Node<'_>) {
-        thread_local! {
-            static NAMES: std::cell::RefCell<(String, String)> = Default::default();
+    /// Adds what `tally` counted, under one lock.
+    pub(crate) fn add(&self, tally: &Tally) {
+        if tally.is_empty() {
+            return;
         }
-        NAMES.with_borrow_mut(|(f, t)| {
-            from.name_into(f);
-            to.name_into(t);
-            let mut inner = self.inner.lock().expect("flows lock");
+        let mut inner = self.inner.lock().expect("flows lock");
+        for (from, to, count) in &tally.edges {
             match inner
                 .edges
-                .get_mut(f.as_str())
-                .and_then(|m| m.get_mut(t.as_str()))
+                .get_mut(from.as_str())
+                .and_then(|m| m.get_mut(to.as_str()))
             {
-                Some(count) => *count += 1,
+                Some(n) => *n += count,
                 None => {
-                    let to = inner.edges.entry(f.clone()).or_default();
-                    *to.entry(t.clone()).or_default() += 1;
+                    let tos = inner.edges.entry(from.clone()).or_default();
+                    *tos.entry(to.clone()).or_default() += count;
                 }
             }
-        });
-    }
-
-    /// Counts one call of `plugin`: failed or not, dead-lettered or not.
-    pub(crate) fn call(&self, plugin: &str, failed: bool, dead_lettered: bool) {
-        let mut inner = self.inner.lock().expect("flows lock");
-        let counts = match inner.plugins.get_mut(plugin) {
-            Some(counts) => counts,
-            None => inner.plugins.entry(plugin.to_string()).or_default(),
-        };
-        counts.calls += 1;
-        counts.errors += u64::from(failed);
-        counts.dead_letters += u64::from(dead_lettered);
+        }
+        for (plugin, add) in &tally.plugins {
+            let counts = match inner.plugins.get_mut(plugin.as_str()) {
+                Some(counts) => counts,
+                None => inner.plugins.entry(plugin.clone()).or_default(),
+            };
+            counts.calls += add.calls;
+            counts.errors += add.errors;
+            counts.dead_letters += add.dead_letters;
+        }
     }
 
     /// Takes a sample for the charts; call every [`SAMPLE_EVERY`].
@@ -224,11 +271,18 @@ mod tests {
     fn edges_and_charts_count_what_flowed() {
         let flows = Flows::default();
         flows.sample();
-        flows.edge(Node::Topic("a"), Node::Plugin("p"));
-        flows.edge(Node::Topic("a"), Node::Plugin("p"));
-        flows.edge(Node::Plugin("p"), Node::Topic("b"));
-        flows.call("p", false, false);
-        flows.call("p", true, true);
+        let mut tally = Tally::default();
+        tally.edge(Node::Topic("a"), Node::Plugin("p"));
+        tally.edge(Node::Topic("a"), Node::Plugin("p"));
+        tally.edge(Node::Plugin("p"), Node::Topic("b"));
+        // The same names on other kinds of node are other edges.
+        tally.edge(Node::Plugin("a"), Node::Topic("p"));
+        tally.call("p", false, false);
+        flows.add(&tally);
+        let mut tally = Tally::default();
+        tally.edge(Node::Topic("a"), Node::Plugin("p"));
+        tally.call("p", true, true);
+        flows.add(&tally);
         flows.sample();
         let edges = flows.edges();
         let seen: Vec<_> = edges
@@ -237,9 +291,13 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            [("plugin:p", "topic:b", 1), ("topic:a", "plugin:p", 2)]
+            [
+                ("plugin:a", "topic:p", 1),
+                ("plugin:p", "topic:b", 1),
+                ("topic:a", "plugin:p", 3)
+            ]
         );
-        assert!(edges[1].rate > 0.0);
+        assert!(edges[2].rate > 0.0);
         let history = flows.history();
         let points = &history["p"];
         assert_eq!(points.len(), 1);

@@ -148,11 +148,11 @@ impl Plugin {
         self.status.lock().expect("plugin lock poisoned").last_error = Some(error);
     }
 
-    /// Counts one call.
-    pub(crate) fn count(&self, failed: bool) {
+    /// Counts `calls` calls, `errors` of which failed.
+    pub(crate) fn count(&self, calls: u64, errors: u64) {
         let mut status = self.status.lock().expect("plugin lock poisoned");
-        status.invocations += 1;
-        status.errors += u64::from(failed);
+        status.invocations += calls;
+        status.errors += errors;
     }
 
     /// Pauses or resumes it. While paused, records it subscribes to wait.

@@ -12,19 +12,21 @@ impl Metrics {
         self.f.lost.with_label_values(&[topic]).inc_by(count);
     }
 
-    /// A record of `topic` was handed to a plugin: the topic is one plugins
-    /// consume, and gets its own label (within the bound).
-    pub(crate) fn routed(&self, topic: &str) {
-        self.topics.consumed(topic);
-    }
-
-    /// One record of `topic` took `took`.
-    pub(crate) fn processed(&self, topic: &str, took: Duration) {
+    /// `records` records of `topic` were handled, each taking `took`;
+    /// `routed`: some of them were handed to a plugin, so the topic is one
+    /// plugins consume and gets its own label (within the bound) first.
+    /// A batch of one partition is counted in one call: one label lookup,
+    /// not one a record.
+    pub(crate) fn processed(&self, topic: &str, routed: bool, records: u64, took: Duration) {
+        if routed {
+            self.topics.consumed(topic);
+        }
         let topic = self.topics.label(topic);
-        self.f
-            .processing
-            .with_label_values(&[topic, &self.group])
-            .observe(took.as_secs_f64());
+        let histogram = self.f.processing.with_label_values(&[topic, &self.group]);
+        let secs = took.as_secs_f64();
+        for _ in 0..records {
+            histogram.observe(secs);
+        }
     }
 
     /// A plugin call or decode failed on a record of `topic` (a topic
@@ -40,19 +42,25 @@ impl Metrics {
         self.f.dlq.with_label_values(&[topic]).inc();
     }
 
-    /// A plugin call finished (`class`: its error class, if it failed).
-    pub(crate) fn invocation(&self, plugin: &str, took: Duration, class: Option<&str>) {
-        self.f.invocations.with_label_values(&[plugin]).inc();
+    /// `plugin` was called once for each of `took`, how long each call
+    /// took (a batch's calls of one plugin, failed or not).
+    pub(crate) fn invocations(&self, plugin: &str, took: &[Duration]) {
         self.f
-            .plugin_duration
+            .invocations
             .with_label_values(&[plugin])
-            .observe(took.as_secs_f64());
-        if let Some(class) = class {
-            self.f
-                .plugin_errors
-                .with_label_values(&[plugin, class])
-                .inc();
+            .inc_by(took.len() as u64);
+        let histogram = self.f.plugin_duration.with_label_values(&[plugin]);
+        for took in took {
+            histogram.observe(took.as_secs_f64());
         }
+    }
+
+    /// A call of `plugin` failed, of error class `class`.
+    pub(crate) fn plugin_error(&self, plugin: &str, class: &str) {
+        self.f
+            .plugin_errors
+            .with_label_values(&[plugin, class])
+            .inc();
     }
 
     /// `plugin` now runs `version`.

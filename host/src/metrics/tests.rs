@@ -19,10 +19,14 @@ fn topic_labels(m: &Metrics) -> BTreeSet<String> {
 fn renders_the_catalog_names_with_labels() {
     let m = Metrics::new("g");
     m.declare(&["orders".into()], &["echo".into()]);
-    m.processed("orders", Duration::from_millis(3));
+    m.processed("orders", false, 3, Duration::from_millis(3));
     m.error("orders");
     m.dead_letter("orders");
-    m.invocation("echo", Duration::from_millis(1), Some("trap"));
+    m.invocations(
+        "echo",
+        &[Duration::from_millis(1), Duration::from_millis(2)],
+    );
+    m.plugin_error("echo", "trap");
     m.live_version("echo", "aaa");
     m.live_version("echo", "bbb");
     m.consumer_lag([("orders", 0, 5), ("orders", 1, 2), ("orders", 2, -1)]);
@@ -52,7 +56,15 @@ fn renders_the_catalog_names_with_labels() {
         text.contains(r#"kafka_dlq_messages_total{topic="orders"} 1"#),
         "{text}"
     );
-    assert!(text.contains(r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="orders"} 1"#), "{text}");
+    assert!(text.contains(r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="orders"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"switchyard_plugin_invocations_total{plugin="echo"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchyard_plugin_duration_seconds_count{plugin="echo"} 2"#),
+        "{text}"
+    );
     assert!(
         text.contains(r#"switchyard_plugin_errors_total{class="trap",plugin="echo"} 1"#),
         "{text}"
@@ -76,10 +88,12 @@ fn topics_no_plugin_consumes_are_counted_under_other() {
     m.declare(&["orders".into()], &[]);
     m.topics
         .consumed_when(Box::new(|topic| topic.starts_with("pay.")));
-    m.processed("orders", Duration::from_millis(1));
-    m.processed("pay.in", Duration::from_millis(1));
-    m.processed("_schemas", Duration::from_millis(1));
-    m.processed("connect-offsets", Duration::from_millis(1));
+    m.processed("orders", false, 1, Duration::from_millis(1));
+    m.processed("pay.in", false, 1, Duration::from_millis(1));
+    m.processed("_schemas", false, 1, Duration::from_millis(1));
+    m.processed("connect-offsets", false, 1, Duration::from_millis(1));
+    // Records routed to a plugin show that plugins consume their topic.
+    m.processed("routed.in", true, 2, Duration::from_millis(1));
     m.lost("audit", 3);
     m.consumer_lag([
         ("orders", 0, 1),
@@ -97,6 +111,7 @@ fn topics_no_plugin_consumes_are_counted_under_other() {
     for line in [
         r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="(other)"} 2"#,
         r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="pay.in"} 1"#,
+        r#"kafka_consumer_processing_duration_seconds_count{consumer_group="g",topic="routed.in"} 2"#,
         r#"kafka_consumer_lag{consumer_group="g",topic="(other)"} 35"#,
         r#"kafka_consumer_lag{consumer_group="g",topic="orders"} 1"#,
         r#"switchyard_records_lost_total{topic="(other)"} 3"#,
@@ -118,7 +133,7 @@ fn topics_no_plugin_consumes_are_counted_under_other() {
     );
     assert_eq!(
         topic_labels(&m),
-        ["(other)", "audit", "orders", "pay.in"]
+        ["(other)", "audit", "orders", "pay.in", "routed.in"]
             .map(String::from)
             .into()
     );
@@ -133,7 +148,7 @@ fn a_flood_of_topics_creates_at_most_the_bound_of_series() {
     m.topics.consumed_when(Box::new(|_| true));
     let topics: Vec<String> = (0..FLOOD).map(|i| format!("t.{i}")).collect();
     for topic in &topics {
-        m.processed(topic, Duration::from_millis(1));
+        m.processed(topic, false, 1, Duration::from_millis(1));
         m.error(topic);
         m.dead_letter(topic);
         m.lost(topic, 1);

@@ -22,12 +22,15 @@ pub(super) async fn ack_in_order(
     firing: super::timers::Firing,
     mut pending: mpsc::Receiver<Pending>,
 ) {
+    let mut unstored = Unstored::default();
     while let Some(Pending {
         batch,
         index,
         outputs,
         mut refused,
-    }) = pending.recv().await
+    }) = unstored
+        .next(&shared, &lease, &partition, &mut pending)
+        .await
     {
         let record = &batch[index];
         if let Some(txn) = &shared.txn {
@@ -57,8 +60,8 @@ pub(super) async fn ack_in_order(
             match settle(&shared, &out, delivery, letter).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => refused.push(format!("output to {}: {e}", out.topic)),
-                // Shut down first: the offset is not stored.
-                None => return,
+                // Shut down first: this record's offset is not stored.
+                None => return unstored.store(&shared, &lease, &partition),
             }
         }
         if !refused.is_empty() {
@@ -71,10 +74,10 @@ pub(super) async fn ack_in_order(
                 record.offset
             );
             let Some((out, delivery)) = dead_letter(&shared, record, &letter, None).await else {
-                return;
+                return unstored.store(&shared, &lease, &partition);
             };
             if settle(&shared, &out, delivery, true).await.is_none() {
-                return;
+                return unstored.store(&shared, &lease, &partition);
             }
         }
         // A timer's firing (offset -1) has no offset to store: its outputs
@@ -83,9 +86,59 @@ pub(super) async fn ack_in_order(
             Some(removal) => {
                 super::timers::remove_fired(&shared, &firing, &partition, removal).await
             }
-            None => shared.source.store(&lease, &partition, record.offset),
+            None => unstored.acked(record.offset),
         }
         shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+    }
+    unstored.store(&shared, &lease, &partition);
+}
+
+/// How many acknowledged records' offsets may wait to be stored while more
+/// acknowledgements are queued.
+const STORE_EVERY: u32 = 64;
+
+/// The newest offset acknowledged and not yet stored. It is stored when the
+/// queue of records to acknowledge has nothing ready, after
+/// [`STORE_EVERY`] records, and before the task ends: a run of records
+/// acknowledged together costs one store (a call into librdkafka, which
+/// takes its locks), not one a record. Storing later never loses a record:
+/// at worst a restart reads a few more again, whose outputs the state
+/// store's processed marks answer.
+#[derive(Default)]
+struct Unstored {
+    newest: Option<i64>,
+    waiting: u32,
+}
+
+impl Unstored {
+    /// The next record to acknowledge; stores the waiting offset first if
+    /// none is ready yet, or if enough records wait.
+    async fn next(
+        &mut self,
+        shared: &Shared,
+        lease: &Lease,
+        partition: &Partition,
+        pending: &mut mpsc::Receiver<Pending>,
+    ) -> Option<Pending> {
+        if self.waiting >= STORE_EVERY || pending.is_empty() {
+            self.store(shared, lease, partition);
+        }
+        pending.recv().await
+    }
+
+    /// `offset` is acknowledged: every output of its record, and of those
+    /// before it, is in Kafka.
+    fn acked(&mut self, offset: i64) {
+        self.newest = Some(offset);
+        self.waiting += 1;
+    }
+
+    /// Stores the waiting offset, if any.
+    fn store(&mut self, shared: &Shared, lease: &Lease, partition: &Partition) {
+        if let Some(offset) = self.newest.take() {
+            shared.source.store(lease, partition, offset);
+        }
+        self.waiting = 0;
     }
 }
 

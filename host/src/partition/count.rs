@@ -1,20 +1,57 @@
 //! Counting a handled record into the dev stats, the Prometheus metrics,
 //! the flows of the status page and the plugin's own counters.
 
-use super::Worker;
+use super::Shared;
 use crate::event::Record;
-use crate::flows::Node;
+use crate::flows::{self, Node};
+use crate::registry::Plugin;
 use crate::router::RecordOutcome;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-impl Worker {
-    /// Counts `record`'s outcome everywhere it is shown.
-    pub(super) fn count(&self, record: &Record, outcome: &RecordOutcome, took: Duration) {
-        let shared = &self.shared;
-        shared.stats.records.fetch_add(1, Ordering::Relaxed);
-        if matches!(outcome, RecordOutcome::Routed { calls, .. } if !calls.is_empty()) {
-            shared.metrics.routed(&record.topic);
+/// The counts of one run of a batch, added up record by record on the
+/// partition's task and handed to the shared counters at once
+/// ([`Tally::flush`], or when dropped): each shared lock is taken, and each
+/// metric label looked up, once a run instead of several times a record
+/// (BENCHMARKS.md, "The hot path", item 22). Failures, which are rare and
+/// logged, and timer firings are counted at once.
+pub(super) struct Tally<'a> {
+    shared: &'a Shared,
+    /// How long each record took: the run's time over its records.
+    took: Duration,
+    records: u64,
+    /// Per input topic: records, and whether any was handed to a plugin.
+    topics: Vec<(String, u64, bool)>,
+    flows: flows::Tally,
+    /// Per plugin: each call's time, and how many of the calls failed.
+    plugins: Vec<(Arc<Plugin>, Vec<Duration>, u64)>,
+}
+
+impl<'a> Tally<'a> {
+    /// An empty tally of a run whose records took `took` each.
+    pub(super) fn new(shared: &'a Shared, took: Duration) -> Self {
+        Tally {
+            shared,
+            took,
+            records: 0,
+            topics: Vec::new(),
+            flows: flows::Tally::default(),
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Counts `record`'s outcome.
+    pub(super) fn add(&mut self, record: &Record, outcome: &RecordOutcome) {
+        let shared = self.shared;
+        self.records += 1;
+        let routed = matches!(outcome, RecordOutcome::Routed { calls, .. } if !calls.is_empty());
+        match self.topics.iter_mut().find(|(t, ..)| *t == record.topic) {
+            Some((_, n, any)) => {
+                *n += 1;
+                *any |= routed;
+            }
+            None => self.topics.push((record.topic.clone(), 1, routed)),
         }
         if let Some((plugin, due_ms)) = crate::router::firing_due(record) {
             let late = (super::timers::now_ms() - due_ms).max(0);
@@ -22,42 +59,86 @@ impl Worker {
                 .metrics
                 .timer_fired(&plugin, Duration::from_millis(late as u64));
         }
-        shared.metrics.processed(&record.topic, took);
         let input = Node::Topic(&record.topic);
         if let RecordOutcome::Undecodable(_) = outcome {
             let dlq = crate::kafka::dlq::topic_of(&record.topic);
-            shared.flows.edge(input, Node::Topic(&dlq));
+            self.flows.edge(input, Node::Topic(&dlq));
+            // Handed over at once, before the dead letter is produced, so
+            // that whoever sees the dead letter sees its counts too.
+            return self.flush();
         }
-        if let RecordOutcome::Routed { calls, .. } = outcome {
-            for call in calls.iter().filter(|c| !c.duplicate) {
-                let name = &call.plugin.spec.name;
-                let node = Node::Plugin(name);
-                shared.flows.edge(input, node);
-                match &call.result {
-                    Ok(records) => {
-                        for r in records {
-                            shared.flows.edge(node, Node::Topic(&r.topic));
-                        }
-                    }
-                    Err(_) => {
-                        let dlq = crate::kafka::dlq::topic_of(&record.topic);
-                        shared.flows.edge(node, Node::Topic(&dlq));
+        let RecordOutcome::Routed { calls, .. } = outcome else {
+            return;
+        };
+        let mut failed_any = false;
+        for call in calls.iter().filter(|c| !c.duplicate) {
+            let name = &call.plugin.spec.name;
+            let node = Node::Plugin(name);
+            self.flows.edge(input, node);
+            match &call.result {
+                Ok(records) => {
+                    for r in records {
+                        self.flows.edge(node, Node::Topic(&r.topic));
                     }
                 }
-                shared
-                    .flows
-                    .call(name, call.result.is_err(), call.result.is_err());
-                let failed = call.result.as_ref().err().map(|f| f.class());
-                shared
-                    .metrics
-                    .invocation(&call.plugin.spec.name, call.took, failed);
-                call.plugin.count(failed.is_some());
-                if failed.is_some() {
-                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    shared.metrics.error(&record.topic);
+                Err(_) => {
+                    let dlq = crate::kafka::dlq::topic_of(&record.topic);
+                    self.flows.edge(node, Node::Topic(&dlq));
                 }
             }
+            let failed = call.result.as_ref().err().map(|f| f.class());
+            self.flows.call(name, failed.is_some(), failed.is_some());
+            let i = match self
+                .plugins
+                .iter()
+                .position(|(p, ..)| Arc::ptr_eq(p, &call.plugin))
+            {
+                Some(i) => i,
+                None => {
+                    self.plugins.push((call.plugin.clone(), Vec::new(), 0));
+                    self.plugins.len() - 1
+                }
+            };
+            let (_, took, errors) = &mut self.plugins[i];
+            took.push(call.took);
+            if let Some(class) = failed {
+                failed_any = true;
+                *errors += 1;
+                shared.metrics.plugin_error(name, class);
+                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.error(&record.topic);
+            }
         }
+        if failed_any {
+            self.flush();
+        }
+    }
+
+    /// Hands what it counted to the metrics, flows, plugins and stats, in
+    /// that order (a plugin's own count and the records handled, which the
+    /// admin API shows, last), and starts again from nothing.
+    pub(super) fn flush(&mut self) {
+        let shared = self.shared;
+        for (topic, records, routed) in self.topics.drain(..) {
+            shared.metrics.processed(&topic, routed, records, self.took);
+        }
+        shared.flows.add(&std::mem::take(&mut self.flows));
+        for (plugin, took, errors) in self.plugins.drain(..) {
+            shared.metrics.invocations(&plugin.spec.name, &took);
+            plugin.count(took.len() as u64, errors);
+        }
+        if self.records > 0 {
+            shared
+                .stats
+                .records
+                .fetch_add(std::mem::take(&mut self.records), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -74,7 +155,8 @@ pub struct Stats {
     pub dead_letters: AtomicU64,
     /// Records skipped: excluded topics, or undecodable on topics no plugin wants.
     pub skipped: AtomicU64,
-    /// Records whose outputs were all acknowledged and whose offsets were stored.
+    /// Records whose outputs were all acknowledged (their offsets are stored
+    /// with the next store of their partition's).
     pub acked: AtomicU64,
     /// Batches committed to the state store.
     pub commits: AtomicU64,

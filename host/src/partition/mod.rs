@@ -46,6 +46,7 @@ use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
 use crate::state::StateStore;
 use ack::ack_in_order;
+use count::Tally;
 use emit::Pending;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -263,6 +264,7 @@ impl Worker {
             };
             let took = started.elapsed();
             let done = run.done.len();
+            let mut tally = Tally::new(shared, took / done.max(1) as u32);
             for (i, outcome) in run.done.into_iter().take(applied).enumerate() {
                 let record = &batch[start + i];
                 // One hold per record, not per batch: a commit waits for
@@ -279,7 +281,12 @@ impl Worker {
                     // kept).
                     return true;
                 }
-                self.count(record, &outcome, took / done.max(1) as u32);
+                tally.add(record, &outcome);
+                if i + 1 == applied {
+                    // Counted before the last record can be acknowledged,
+                    // so that whoever sees its offset sees its counts.
+                    tally.flush();
+                }
                 let mut pending = Pending::new(batch.clone(), start + i);
                 self.emit(&mut pending, outcome, attempt_of(i, attempt), hold.as_ref())
                     .await;
