@@ -2,7 +2,8 @@
 # Installs what building and running Switchyard needs, skipping what is
 # already present. Safe to run again and again.
 #   scripts/setup.sh          the wasm target and kcat
-#   scripts/setup.sh --test   also what the tests need: promtool, chromium,
+#   scripts/setup.sh --test   also what the tests need: rustfmt and clippy,
+#                             promtool, chromium,
 #                             PostgreSQL, confluent-kafka and componentize-py
 #                             (PyPI), componentize-js (npm) with weval
 #                             (crates.io, for its ahead-of-time mode), the Apache
@@ -26,6 +27,17 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 target"
   rustup target add wasm32-wasip2
+fi
+
+# rustfmt, for the test command's format check, and clippy, for
+# scripts/lint.sh (rustup's minimal profile leaves both out).
+if [ "${1:-}" = "--test" ]; then
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+      echo "setup: adding the $component component"
+      rustup component add "$component"
+    fi
+  done
 fi
 
 # kcat: the command-line Kafka client the README and the tests use.

@@ -26,7 +26,10 @@ impl Handler for Rogue {
         let mode = data["mode"].as_str().unwrap_or("");
         match mode {
             "panic-big" => panic!("{}", "x".repeat(3 << 20)),
-            "huge" => Ok(vec![Emit::new("rogue.huge", &json!({ "blob": "y".repeat(2 << 20) }))?]),
+            "huge" => Ok(vec![Emit::new(
+                "rogue.huge",
+                &json!({ "blob": "y".repeat(2 << 20) }),
+            )?]),
             "bad-topic" => Ok(vec![Emit::new("rogue.ok", &json!({}))?.topic("bad topic!")]),
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -43,7 +46,10 @@ impl Handler for Rogue {
                 if calls % 2 == 0 {
                     return Err(HandlerError::Retry("not yet".into()));
                 }
-                Ok(vec![Emit::new("rogue.ok", &json!({ "mode": mode, "after": "a retry" }))?])
+                Ok(vec![Emit::new(
+                    "rogue.ok",
+                    &json!({ "mode": mode, "after": "a retry" }),
+                )?])
             }
             "hoard" => {
                 let mib = "h".repeat(1 << 20);
