@@ -112,18 +112,10 @@ impl Tally {
         }
     }
 
-    /// Counts one call of `plugin`: failed or not, dead-lettered or not.
-    pub(crate) fn call(&mut self, plugin: &str, failed: bool, dead_lettered: bool) {
-        let counts = match self.plugins.iter().position(|(p, _)| p == plugin) {
-            Some(i) => &mut self.plugins[i].1,
-            None => {
-                self.plugins.push((plugin.to_string(), Counts::default()));
-                &mut self.plugins.last_mut().expect("just pushed").1
-            }
-        };
-        counts.calls += 1;
-        counts.errors += u64::from(failed);
-        counts.dead_letters += u64::from(dead_lettered);
+    /// Counts `counts` of `plugin`'s calls ([`Flows::add`] adds up what is
+    /// counted for one plugin more than once).
+    pub(crate) fn calls(&mut self, plugin: &str, counts: Counts) {
+        self.plugins.push((plugin.to_string(), counts));
     }
 
     /// Whether it counted nothing.
@@ -277,11 +269,24 @@ mod tests {
         tally.edge(Node::Plugin("p"), Node::Topic("b"));
         // The same names on other kinds of node are other edges.
         tally.edge(Node::Plugin("a"), Node::Topic("p"));
-        tally.call("p", false, false);
+        tally.calls(
+            "p",
+            Counts {
+                calls: 1,
+                ..Counts::default()
+            },
+        );
         flows.add(&tally);
         let mut tally = Tally::default();
         tally.edge(Node::Topic("a"), Node::Plugin("p"));
-        tally.call("p", true, true);
+        tally.calls(
+            "p",
+            Counts {
+                calls: 1,
+                errors: 1,
+                dead_letters: 1,
+            },
+        );
         flows.add(&tally);
         flows.sample();
         let edges = flows.edges();

@@ -87,7 +87,6 @@ impl<'a> Tally<'a> {
                 }
             }
             let failed = call.result.as_ref().err().map(|f| f.class());
-            self.flows.call(name, failed.is_some(), failed.is_some());
             let i = match self
                 .plugins
                 .iter()
@@ -121,6 +120,17 @@ impl<'a> Tally<'a> {
         let shared = self.shared;
         for (topic, records, routed) in self.topics.drain(..) {
             shared.metrics.processed(&topic, routed, records, self.took);
+        }
+        // A failed call's record is dead-lettered: its errors are its dead
+        // letters.
+        for (plugin, took, errors) in &self.plugins {
+            let (calls, errors) = (took.len() as u64, *errors);
+            let counts = flows::Counts {
+                calls,
+                errors,
+                dead_letters: errors,
+            };
+            self.flows.calls(&plugin.spec.name, counts);
         }
         shared.flows.add(&std::mem::take(&mut self.flows));
         for (plugin, took, errors) in self.plugins.drain(..) {
