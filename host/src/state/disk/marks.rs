@@ -2,9 +2,10 @@
 //!
 //! Two tables keyed by (`plugin`, sequence) are the only record of the
 //! processed ids on disk: `processed_ids` (-> event id) and
-//! `processed_outputs` (-> the outputs). A commit appends to one end of
-//! each and prunes the other, so its writes stay at two ends of two B-trees
-//! whatever the ids. A table keyed by the ids themselves, as the second
+//! `processed_output_chunks` (the first sequence of a chunk -> the outputs
+//! of it and the entries after it, [`super::chunk`]). A commit appends to
+//! one end of each and prunes the other, so its writes stay at two ends of
+//! two B-trees whatever the ids. A table keyed by the ids themselves, as the second
 //! layout kept (`processed_marks`), put each random version 4 id on a page
 //! of its own: a group commit then rewrote most of that table's pages,
 //! which made a record's commit about 2.7 times as costly as with
@@ -43,7 +44,7 @@ pub(super) trait Outbox {
 }
 
 /// The two tables of the processed entries, `processed_ids` and
-/// `processed_outputs`.
+/// `processed_output_chunks`.
 pub(super) struct Processed<I, O> {
     pub(super) ids: I,
     pub(super) outputs: O,
@@ -55,7 +56,17 @@ where
     O: ReadableTable<(&'static str, u64), &'static [u8]>,
 {
     fn outputs(&self, plugin: &str, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(self.outputs.get((plugin, seq))?.map(|e| e.value().to_vec()))
+        // The chunk holding `seq` is the one that starts at it or nearest
+        // before it.
+        let Some((key, chunk)) = self
+            .outputs
+            .range((plugin, 0)..=(plugin, seq))?
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        Ok(super::chunk::entry(chunk.value(), seq - key.value().1).map(<[u8]>::to_vec))
     }
 
     fn holds(&self, plugin: &str, seq: u64, event_id: &str) -> anyhow::Result<bool> {

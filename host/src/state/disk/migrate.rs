@@ -1,5 +1,5 @@
 //! The processed marks of earlier layouts, moved on open into
-//! `processed_ids` and `processed_outputs`.
+//! `processed_ids` and `processed_output_chunks`.
 //!
 //! - The first layout kept the outputs in a table keyed by id
 //!   (`processed`, `<plugin>\0<event id>` -> outputs, with
@@ -10,6 +10,9 @@
 //!   its random ids still made a group commit rewrite most of that table.
 //! - The third (a few hours on `main`) kept `outbox` alone, with the index
 //!   in memory rebuilt from it, which read every output on open.
+//! - The fourth kept `processed_ids` as now, and each entry's outputs in
+//!   `processed_outputs`, one value a sequence: its outputs are gathered
+//!   into chunks under the same sequences ([`super::chunk`]).
 //!
 //! Moved marks are numbered after any already in the new tables (a file
 //! that an older router opened again after a newer one), so no entry is
@@ -17,7 +20,9 @@
 //! way back: an older router opening the file afterwards finds no processed
 //! marks.
 
-use super::outbox::Append;
+use super::OUTPUTS;
+use super::chunk::Builder;
+use super::outbox::{Append, write};
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 /// The first layout: `<plugin>\0<event id>` -> outputs.
@@ -33,11 +38,19 @@ pub(super) const OLD_MARKS: TableDefinition<&str, u64> = TableDefinition::new("p
 pub(super) const OLD_OUTBOX: TableDefinition<(&str, u64), (&str, &[u8])> =
     TableDefinition::new("outbox");
 
+/// The fourth layout's outputs: (`plugin`, sequence) -> that entry's
+/// outputs.
+pub(super) const OLD_OUTPUTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("processed_outputs");
+
 /// Moves every earlier layout's marks into the new tables, oldest first,
 /// and drops the old tables; nothing to do in a file made since.
 pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
     let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
     let has = |table: &str| tables.iter().any(|t| t == table);
+    if has(OLD_OUTPUTS.name()) {
+        chunk_outputs(txn)?;
+    }
     if has(OLD_MARKS.name()) {
         txn.delete_table(OLD_MARKS)?;
     }
@@ -66,6 +79,7 @@ pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
             }
         }
     }
+    to.finish()?;
     drop(to);
     if outbox {
         txn.delete_table(OLD_OUTBOX)?;
@@ -74,6 +88,94 @@ pub(super) fn migrate_marks(txn: &WriteTransaction) -> anyhow::Result<()> {
         txn.delete_table(OLD_PROCESSED)?;
         txn.delete_table(OLD_ORDER)?;
     }
-    tracing::info!("state: moved {moved} processed marks to processed_ids and processed_outputs");
+    tracing::info!(
+        "state: moved {moved} processed marks to processed_ids and processed_output_chunks"
+    );
     Ok(())
+}
+
+/// Gathers the fourth layout's outputs into chunks under the same
+/// sequences (their ids in `processed_ids` stay as they are), and drops its
+/// table.
+fn chunk_outputs(txn: &WriteTransaction) -> anyhow::Result<()> {
+    let mut chunks = txn.open_table(OUTPUTS)?;
+    let mut moved = 0u64;
+    {
+        let old = txn.open_table(OLD_OUTPUTS)?;
+        let mut current: Option<(String, Builder)> = None;
+        for entry in old.iter()? {
+            let (key, outputs) = entry?;
+            let ((plugin, seq), outputs) = (key.value(), outputs.value());
+            let fits = current.as_ref().is_some_and(|(p, chunk)| {
+                p == plugin && chunk.next() == seq && chunk.fits(outputs.len())
+            });
+            if !fits {
+                if let Some((p, chunk)) = current.take() {
+                    write(&mut chunks, &p, &chunk)?;
+                }
+                current = Some((plugin.to_string(), Builder::new(seq)));
+            }
+            if let Some((_, chunk)) = current.as_mut() {
+                chunk.push(outputs)?;
+            }
+            moved += 1;
+        }
+        if let Some((p, chunk)) = current {
+            write(&mut chunks, &p, &chunk)?;
+        }
+    }
+    txn.delete_table(OLD_OUTPUTS)?;
+    tracing::info!("state: gathered {moved} processed entries' outputs into chunks");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::marked;
+    use super::super::{DiskStore, IDS, OUTPUTS};
+    use super::*;
+    use crate::state::StateStore;
+    use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+
+    #[test]
+    fn outputs_of_the_fourth_layout_are_gathered_into_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fourth.redb");
+        {
+            // As the fourth layout wrote them: an entry a sequence, two
+            // plugins, a gap in q's sequences where a window was pruned.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut ids = txn.open_table(IDS).unwrap();
+                let mut outputs = txn.open_table(OLD_OUTPUTS).unwrap();
+                for (plugin, seq, id) in
+                    [("p", 0, "a"), ("p", 1, "b"), ("q", 4, "a"), ("q", 6, "c")]
+                {
+                    ids.insert((plugin, seq), id).unwrap();
+                    let out = format!("{plugin}-out-{id}");
+                    outputs.insert((plugin, seq), out.as_bytes()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = DiskStore::open(&path, 10).unwrap();
+        for (plugin, id) in [("p", "a"), ("p", "b"), ("q", "a"), ("q", "c")] {
+            let want = format!("{plugin}-out-{id}").into_bytes();
+            assert_eq!(store.processed(plugin, id).unwrap(), Some(want));
+        }
+        assert_eq!(store.processed("q", "b").unwrap(), None);
+        // New entries go on after the gathered ones.
+        assert_eq!(store.commit(&[&[vec![marked("d")]]]).unwrap(), vec![1]);
+        assert_eq!(store.commit(&[&[vec![marked("a")]]]).unwrap(), vec![0]);
+        assert_eq!(store.processed("p", "d").unwrap(), Some(b"out-d".to_vec()));
+        let txn = store.db.begin_read().unwrap();
+        assert!(
+            txn.list_tables()
+                .unwrap()
+                .all(|t| t.name() != OLD_OUTPUTS.name())
+        );
+        // p's two in one chunk, q's two in two (not consecutive), d's own.
+        assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 4);
+    }
 }

@@ -5,14 +5,15 @@
 //! Tables:
 //! - `state`: `<plugin>\0<key>` -> value;
 //! - the outbox, two tables keyed by (`plugin`, sequence): `processed_ids`
-//!   -> the event id, and `processed_outputs` -> the outputs it produced;
+//!   -> the event id, and `processed_output_chunks` -> the outputs of that
+//!   entry and of the entries after it in the same chunk ([`chunk`]);
 //!   oldest first, so that a commit appends at one end and the window of
 //!   processed ids stays bounded by deleting at the other (`keep` per
 //!   plugin: a commit deletes the entries its appends push out of the
 //!   window, one range a plugin, in the same transaction). They are the
 //!   only record of the processed ids: an index in memory ([`marks`]),
 //!   rebuilt on open from `processed_ids`, finds an id's entry; [`outbox`]
-//!   appends, prunes and reads them. Three earlier layouts are migrated on
+//!   appends, prunes and reads them. Four earlier layouts are migrated on
 //!   open ([`migrate`]);
 //! - `wasm`: hash -> the plugin versions that went live (see [`VersionStore`]);
 //! - `plugins`: plugin -> its live version (`hash\0origin\0paused`);
@@ -33,6 +34,7 @@
 //! in step), and applies the plan in that same transaction; it opens the
 //! timer tables only when the plan changes timers.
 
+mod chunk;
 mod marks;
 mod migrate;
 mod outbox;
@@ -58,8 +60,10 @@ use std::sync::{Mutex, RwLock};
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 /// (`plugin`, sequence) -> the event id processed at it.
 const IDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("processed_ids");
-/// (`plugin`, sequence) -> the outputs that event produced.
-const OUTPUTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("processed_outputs");
+/// (`plugin`, sequence) -> the outputs that event and the next ones of its
+/// chunk produced ([`chunk`]).
+const OUTPUTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("processed_output_chunks");
 const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
 const PLUGINS: TableDefinition<&str, &str> = TableDefinition::new("plugins");
 /// Plugin state in a redb file.
@@ -231,6 +235,7 @@ impl DiskStore {
                     outbox.prune(plugin, start..end, &index, &mut changes)?;
                 }
             }
+            outbox.finish()?;
             apply_timers(&txn, &plan.timers)?;
             plan.applied
         };

@@ -1,7 +1,8 @@
-//! The outbox's two tables, `processed_ids` and `processed_outputs`, keyed by
-//! (plugin, sequence): appending a plugin's next entries in a write
+//! The outbox's two tables, `processed_ids` and `processed_output_chunks`,
+//! keyed by (plugin, sequence): appending a plugin's next entries in a write
 //! transaction, and opening both for reading.
 
+use super::chunk::Builder;
 use super::marks::{self, Change, MarkIndex, Processed};
 use super::{IDS, OUTPUTS};
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
@@ -28,11 +29,15 @@ fn next_seq(
 }
 
 /// Appends to the outbox in a write transaction, numbering each plugin's
-/// entries on from its newest.
+/// entries on from its newest. The outputs are gathered into chunks and
+/// written by [`Append::finish`], which must be called before the
+/// transaction commits.
 pub(super) struct Append<'t> {
     pub(super) tables: WriteOutbox<'t>,
     /// The next sequence number of each plugin seen so far.
     next: HashMap<String, u64>,
+    /// Each plugin's chunk of outputs being gathered.
+    pending: Vec<(String, Builder)>,
 }
 
 impl<'t> Append<'t> {
@@ -43,6 +48,7 @@ impl<'t> Append<'t> {
                 outputs: txn.open_table(OUTPUTS)?,
             },
             next: HashMap::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -63,17 +69,91 @@ impl<'t> Append<'t> {
         };
         let seq = *next;
         self.tables.ids.insert((plugin, seq), event_id)?;
-        self.tables.outputs.insert((plugin, seq), outputs)?;
         *next += 1;
+        let at = match self.pending.iter().position(|(p, _)| p == plugin) {
+            Some(at) => at,
+            None => {
+                self.pending.push((plugin.to_string(), Builder::new(seq)));
+                self.pending.len() - 1
+            }
+        };
+        let chunk = &mut self.pending[at].1;
+        if !chunk.fits(outputs.len()) {
+            let full = std::mem::replace(chunk, Builder::new(seq));
+            write(&mut self.tables.outputs, plugin, &full)?;
+        }
+        let chunk = &mut self.pending[at].1;
+        debug_assert_eq!(chunk.next(), seq, "a chunk's entries are consecutive");
+        chunk.push(outputs)?;
         Ok(seq)
     }
+
+    /// Writes the chunks gathered so far.
+    pub(super) fn finish(&mut self) -> anyhow::Result<()> {
+        for (plugin, chunk) in self.pending.drain(..) {
+            write(&mut self.tables.outputs, &plugin, &chunk)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Append<'_> {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.pending.iter().all(|(_, chunk)| chunk.is_empty()) || std::thread::panicking(),
+            "outputs appended to the outbox and never written: call Append::finish"
+        );
+    }
+}
+
+/// Writes `chunk` of `plugin`'s outputs, unless it is empty.
+pub(super) fn write(
+    outputs: &mut Table<'_, (&'static str, u64), &'static [u8]>,
+    plugin: &str,
+    chunk: &Builder,
+) -> anyhow::Result<()> {
+    if !chunk.is_empty() {
+        outputs.insert((plugin, chunk.first), chunk.encode().as_slice())?;
+    }
+    Ok(())
+}
+
+/// The first sequence of the chunk of `plugin`'s outputs that holds `seq`,
+/// if any does.
+fn chunk_holding(
+    outputs: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    plugin: &str,
+    seq: u64,
+) -> anyhow::Result<Option<u64>> {
+    Ok(outputs
+        .range((plugin, 0)..=(plugin, seq))?
+        .next_back()
+        .transpose()?
+        .map(|(k, _)| k.value().1))
+}
+
+/// Deletes `plugin`'s chunks of outputs wholly before `end`: the chunk
+/// holding `end` stays, with the older entries it also holds, until a
+/// later prune passes it (a lookup goes through `processed_ids` first, so
+/// they are never answered).
+fn prune_chunks(
+    outputs: &mut Table<'_, (&'static str, u64), &'static [u8]>,
+    plugin: &str,
+    end: u64,
+) -> anyhow::Result<()> {
+    if let Some(first) = chunk_holding(outputs, plugin, end)? {
+        outputs.retain_in((plugin, 0)..(plugin, first), |_, _| false)?;
+    }
+    Ok(())
 }
 
 impl Append<'_> {
     /// Deletes `plugin`'s entries in `seqs`, the oldest of its window, and
     /// records each id's removal in `changes`. One range delete rewrites each
     /// leaf page once, where deleting an entry at a time rewrote the page
-    /// holding it for every entry (BENCHMARKS.md, item 21).
+    /// holding it for every entry (BENCHMARKS.md, item 21). Writes the
+    /// chunks gathered so far first, so that the outputs are pruned with
+    /// their ids even when a commit appends more than the window.
     pub(super) fn prune<'p>(
         &mut self,
         plugin: &'p str,
@@ -91,9 +171,9 @@ impl Append<'_> {
                 added: false,
             });
         }
-        self.tables.ids.retain_in(range.clone(), |_, _| false)?;
-        self.tables.outputs.retain_in(range, |_, _| false)?;
-        Ok(())
+        self.finish()?;
+        self.tables.ids.retain_in(range, |_, _| false)?;
+        prune_chunks(&mut self.tables.outputs, plugin, seqs.end)
     }
 }
 
@@ -129,9 +209,8 @@ pub(super) fn trim(txn: &redb::WriteTransaction, keep: u64) -> anyhow::Result<()
     for plugin in &plugins {
         let end = next_seq(&ids, plugin)?.saturating_sub(keep);
         if end > 0 {
-            let old = (plugin.as_str(), 0)..(plugin.as_str(), end);
-            ids.retain_in(old.clone(), |_, _| false)?;
-            outputs.retain_in(old, |_, _| false)?;
+            ids.retain_in((plugin.as_str(), 0)..(plugin.as_str(), end), |_, _| false)?;
+            prune_chunks(&mut outputs, plugin, end)?;
         }
     }
     Ok(())

@@ -184,8 +184,11 @@ fn marks_of_the_second_layout_are_migrated_on_open() {
     }
     let ids = txn.open_table(IDS).unwrap();
     assert_eq!(ids.get(("p", 3)).unwrap().unwrap().value(), "d");
-    let outputs = txn.open_table(OUTPUTS).unwrap();
-    assert_eq!(outputs.get(("p", 3)).unwrap().unwrap().value(), b"out-d");
+    let outbox = read_outbox(&db).unwrap();
+    assert_eq!(
+        marks::Outbox::outputs(&outbox, "p", 3).unwrap(),
+        Some(b"out-d".to_vec())
+    );
 }
 
 #[test]
@@ -203,6 +206,11 @@ fn the_index_follows_the_window_across_reopening() {
         assert_eq!(store.commit(&[&records]).unwrap(), vec![records.len()]);
     }
     assert_eq!(store.marks.read().unwrap().len(), keep as usize);
+    // The outputs' chunks (one a commit here) are pruned with the window:
+    // the eight holding its 50 (350..=399, from 350 by sevens), none older.
+    let chunks = store.db.begin_read().unwrap().open_table(OUTPUTS).unwrap();
+    assert_eq!(chunks.len().unwrap(), 8);
+    drop(chunks);
     let expect = |store: &DiskStore| {
         for (n, id) in ids.iter().enumerate() {
             let kept = n >= ids.len() - keep as usize;
@@ -256,7 +264,7 @@ fn a_smaller_window_is_trimmed_on_open() {
 }
 
 /// A processed mark of `id` for plugin `p`, its outputs `out-{id}`.
-fn marked(id: &str) -> Effect {
+pub(super) fn marked(id: &str) -> Effect {
     Effect {
         plugin: "p".into(),
         event_id: id.into(),
@@ -445,5 +453,6 @@ fn a_commit_larger_than_the_window_keeps_each_plugins_newest() {
     expect(&store);
     let txn = store.db.begin_read().unwrap();
     assert_eq!(txn.open_table(IDS).unwrap().len().unwrap(), 6);
-    assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 6);
+    // One chunk a plugin holds its outputs, the pruned ones' with them.
+    assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 2);
 }
