@@ -20,7 +20,7 @@
 
 use super::RecordEffects;
 use super::timers::TimerOp;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Committed state, as the check reads it.
 pub(crate) trait Committed {
@@ -75,7 +75,8 @@ pub(crate) fn check<'a>(
         applied: Vec::with_capacity(batches.len()),
         ..Plan::default()
     };
-    let mut marked: HashSet<(&str, &str)> = HashSet::new();
+    // foldhash, as in the batch's view ([`super::view`]): one commit's ids.
+    let mut marked: foldhash::HashSet<(&str, &str)> = Default::default();
     for batch in batches {
         let mut n = 0;
         for record in batch.iter() {
@@ -114,7 +115,7 @@ pub(crate) fn check<'a>(
 fn passes(
     record: &RecordEffects,
     writes: &BTreeMap<(&str, &str), Option<&[u8]>>,
-    marked: &HashSet<(&str, &str)>,
+    marked: &foldhash::HashSet<(&str, &str)>,
     committed: &impl Committed,
 ) -> anyhow::Result<bool> {
     for e in record {
@@ -161,8 +162,8 @@ pub(crate) fn touched<'a>(batches: &[&'a [RecordEffects]]) -> Touched<'a> {
 /// marked (an event), so it must hold every one of them that exists.
 #[derive(Debug, Default)]
 pub(crate) struct ReadAhead {
-    values: HashMap<String, HashMap<String, Vec<u8>>>,
-    marked: HashMap<String, HashSet<String>>,
+    values: foldhash::HashMap<String, foldhash::HashMap<String, Vec<u8>>>,
+    marked: foldhash::HashMap<String, foldhash::HashSet<String>>,
 }
 
 impl ReadAhead {
