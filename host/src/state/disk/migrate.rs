@@ -132,7 +132,7 @@ fn chunk_outputs(txn: &WriteTransaction) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::marked;
-    use super::super::{DiskStore, IDS, OUTPUTS};
+    use super::super::{DiskStore, IDS, OUTPUTS, join, marks, read_outbox};
     use super::*;
     use crate::state::StateStore;
     use redb::{Database, ReadableDatabase, ReadableTableMetadata};
@@ -177,5 +177,57 @@ mod tests {
         );
         // p's two in one chunk, q's two in two (not consecutive), d's own.
         assert_eq!(txn.open_table(OUTPUTS).unwrap().len().unwrap(), 4);
+    }
+
+    #[test]
+    fn marks_of_the_second_layout_are_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("second.redb");
+        {
+            // As the second layout wrote them: marks by id, outputs in `outbox`.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut marks = txn.open_table(OLD_MARKS).unwrap();
+                let mut outbox = txn.open_table(OLD_OUTBOX).unwrap();
+                for (seq, id) in [(0u64, "b"), (1, "a"), (2, "c")] {
+                    marks.insert(join("p", id).as_str(), seq).unwrap();
+                    let out = format!("out-{id}");
+                    outbox.insert(("p", seq), (id, out.as_bytes())).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = DiskStore::open(&path, 10).unwrap();
+        for id in ["a", "b", "c"] {
+            assert_eq!(
+                store.processed("p", id).unwrap(),
+                Some(format!("out-{id}").into_bytes()),
+                "{id}"
+            );
+        }
+        // New marks go on from the migrated sequence, and an event already
+        // processed is not applied again.
+        assert_eq!(store.commit(&[&[vec![marked("d")]]]).unwrap(), vec![1]);
+        assert_eq!(store.commit(&[&[vec![marked("a")]]]).unwrap(), vec![0]);
+        assert_eq!(store.processed("p", "d").unwrap(), Some(b"out-d".to_vec()));
+        drop(store);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        for gone in ["processed_marks", "outbox"] {
+            assert!(!names.contains(&gone.to_string()), "{names:?}");
+        }
+        let ids = txn.open_table(IDS).unwrap();
+        assert_eq!(ids.get(("p", 3)).unwrap().unwrap().value(), "d");
+        let outbox = read_outbox(&db).unwrap();
+        assert_eq!(
+            marks::Outbox::outputs(&outbox, "p", 3).unwrap(),
+            Some(b"out-d".to_vec())
+        );
     }
 }
