@@ -120,7 +120,7 @@ pub fn python_run(bootstrap: &str, n: usize, group: &str) -> (Run, Duration) {
 /// Runs a baseline's `command` (which prints `first` when it handles its
 /// first record and stops when its standard input closes) until
 /// `progress` counts `n`; then stops it. Also the CPU time its process used
-/// until then.
+/// from its first record until then (the steady state).
 fn baseline_run(
     mut command: Command,
     name: &str,
@@ -136,11 +136,11 @@ fn baseline_run(
         .unwrap_or_else(|e| panic!("{name} runs (scripts/setup.sh --test installs it): {e}"));
     let first = Arc::new(Mutex::new(None));
     let stdout = child.stdout.take().unwrap();
-    let seen = first.clone();
+    let (seen, pid) = (first.clone(), child.id());
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line == "first" {
-                *seen.lock().unwrap() = Some(Instant::now());
+                *seen.lock().unwrap() = Some((Instant::now(), cpu_time(Some(pid))));
             }
         }
     });
@@ -172,12 +172,13 @@ fn baseline_run(
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = reader.join();
-    let first = first.lock().unwrap().unwrap_or(started);
+    let (first, cpu_at_first) = first.lock().unwrap().unwrap_or((started, Duration::ZERO));
     let run = Run {
         total: end - started,
         steady: end - first,
+        ended: end,
     };
-    (run, cpu)
+    (run, cpu.saturating_sub(cpu_at_first))
 }
 
 /// How far the application is: its outputs, or its committed input. One

@@ -8,7 +8,9 @@
 
 use crate::kstreams::{OUTPUTS, PY_OUTPUTS, classpath, kstreams_run, python_run};
 use crate::load::{INPUT, kafka_available, produce_inputs, start_broker};
-use crate::runs::{Run, cpu_time, passthrough, passthrough_txn, raw_consume, router_run};
+use crate::runs::{
+    CpuSampler, Run, cpu_time, passthrough, passthrough_txn, raw_consume, router_run,
+};
 
 /// One configuration's result.
 pub struct P1 {
@@ -174,11 +176,12 @@ pub struct Alone {
 pub struct Sample {
     /// Steady records/s.
     pub rate: f64,
-    /// The path's own CPU time per record, in µs: the benchmark's process
-    /// over the run (the passthrough, the router with its start and
-    /// shutdown), or the script's process over its life.
+    /// The path's own CPU time per record in the steady state (its first
+    /// record → its last acknowledged), in µs: the benchmark's process
+    /// (the passthrough or the router, and the benchmark's look at its
+    /// progress), or the script's process.
     pub own_us: f64,
-    /// The broker's CPU time per record over the run, in µs.
+    /// The broker's CPU time per record in the same steady state, in µs.
     pub broker_us: f64,
 }
 
@@ -242,7 +245,7 @@ async fn alone_run(path: Path, partitions: i32, n: usize) -> Sample {
     topics.extend(PY_OUTPUTS);
     let broker = tokio::task::block_in_place(|| start_broker(true, partitions, &topics));
     produce_inputs(&broker.bootstrap(), n).await;
-    let (own, broker_cpu) = (cpu_time(None), cpu_time(broker.pid()));
+    let sampler = CpuSampler::start(broker.pid());
     let (run, child) = match path {
         Path::Python => {
             let bootstrap = broker.bootstrap();
@@ -266,11 +269,12 @@ async fn alone_run(path: Path, partitions: i32, n: usize) -> Sample {
             (run, None)
         }
     };
+    let (own, broker_cpu) = sampler.between(run.ended - run.steady, run.ended);
     let per_record = |cpu: std::time::Duration| cpu.as_secs_f64() * 1e6 / n as f64;
     Sample {
         rate: n as f64 / run.steady.as_secs_f64(),
-        own_us: per_record(child.unwrap_or_else(|| cpu_time(None) - own)),
-        broker_us: per_record(cpu_time(broker.pid()) - broker_cpu),
+        own_us: per_record(child.unwrap_or(own)),
+        broker_us: per_record(broker_cpu),
     }
 }
 
@@ -294,6 +298,7 @@ pub async fn router_alone(kafka: bool, exactly_once: bool, partitions: i32, n: u
     let dir = tempfile::tempdir().unwrap();
     eprintln!("router starting (pid {})", std::process::id());
     let (cpu, broker_cpu) = (cpu_time(None), cpu_time(broker.pid()));
+    let sampler = CpuSampler::start(broker.pid());
     let run = router_run(
         &broker.bootstrap(),
         n as u64,
@@ -303,12 +308,15 @@ pub async fn router_alone(kafka: bool, exactly_once: bool, partitions: i32, n: u
     )
     .await;
     let (cpu, broker_cpu) = (cpu_time(None) - cpu, cpu_time(broker.pid()) - broker_cpu);
+    let (steady, broker_steady) = sampler.between(run.ended - run.steady, run.ended);
     let per_record = |cpu: std::time::Duration| cpu.as_secs_f64() * 1e6 / n as f64;
     eprintln!(
-        "router: {:.0} rec/s steady ({:.2} s), {:.1} us of CPU per record (the broker {:.1})",
+        "router: {:.0} rec/s steady ({:.2} s), {:.1} us of CPU per record (the broker {:.1}); in the steady state {:.1} (the broker {:.1})",
         n as f64 / run.steady.as_secs_f64(),
         run.steady.as_secs_f64(),
         per_record(cpu),
-        per_record(broker_cpu)
+        per_record(broker_cpu),
+        per_record(steady),
+        per_record(broker_steady)
     );
 }

@@ -149,7 +149,7 @@ pub fn p1_alone(out: &mut String, rows: &[Alone]) {
         .unwrap();
     }
     writeln!(out, "\n(Ratios of the rounds' means.)\n").unwrap();
-    writeln!(out, "CPU time per record in the same runs, µs, the rounds' means: each path's own process, and the broker's JVM (both on the same 2 cores):\n").unwrap();
+    writeln!(out, "CPU time per record in the same runs' steady state (first record → last acknowledged, without start and shutdown), µs, the rounds' means: each path's own process, and the broker's JVM (both on the same 2 cores):\n").unwrap();
     writeln!(
         out,
         "| partitions | passthrough | router at-least-once | router exactly-once | Python script |"

@@ -23,6 +23,8 @@ pub struct Run {
     pub total: Duration,
     /// First record → last acknowledged.
     pub steady: Duration,
+    /// When the last record was acknowledged.
+    pub ended: Instant,
 }
 
 /// Runs the router until it has acknowledged `n` records, then shuts it
@@ -85,6 +87,7 @@ pub async fn router_run_with(
             let _ = tx.send(Run {
                 total: end - started,
                 steady: end - first.unwrap_or(started),
+                ended: end,
             });
         }
     };
@@ -168,6 +171,7 @@ pub async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> R
     Run {
         total: end - started,
         steady: end - first.unwrap_or(started),
+        ended: end,
     }
 }
 
@@ -236,6 +240,7 @@ pub async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) 
     Run {
         total: end - started,
         steady: end - first.unwrap_or(started),
+        ended: end,
     }
 }
 
@@ -254,9 +259,11 @@ pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
         consumer.recv().await.expect("record");
         first.get_or_insert_with(Instant::now);
     }
+    let end = Instant::now();
     Run {
-        total: started.elapsed(),
-        steady: first.map_or(started.elapsed(), |f| f.elapsed()),
+        total: end - started,
+        steady: end - first.unwrap_or(started),
+        ended: end,
     }
 }
 
@@ -393,4 +400,51 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
     };
     // utime and stime, fields 14 and 15 of proc(5), in clock ticks of 10 ms.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The CPU time of this process and of another one (the broker), read
+/// every 10 ms (the kernel counts it in ticks of 10 ms) by a thread of its
+/// own: a run's CPU over its steady state alone, without its start and
+/// shutdown.
+pub struct CpuSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Instant, Duration, Duration)>>,
+}
+
+impl CpuSampler {
+    /// Starts reading this process's CPU time and `other`'s.
+    pub fn start(other: Option<u32>) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                let sample = (Instant::now(), cpu_time(None), cpu_time(other));
+                samples.push(sample);
+                if stopped.load(Ordering::Relaxed) {
+                    return samples;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        CpuSampler { stop, thread }
+    }
+
+    /// The CPU time this process and the other one used from `from` to
+    /// `to`: between the last reading at or before `from` and the first at
+    /// or after `to`.
+    pub fn between(self, from: Instant, to: Instant) -> (Duration, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.join().expect("the CPU sampler");
+        let start = samples
+            .iter()
+            .rev()
+            .find(|s| s.0 <= from)
+            .unwrap_or(&samples[0]);
+        let end = samples
+            .iter()
+            .find(|s| s.0 >= to)
+            .unwrap_or(&samples[samples.len() - 1]);
+        (end.1.saturating_sub(start.1), end.2.saturating_sub(start.2))
+    }
 }
