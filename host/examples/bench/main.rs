@@ -42,7 +42,10 @@
 //! input is in, for `perf record -p`); `bench p1-alone` runs only P1's
 //! side-by-side rounds (each path alone on its own broker). For sweeps,
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
-//! config in P1 and P7, and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
+//! config in P1 and P7, `BENCH_WORKERS=N` sets the plugin workers of the
+//! router run in this process (P1, P7, P10; default: one per core, and one
+//! more), and
+//! `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
 //!
 //! One file per measure (`p1_throughput.rs` … `p10_shadow.rs`), what

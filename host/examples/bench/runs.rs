@@ -67,7 +67,9 @@ pub async fn router_run_with(
         admin: None,
         watch: false,
         rebuild: false,
-        workers: None,
+        workers: std::env::var("BENCH_WORKERS")
+            .ok()
+            .map(|w| w.parse().expect("BENCH_WORKERS=N")),
         stats: Some(stats.clone()),
         shadows,
     };

@@ -73,7 +73,7 @@ pub struct RunOptions {
     /// Whether to also watch plugins' `sources`, rebuilding and reloading
     /// them on every save (`switchyard dev`).
     pub rebuild: bool,
-    /// Plugin worker threads (`None`: one per core).
+    /// Plugin worker threads (`None`: one per core, and one more).
     pub workers: Option<usize>,
     /// Counters to share with the caller (benchmarks, embedding); `None`
     /// makes fresh ones.
