@@ -84,8 +84,9 @@ impl WorkerPool {
     /// whose batch waits in the queue idles while its stage is the one
     /// behind; the extra worker keeps a batch running there. Measured on 2
     /// cores with Apache Kafka on the same machine (BENCHMARKS.md, hot path
-    /// item 25): 8–21% more records a second at-least-once, at 3 and 12
-    /// partitions. It costs one more warm instance of each plugin.
+    /// item 25): 8% and 13% more records a second at-least-once at 3 and
+    /// 12 partitions, side by side with two workers. It costs one more warm
+    /// instance of each plugin.
     pub(crate) fn default_size() -> usize {
         std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
     }

@@ -198,12 +198,6 @@ pub fn alone(runtime: &tokio::runtime::Runtime) -> Vec<Alone> {
     if !kafka_available() || std::env::var_os("BENCH_MOCK_ONLY").is_some() {
         return Vec::new();
     }
-    // The first run of a process ran on a quieter machine than every later
-    // one (the passthrough read 190,000-295,000 records/s in it, 113,000-
-    // 125,000 in the next round, 2026-12-03), likely because the brokers
-    // killed after a run leave their log files to write back and delete. So one
-    // passthrough run, not counted, goes first.
-    let _ = runtime.block_on(alone_run(Path::Passthrough, 3, ALONE_RECORDS));
     let mut out = Vec::new();
     for partitions in [3, 12] {
         let mut row = Alone {
