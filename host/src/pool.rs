@@ -78,15 +78,14 @@ impl WorkerPool {
 
     /// The number of workers by default: one per core, and one more.
     ///
-    /// The plugin calls are the router's slowest stage, and they share the
-    /// cores with the Kafka client's threads, the async runtime, the group
-    /// commit and often the broker. With one worker per core, a partition
-    /// whose batch waits in the queue idles while its stage is the one
-    /// behind; the extra worker keeps a batch running there. Measured on 2
-    /// cores with Apache Kafka on the same machine (BENCHMARKS.md, hot path
-    /// item 25): 8% and 13% more records a second at-least-once at 3 and
-    /// 12 partitions, side by side with two workers. It costs one more warm
-    /// instance of each plugin.
+    /// The plugin calls are the router's slowest stage, and their threads
+    /// share the cores with the Kafka client's, the async runtime's, the
+    /// group commit's and often the broker's. One worker more than there
+    /// are cores gives that stage a larger share of them when every thread
+    /// is busy. Measured on 2 cores with Apache Kafka on the same machine
+    /// (BENCHMARKS.md, hot path item 25), side by side with one worker a
+    /// core: 2–8% more records a second at-least-once at 3 partitions,
+    /// 11–21% at 12. It costs one more warm instance of each plugin.
     pub(crate) fn default_size() -> usize {
         std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
     }

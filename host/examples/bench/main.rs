@@ -44,8 +44,7 @@
 //! `BENCH_KAFKA='batch_records = 100'` adds `[kafka]` keys to the router's
 //! config in P1 and P7, `BENCH_WORKERS=N` sets the plugin workers of the
 //! router run in this process (P1, P7, P10; default: one per core, and one
-//! more), and
-//! `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
+//! more), and `BENCH_MOCK_ONLY=1` skips Apache Kafka in P1.
 
 //!
 //! One file per measure (`p1_throughput.rs` … `p10_shadow.rs`), what
