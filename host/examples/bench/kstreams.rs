@@ -173,11 +173,7 @@ fn baseline_run(
     }
     let _ = reader.join();
     let (first, cpu_at_first) = first.lock().unwrap().unwrap_or((started, Duration::ZERO));
-    let run = Run {
-        total: end - started,
-        steady: end - first,
-        ended: end,
-    };
+    let run = Run::new(started, Some(first), end);
     (run, cpu.saturating_sub(cpu_at_first))
 }
 

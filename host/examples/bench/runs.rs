@@ -27,6 +27,19 @@ pub struct Run {
     pub ended: Instant,
 }
 
+impl Run {
+    /// A run that started at `started`, took its first record at `first`
+    /// (none: the steady state is the whole run) and had its last one
+    /// acknowledged at `end`.
+    pub fn new(started: Instant, first: Option<Instant>, end: Instant) -> Run {
+        Run {
+            total: end - started,
+            steady: end - first.unwrap_or(started),
+            ended: end,
+        }
+    }
+}
+
 /// Runs the router until it has acknowledged `n` records, then shuts it
 /// down (drain, commit, flush).
 pub async fn router_run(
@@ -86,11 +99,7 @@ pub async fn router_run_with(
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let end = Instant::now();
-            let _ = tx.send(Run {
-                total: end - started,
-                steady: end - first.unwrap_or(started),
-                ended: end,
-            });
+            let _ = tx.send(Run::new(started, first, end));
         }
     };
     switchyard::run(config, options, done)
@@ -170,11 +179,7 @@ pub async fn passthrough(bootstrap: &str, n: usize, group: &str, out: &str) -> R
     acker.await.unwrap();
     let end = Instant::now();
     consumer.commit_consumer_state(CommitMode::Sync).ok();
-    Run {
-        total: end - started,
-        steady: end - first.unwrap_or(started),
-        ended: end,
-    }
+    Run::new(started, first, end)
 }
 
 /// The passthrough with exactly-once: a transactional producer, the input
@@ -239,11 +244,7 @@ pub async fn passthrough_txn(bootstrap: &str, n: usize, group: &str, out: &str) 
     }
     commit(&offsets);
     let end = Instant::now();
-    Run {
-        total: end - started,
-        steady: end - first.unwrap_or(started),
-        ended: end,
-    }
+    Run::new(started, first, end)
 }
 
 /// Consumes `n` records of the input and nothing else: the ceiling.
@@ -262,11 +263,7 @@ pub async fn raw_consume(bootstrap: &str, n: usize) -> Run {
         first.get_or_insert_with(Instant::now);
     }
     let end = Instant::now();
-    Run {
-        total: end - started,
-        steady: end - first.unwrap_or(started),
-        ended: end,
-    }
+    Run::new(started, first, end)
 }
 
 /// One pass of handler `H`, compiled natively into this program, over
