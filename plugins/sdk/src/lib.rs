@@ -207,12 +207,35 @@ impl dyn State + '_ {
 /// Handlers must not use randomness for ids that other services see;
 /// deriving them from the input makes a redelivered event yield the same id.
 pub fn derive_id(namespace: &str, name: &str) -> String {
-    let ns = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("switchyard:{namespace}").as_bytes(),
-    );
-    uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
+    uuid::Uuid::new_v5(&namespace_id(namespace), name.as_bytes()).to_string()
 }
+
+/// The UUID of `namespace` (the v5 UUID of `switchyard:{namespace}` in the
+/// URL namespace), remembered per namespace: a handler names the same few
+/// namespaces on every event, and each saves one SHA-1 a call this way.
+/// At most [`NAMESPACES_KEPT`] are remembered; others are computed each time.
+fn namespace_id(namespace: &str) -> uuid::Uuid {
+    std::thread_local! {
+        static KNOWN: std::cell::RefCell<Vec<(String, uuid::Uuid)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    KNOWN.with_borrow_mut(|known| {
+        if let Some((_, id)) = known.iter().find(|(n, _)| n == namespace) {
+            return *id;
+        }
+        let id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("switchyard:{namespace}").as_bytes(),
+        );
+        if known.len() < NAMESPACES_KEPT {
+            known.push((namespace.to_string(), id));
+        }
+        id
+    })
+}
+
+/// How many namespaces [`derive_id`] remembers.
+const NAMESPACES_KEPT: usize = 16;
 
 /// The plugin's timers: a call back to [`Handler::on_timer`] at a time.
 ///
@@ -376,4 +399,39 @@ macro_rules! plugin {
     $crate::__private::__export_handler!(SwitchyardExport with_types_in $crate::__private);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `derive_id` computed before namespaces were remembered.
+    fn uncached(namespace: &str, name: &str) -> String {
+        let ns = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("switchyard:{namespace}").as_bytes(),
+        );
+        uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
+    }
+
+    #[test]
+    fn derived_ids_do_not_change_with_the_namespace_cache() {
+        // Pinned: Python's uuid5(uuid5(NAMESPACE_URL, "switchyard:payment"),
+        // "b-1"), as the Python and JavaScript SDKs derive it.
+        for _ in 0..2 {
+            assert_eq!(
+                derive_id("payment", "b-1"),
+                "e0a76e0c-4ed4-5144-b4ce-0d8eaa9d10a0"
+            );
+        }
+        // More namespaces than are remembered, each asked twice, in turns.
+        for round in 0..2 {
+            for n in 0..(NAMESPACES_KEPT + 4) {
+                let namespace = format!("ns{n}");
+                let name = format!("name{round}");
+                assert_eq!(derive_id(&namespace, &name), uncached(&namespace, &name));
+            }
+        }
+        assert_ne!(derive_id("payment", "b-1"), derive_id("refund", "b-1"));
+    }
 }
