@@ -212,7 +212,7 @@ pub fn derive_id(namespace: &str, name: &str) -> String {
 
 /// The UUID of `namespace` (the v5 UUID of `switchyard:{namespace}` in the
 /// URL namespace), remembered per namespace: a handler names the same few
-/// namespaces on every event, and each saves one SHA-1 a call this way.
+/// namespaces on every event, so a call hashes once instead of twice.
 /// At most [`NAMESPACES_KEPT`] are remembered; others are computed each time.
 fn namespace_id(namespace: &str) -> uuid::Uuid {
     std::thread_local! {
