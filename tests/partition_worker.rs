@@ -7,6 +7,7 @@ use switchyard_testkit as kit;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::Committer;
@@ -14,10 +15,10 @@ use switchyard::Metrics;
 use switchyard::Router;
 use switchyard::WorkerPool;
 use switchyard::{Delivery, ProduceError};
+use switchyard::{DueTimer, Effect, MemoryStore, StateError, StateRead, StateStore};
 use switchyard::{KafkaConfig, RouterConfig};
 use switchyard::{Lease, Partition};
-use switchyard::{MemoryStore, StateStore};
-use switchyard::{Offsets, Outputs, PartitionQueue, Shared};
+use switchyard::{Offsets, Outputs, PartitionQueue, Shared, Stats};
 use switchyard::{OutRecord, Record};
 
 /// Keeps what is produced; refuses the topics in `refused` for good.
@@ -63,6 +64,38 @@ impl Offsets for MemoryOffsets {
     }
 }
 
+/// A memory store whose commits take 20 ms, as a synced one does under
+/// load: long enough that the next batch runs while one commits.
+struct SlowStore(MemoryStore);
+
+impl StateRead for SlowStore {
+    fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.get(plugin, key)
+    }
+}
+
+impl StateStore for SlowStore {
+    fn commit(&self, batches: &[&[Vec<Effect>]]) -> Result<Vec<usize>, StateError> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.commit(batches)
+    }
+    fn processed(&self, plugin: &str, event_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.processed(plugin, event_id)
+    }
+    fn snapshot(&self, plugin: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        self.0.snapshot(plugin)
+    }
+    fn due_timers(&self, p: &(String, i32), now: i64, n: usize) -> anyhow::Result<Vec<DueTimer>> {
+        self.0.due_timers(p, now, n)
+    }
+    fn next_due(&self, partition: &(String, i32)) -> anyhow::Result<Option<i64>> {
+        self.0.next_due(partition)
+    }
+    fn pending_timers(&self) -> anyhow::Result<BTreeMap<String, (u64, Option<i64>)>> {
+        self.0.pending_timers()
+    }
+}
+
 fn record(offset: i64, ty: &str) -> Record {
     let value = json!({
         "event_id": format!("e-{offset}"),
@@ -87,12 +120,23 @@ type Run = (Vec<OutRecord>, Vec<i64>, usize);
 /// counts its calls in state) until every offset is stored, with the topics
 /// in `refused` refused by the producer and `[kafka]` as `kafka` sets it.
 async fn run(records: Vec<Record>, refused: &[&str], kafka: impl FnOnce(&mut KafkaConfig)) -> Run {
+    let store = Arc::new(MemoryStore::new());
+    run_counted(records, refused, kafka, store, Arc::default()).await
+}
+
+/// [`run`] on `store`, counting into `stats`.
+async fn run_counted(
+    records: Vec<Record>,
+    refused: &[&str],
+    kafka: impl FnOnce(&mut KafkaConfig),
+    store: Arc<dyn StateStore>,
+    stats: Arc<Stats>,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = kit::echo_config(dir.path(), "subscribe.types = [\"order.*\"]");
     let mut config = RouterConfig::load(&path).unwrap();
     kafka(&mut config.kafka);
     let (engine, registry) = kit::load_plugins(&config, &dir.path().join("cache"));
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let metrics = Arc::new(Metrics::new("in-process"));
     let outputs = Arc::new(MemoryOutputs {
         refused: refused.iter().map(|t| t.to_string()).collect(),
@@ -115,7 +159,7 @@ async fn run(records: Vec<Record>, refused: &[&str], kafka: impl FnOnce(&mut Kaf
         source: offsets.clone(),
         txn: None,
         kafka: config.kafka.clone(),
-        stats: Default::default(),
+        stats,
         metrics,
         flows: Default::default(),
         store_failing: Default::default(),
@@ -172,6 +216,35 @@ async fn records_run_in_order_and_offsets_only_grow() {
     assert!(
         stored.windows(2).all(|w| w[0] < w[1]),
         "offsets go forward only: {stored:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_run_while_the_one_before_commits_reads_its_writes() {
+    // Batches of 10 and slow commits: each batch runs while the one before
+    // it commits, and reads the counter that batch left as committed.
+    let records = (0..200).map(|i| record(i, "order.created")).collect();
+    let stats = Arc::new(Stats::default());
+    let store = Arc::new(SlowStore(MemoryStore::new()));
+    let (produced, stored, _) =
+        run_counted(records, &[], |k| k.batch_records = 10, store, stats.clone()).await;
+    let counts: Vec<u64> = produced
+        .iter()
+        .map(|r| data(r)["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        (1..=200).collect::<Vec<_>>(),
+        "one call each, in order"
+    );
+    assert_eq!(stored.last(), Some(&199));
+    assert!(stats.commits.load(Ordering::Relaxed) >= 20);
+    // A batch that read the counter from the store, not from the batch
+    // before it, would conflict at its commit and run again.
+    assert_eq!(
+        stats.reruns.load(Ordering::Relaxed),
+        0,
+        "no batch ran on stale state"
     );
 }
 

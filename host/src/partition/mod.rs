@@ -18,12 +18,14 @@
 //!   broker outage waits and retries without limit; nothing here exits the
 //!   process.
 //!
-//! This module batches and runs (the rerun and retry loop); [`count`]
-//! counts outcomes into the stats, metrics and flows; [`emit`] hands
-//! outputs and dead letters to the producer; [`ack`] awaits them in
-//! partition order and stores offsets.
+//! This module runs batches (the rerun and retry loop); [`queue`] takes
+//! them from the partition's queue; [`ahead`] runs the next batch while the
+//! last one commits; [`count`] counts outcomes into the stats, metrics and
+//! flows; [`emit`] hands outputs and dead letters to the producer; [`ack`]
+//! awaits them in partition order and stores offsets.
 
 mod ack;
+mod ahead;
 mod count;
 mod emit;
 mod ports;
@@ -33,7 +35,7 @@ mod timers;
 pub use count::Stats;
 pub use ports::{Offsets, Outputs};
 pub use queue::PartitionQueue;
-use queue::{Backlog, Paused, held_bytes};
+use queue::{Backlog, Paused};
 use timers::TimerClock;
 
 use crate::committer::Committer;
@@ -44,8 +46,9 @@ use crate::kafka::txn::{Hold, Transactions};
 use crate::metrics::Metrics;
 use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
-use crate::state::StateStore;
+use crate::state::{BatchView, StateStore};
 use ack::ack_in_order;
+use ahead::{Batch, Ran, Stopped};
 use count::Tally;
 use emit::Pending;
 use std::sync::Arc;
@@ -135,24 +138,38 @@ impl Worker {
             acks_rx,
         ));
         let mut timers = TimerClock::default();
+        let mut ahead: Option<Batch> = None;
         loop {
-            let first = tokio::select! {
-                first = rx.recv() => match first {
-                    Some(first) => Some(first),
-                    None => break,
-                },
-                _ = tokio::time::sleep(timers.wait()) => None,
+            let first = if ahead.is_some() {
+                None
+            } else {
+                tokio::select! {
+                    first = rx.recv() => match first {
+                        Some(first) => Some(first),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(timers.wait()) => None,
+                }
             };
             if shared.stopping() || !self.lease.live() {
                 // Not started: dropped, to be redelivered.
                 break;
             }
-            if let Some(first) = first
-                && !self.batch(first, &mut rx, &acks).await
-            {
-                break;
+            let batch = match (ahead.take(), first) {
+                (Some(batch), _) => Some(batch),
+                (None, Some(first)) => Some(Batch::new(self.collect(first, &mut rx).await)),
+                (None, None) => None,
+            };
+            if let Some(batch) = batch {
+                // Nothing runs ahead while timers are due: they fire
+                // between batches.
+                let next = (!timers.due()).then_some(&mut rx);
+                match self.handle(batch, next, &acks).await {
+                    Ok(next) => ahead = next,
+                    Err(Stopped) => break,
+                }
             }
-            if !self.fire_due(&mut timers, &acks).await {
+            if ahead.is_none() && !self.fire_due(&mut timers, &acks).await {
                 break;
             }
         }
@@ -160,95 +177,56 @@ impl Worker {
         let _ = acker.await;
     }
 
-    /// Collects a batch starting with `first` and takes it to the producer;
-    /// false when shutdown interrupted it.
-    async fn batch(
+    /// Takes one batch to the producer. With `next`, the next batch runs
+    /// while this one commits (`ahead.rs`) and comes back, to be handled
+    /// next. `Err` when shutdown interrupted it.
+    async fn handle(
         &self,
-        first: Record,
-        rx: &mut mpsc::UnboundedReceiver<Record>,
+        batch: Batch,
+        mut next: Option<&mut mpsc::UnboundedReceiver<Record>>,
         acks: &mpsc::Sender<Pending>,
-    ) -> bool {
+    ) -> Result<Option<Batch>, Stopped> {
         let shared = &self.shared;
-        let kafka = &shared.kafka;
-        {
-            let mut bytes = first.value.as_ref().map_or(0, Vec::len);
-            let mut batch = vec![first];
-            let linger = Instant::now() + Duration::from_millis(kafka.linger_ms);
-            while batch.len() < kafka.batch_records && bytes < kafka.batch_bytes {
-                let next = match rx.try_recv() {
-                    Ok(record) => Some(record),
-                    Err(_) if kafka.linger_ms > 0 => {
-                        tokio::time::timeout_at(linger.into(), rx.recv())
-                            .await
-                            .ok()
-                            .flatten()
-                    }
-                    Err(_) => None,
-                };
-                let Some(record) = next else { break };
-                bytes += record.value.as_ref().map_or(0, Vec::len);
-                batch.push(record);
-            }
-            let size = batch.iter().map(held_bytes).sum();
-            let (left, left_bytes) = self.queued.take(batch.len(), size);
-            if left <= kafka.queue_records / 2 && left_bytes <= kafka.queue_bytes / 2 {
-                let mut paused = self.paused.lock().expect("pause lock");
-                if *paused {
-                    shared.source.resume(&self.partition);
-                    *paused = false;
-                }
-            }
-            self.handle(batch, acks).await
-        }
-    }
-
-    /// Takes one batch to the producer; false when shutdown interrupted it.
-    async fn handle(&self, batch: Vec<Record>, acks: &mpsc::Sender<Pending>) -> bool {
-        let shared = &self.shared;
+        let Batch {
+            records: batch,
+            mut ran,
+        } = batch;
         PANIC_IN_WORKER.check(&batch);
-        let batch: Arc<[Record]> = batch.into();
+        let mut ahead: Option<Batch> = None;
         let mut start = 0;
         let mut attempt = 1;
         let mut host_panics = 0;
         let mut conflicts: u32 = 0;
         while start < batch.len() {
             if !self.lease.live() {
-                return true;
+                return Ok(None);
             }
-            let started = Instant::now();
-            let run = {
-                let (router, store, kafka) = (
-                    shared.router.clone(),
-                    shared.store.clone(),
-                    shared.kafka.clone(),
-                );
-                let records = batch.clone();
-                shared
-                    .pool
-                    .run(move |instances| {
-                        PANIC_IN_POOL.check(&records[start..]);
-                        router.run_batch(&records[start..], attempt, &store, instances, &kafka)
-                    })
-                    .await
-            };
-            let mut run = match run {
-                Ok(run) => run,
-                Err(PoolError::Stopped) => return false,
-                Err(PoolError::Panicked(why)) => {
-                    // A host bug. Nothing of the batch was committed: run it
-                    // again from the same record after a pause; the
-                    // partition waits, it never skips.
-                    host_panics += 1;
-                    tracing::error!(
-                        "{}[{}]@{}: {why} (a bug in the host); running the batch again",
-                        self.partition.0,
-                        self.partition.1,
-                        batch[start].offset
-                    );
-                    if !shared.sleep(shared.kafka.backoff(host_panics)).await {
-                        return false;
+            let Ran {
+                mut run,
+                view,
+                started,
+            } = match ran.take() {
+                Some(ran) => ran,
+                None => {
+                    let started = Instant::now();
+                    let view = Arc::new(BatchView::new(shared.store.clone()));
+                    match self
+                        .run_on_pool(batch.clone(), start, attempt, view.clone())
+                        .await
+                    {
+                        Ok(run) => Ran { run, view, started },
+                        Err(PoolError::Stopped) => return Err(Stopped),
+                        Err(PoolError::Panicked(why)) => {
+                            // Nothing of the batch was committed: run it
+                            // again after a pause.
+                            host_panics += 1;
+                            self.host_panic(&batch[start], &why);
+                            if !shared.sleep(shared.kafka.backoff(host_panics)).await {
+                                return Err(Stopped);
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
             // The effects move to the commit; the outcomes keep their records.
@@ -258,12 +236,31 @@ impl Worker {
                     .map(RecordOutcome::take_effects)
                     .collect(),
             );
-            let applied = match self.commit(effects).await {
-                Some(n) => n,
-                None => return false,
-            };
-            let took = started.elapsed();
             let done = run.done.len();
+            let whole = run.stop.is_none() && start + done == batch.len();
+            let applied = match next.as_deref_mut().filter(|_| whole && ahead.is_none()) {
+                Some(rx) => {
+                    let (applied, next) =
+                        tokio::join!(self.commit(effects), self.run_ahead(rx, &view));
+                    ahead = next?;
+                    if let Some(Batch {
+                        ran: ran @ Some(_), ..
+                    }) = &mut ahead
+                    {
+                        match ran {
+                            Some(r) if applied == Some(done) => r.view.settle(),
+                            _ => *ran = None,
+                        }
+                    }
+                    applied
+                }
+                None => self.commit(effects).await,
+            };
+            let Some(applied) = applied else {
+                return Err(Stopped);
+            };
+            drop(view);
+            let took = started.elapsed();
             let mut tally = Tally::new(shared, took / done.max(1) as u32);
             for (i, outcome) in run.done.into_iter().take(applied).enumerate() {
                 let record = &batch[start + i];
@@ -279,7 +276,7 @@ impl Worker {
                     // Revoked, or rewound after an abort: the records run
                     // again from the committed offset (their effects are
                     // kept).
-                    return true;
+                    return Ok(None);
                 }
                 tally.add(record, &outcome);
                 if i + 1 == applied {
@@ -297,7 +294,7 @@ impl Worker {
                 // so that a full queue there never keeps a commit waiting.
                 drop(hold);
                 if acks.send(pending).await.is_err() {
-                    return false;
+                    return Err(Stopped);
                 }
             }
             let conflicted = applied < done;
@@ -320,7 +317,7 @@ impl Worker {
                 if conflicts > 0 {
                     let pause = Duration::from_millis(1 << conflicts.min(6));
                     if !shared.sleep(pause).await {
-                        return false;
+                        return Err(Stopped);
                     }
                 }
                 continue;
@@ -332,12 +329,12 @@ impl Worker {
                 tracing::warn!(plugin = %stop.plugin, attempt, delay = ?stop.delay,
                     "{}[{}]@{}: {}; waiting", record.topic, record.partition, record.offset, stop.failure);
                 if !shared.sleep(stop.delay).await {
-                    return false;
+                    return Err(Stopped);
                 }
                 attempt += 1;
             }
         }
-        true
+        Ok(ahead)
     }
 
     /// Puts `record`'s progress into the open transaction: its next offset,

@@ -1,6 +1,7 @@
 //! A partition's queue between the consumer loop and its worker, bounded
 //! by records and bytes: a full queue pauses the partition in the
-//! consumer, and the worker resumes it below half.
+//! consumer, and the worker takes batches from it and resumes it below
+//! half.
 
 use super::{Offsets, Shared, Worker};
 use crate::config::KafkaConfig;
@@ -8,6 +9,7 @@ use crate::event::Record;
 use crate::kafka::source::{Lease, Partition};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// The handle the consumer loop keeps for one partition's worker.
@@ -130,5 +132,67 @@ impl Backlog {
             self.records.fetch_sub(records, Ordering::AcqRel) - records,
             self.bytes.fetch_sub(bytes, Ordering::AcqRel) - bytes,
         )
+    }
+}
+
+impl Worker {
+    /// Collects a batch starting with `first`: what is queued, and what
+    /// arrives within `kafka.linger_ms`, up to the batch's limits.
+    pub(super) async fn collect(
+        &self,
+        first: Record,
+        rx: &mut mpsc::UnboundedReceiver<Record>,
+    ) -> Vec<Record> {
+        let linger_ms = self.shared.kafka.linger_ms;
+        let linger = (linger_ms > 0).then(|| Instant::now() + Duration::from_millis(linger_ms));
+        self.take(first, rx, linger).await
+    }
+
+    /// Collects a batch of what is queued now, without waiting; `None` when
+    /// nothing is.
+    pub(super) async fn collect_ready(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Record>,
+    ) -> Option<Vec<Record>> {
+        let first = rx.try_recv().ok()?;
+        Some(self.take(first, rx, None).await)
+    }
+
+    /// Takes `first`, then what is queued and what arrives before `linger`,
+    /// into a batch of at most `kafka.batch_records` records or
+    /// `kafka.batch_bytes` bytes; resumes the partition once its queue is
+    /// below half.
+    async fn take(
+        &self,
+        first: Record,
+        rx: &mut mpsc::UnboundedReceiver<Record>,
+        linger: Option<Instant>,
+    ) -> Vec<Record> {
+        let kafka = &self.shared.kafka;
+        let mut bytes = first.value.as_ref().map_or(0, Vec::len);
+        let mut batch = vec![first];
+        while batch.len() < kafka.batch_records && bytes < kafka.batch_bytes {
+            let next = match (rx.try_recv(), linger) {
+                (Ok(record), _) => Some(record),
+                (Err(_), Some(at)) => tokio::time::timeout_at(at.into(), rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+                (Err(_), None) => None,
+            };
+            let Some(record) = next else { break };
+            bytes += record.value.as_ref().map_or(0, Vec::len);
+            batch.push(record);
+        }
+        let size = batch.iter().map(held_bytes).sum();
+        let (left, left_bytes) = self.queued.take(batch.len(), size);
+        if left <= kafka.queue_records / 2 && left_bytes <= kafka.queue_bytes / 2 {
+            let mut paused = self.paused.lock().expect("pause lock");
+            if *paused {
+                self.shared.source.resume(&self.partition);
+                *paused = false;
+            }
+        }
+        batch
     }
 }

@@ -14,7 +14,7 @@
 //! `kafka/txn/fired.rs`: the process stopped between that commit and the
 //! removal) is removed without firing again.
 
-use super::{Pending, Shared, Worker};
+use super::{Batch, Pending, Shared, Worker};
 use crate::kafka::source::Partition;
 use crate::kafka::txn::fired_key;
 use crate::router::{firing_id, firing_record, removal};
@@ -107,7 +107,7 @@ impl TimerClock {
     }
 
     /// Whether it is time to ask the store.
-    fn due(&self) -> bool {
+    pub(super) fn due(&self) -> bool {
         self.looked.elapsed() >= TIMER_POLL || self.next_due_ms.is_some_and(|d| d <= now_ms())
     }
 }
@@ -166,7 +166,7 @@ impl Worker {
                 return true;
             }
             let firings = due.iter().map(firing_record).collect();
-            if !self.handle(firings, acks).await {
+            if self.handle(Batch::new(firings), None, acks).await.is_err() {
                 return false;
             }
             // Look again at once: more may be due (those in flight are

@@ -220,6 +220,20 @@ impl Router {
         kafka: &KafkaConfig,
     ) -> BatchRun {
         let view = Arc::new(BatchView::new(store.clone()));
+        self.run_batch_in(records, attempt, &view, instances, kafka)
+    }
+
+    /// [`Router::run_batch`] reading through `view`, which the caller
+    /// keeps: a partition worker runs its next batch on a view after this
+    /// one's ([`BatchView::after`]) while this one commits.
+    pub(crate) fn run_batch_in(
+        &self,
+        records: &[Record],
+        attempt: u32,
+        view: &Arc<BatchView>,
+        instances: &mut Instances,
+        kafka: &KafkaConfig,
+    ) -> BatchRun {
         // Every record is decoded first, so that the batch's processed marks
         // are looked up together: one read transaction for the batch on
         // redb, one round trip on PostgreSQL, instead of one per record.
@@ -245,7 +259,7 @@ impl Router {
         // Under load (a long batch) only `SAMPLE` records run on shadows.
         let every = records.len().div_ceil(crate::shadow::SAMPLE).max(1);
         for (i, (record, prepared)) in records.iter().zip(prepared).enumerate() {
-            let outcome = self.route(record, prepared, &view, instances, i % every == 0);
+            let outcome = self.route(record, prepared, view, instances, i % every == 0);
             if let RecordOutcome::Routed { calls, .. } = &outcome {
                 let attempt = if i == 0 { attempt } else { 1 };
                 let waiting = calls.iter().find_map(|c| {

@@ -1,5 +1,7 @@
 //! [`BatchView`]: what the records of one partition's batch read while it
-//! runs, committed state with the batch's own earlier effects on top.
+//! runs, committed state with the batch's own earlier effects on top, and,
+//! for a batch run ahead while the one before it commits
+//! ([`BatchView::after`]), that batch's effects between the two.
 
 use super::{Effect, StateRead, StateStore};
 // foldhash rather than SipHash: a batch's maps are hashed a few times a
@@ -13,6 +15,10 @@ use std::sync::{Arc, Mutex};
 /// processed marks of the batch's earlier records on top.
 pub(crate) struct BatchView {
     base: Arc<dyn StateStore>,
+    /// The batch run before this one, while its commit is in flight: read
+    /// under this batch's own effects and over the store, until
+    /// [`BatchView::settle`] drops it.
+    before: Mutex<Option<Arc<BatchView>>>,
     overlay: Mutex<Overlay>,
 }
 
@@ -32,8 +38,48 @@ impl BatchView {
     pub(crate) fn new(base: Arc<dyn StateStore>) -> Self {
         BatchView {
             base,
+            before: Mutex::default(),
             overlay: Mutex::default(),
         }
+    }
+
+    /// A view for the batch after `before`'s, run while `before`'s commit
+    /// is in flight: it reads `before`'s writes and processed marks as
+    /// though committed. Its reads are checked at its own commit like any
+    /// other, so it may only be committed once `before`'s commit applied
+    /// every record; then [`BatchView::settle`] drops `before`.
+    pub(crate) fn after(base: Arc<dyn StateStore>, before: Arc<BatchView>) -> Self {
+        BatchView {
+            base,
+            before: Mutex::new(Some(before)),
+            overlay: Mutex::default(),
+        }
+    }
+
+    /// Forgets the batch before this one: its commit applied, so the store
+    /// answers for it. Keeps views from chaining.
+    pub(crate) fn settle(&self) {
+        self.before.lock().expect("before lock").take();
+    }
+
+    fn before(&self) -> Option<Arc<BatchView>> {
+        self.before.lock().expect("before lock").clone()
+    }
+
+    /// What this batch's own records wrote to `key`, if any wrote it.
+    fn staged(&self, plugin: &str, key: &str) -> Option<Option<Vec<u8>>> {
+        self.overlay
+            .lock()
+            .expect("overlay lock")
+            .writes
+            .get(&(plugin.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    /// The outputs this batch's own records produced for `event_id`.
+    fn marked(&self, plugin: &str, event_id: &str) -> Option<Vec<u8>> {
+        let overlay = self.overlay.lock().expect("overlay lock");
+        overlay.processed.get(plugin)?.get(event_id).cloned()
     }
 
     /// Puts one record's effects on top, for the records after it.
@@ -89,22 +135,23 @@ impl BatchView {
         plugin: &str,
         event_id: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
+        if let Some(outputs) = self.marked(plugin, event_id) {
+            return Ok(Some(outputs));
+        }
+        // Before this batch's own prefetch: that looked in the store while
+        // the batch before may not have been committed yet.
+        if let Some(outputs) = self.before().and_then(|b| b.marked(plugin, event_id)) {
+            return Ok(Some(outputs));
+        }
+        if self
+            .overlay
+            .lock()
+            .expect("overlay lock")
+            .unprocessed
+            .get(plugin)
+            .is_some_and(|ids| ids.contains(event_id))
         {
-            let overlay = self.overlay.lock().expect("overlay lock");
-            if let Some(outputs) = overlay
-                .processed
-                .get(plugin)
-                .and_then(|ids| ids.get(event_id))
-            {
-                return Ok(Some(outputs.clone()));
-            }
-            if overlay
-                .unprocessed
-                .get(plugin)
-                .is_some_and(|ids| ids.contains(event_id))
-            {
-                return Ok(None);
-            }
+            return Ok(None);
         }
         self.base.processed(plugin, event_id)
     }
@@ -113,12 +160,8 @@ impl BatchView {
 impl StateRead for BatchView {
     fn get(&self, plugin: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let found = self
-            .overlay
-            .lock()
-            .expect("overlay lock")
-            .writes
-            .get(&(plugin.to_string(), key.to_string()))
-            .cloned();
+            .staged(plugin, key)
+            .or_else(|| self.before()?.staged(plugin, key));
         match found {
             Some(value) => Ok(value),
             None => self.base.get(plugin, key),
@@ -158,6 +201,26 @@ mod tests {
         assert_eq!(view.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
         assert_eq!(view.processed("p", "e2").unwrap(), None);
         assert_eq!(view.processed("p", "e3").unwrap(), None);
+    }
+
+    #[test]
+    fn a_view_after_another_reads_its_effects_until_settled() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let first = Arc::new(BatchView::new(store.clone()));
+        first.apply(&[effect("e1", &[("a", Some(b"x")), ("b", Some(b"y"))])]);
+        let next = BatchView::after(store.clone(), first.clone());
+        // The prefetch looked in the store before e1 was committed.
+        next.prefetch(vec![("p".into(), "e1".into())]).unwrap();
+        next.apply(&[effect("e2", &[("b", Some(b"z"))])]);
+        assert_eq!(next.get("p", "a").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(next.get("p", "b").unwrap(), Some(b"z".to_vec()));
+        assert_eq!(next.processed("p", "e1").unwrap(), Some(b"out-e1".to_vec()));
+        assert_eq!(first.get("p", "b").unwrap(), Some(b"y".to_vec()));
+        next.settle();
+        // Settled, it reads the store, which has not got e1 here.
+        assert_eq!(next.get("p", "a").unwrap(), None);
+        assert_eq!(next.processed("p", "e1").unwrap(), None);
+        assert_eq!(Arc::strong_count(&first), 1);
     }
 
     #[test]
