@@ -99,6 +99,12 @@ pub async fn router_run_with(
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let end = Instant::now();
+            eprintln!(
+                "router: {} records handled ({} skipped), {} outputs",
+                stats.records.load(Ordering::Relaxed),
+                stats.skipped.load(Ordering::Relaxed),
+                stats.emitted.load(Ordering::Relaxed)
+            );
             let _ = tx.send(Run::new(started, first, end));
         }
     };

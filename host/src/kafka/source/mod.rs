@@ -13,7 +13,8 @@
 //! - [`Source::pause`] and [`Source::resume`] stop and restart fetching one
 //!   partition, for back-pressure: a full partition queue pauses only that
 //!   partition, never the consumer. Every assigned partition is resumed, so
-//!   a pause never outlives the assignment it was made under.
+//!   a pause never outlives the assignment it was made under. A resume
+//!   wakes the partition's fetcher at once (`wake.rs`).
 //! - The client's error callback tracks whether the brokers are reachable,
 //!   for `/readyz`.
 //! - With exactly-once ([`Source::new`]'s `transactional`), offsets are not
@@ -34,6 +35,7 @@
 
 mod callbacks;
 mod state;
+mod wake;
 
 pub use state::{Lease, Partition, SourceState};
 
@@ -50,8 +52,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The router's consumer.
 pub(crate) struct Source {
-    consumer: StreamConsumer<SourceContext>,
+    consumer: Arc<StreamConsumer<SourceContext>>,
     state: Arc<SourceState>,
+    waker: wake::Waker,
 }
 
 impl Source {
@@ -133,7 +136,13 @@ impl Source {
                 metrics,
             })?;
         consumer.subscribe(&["^.*"])?;
-        Ok(Source { consumer, state })
+        let consumer = Arc::new(consumer);
+        let waker = wake::Waker::start(Arc::downgrade(&consumer))?;
+        Ok(Source {
+            consumer,
+            state,
+            waker,
+        })
     }
 
     /// What the callbacks share.
@@ -203,8 +212,9 @@ impl Source {
 
     /// Fetches `partition` again.
     pub(crate) fn resume(&self, partition: &Partition) {
-        if let Err(e) = self.consumer.resume(&Self::list(partition)) {
-            tracing::debug!(topic = %partition.0, partition = partition.1, "resume: {e}");
+        match self.consumer.resume(&Self::list(partition)) {
+            Ok(()) => self.waker.wake(partition),
+            Err(e) => tracing::debug!(topic = %partition.0, partition = partition.1, "resume: {e}"),
         }
     }
 
