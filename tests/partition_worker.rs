@@ -192,16 +192,20 @@ fn data(record: &OutRecord) -> Value {
     serde_json::from_slice::<Value>(&record.value).unwrap()["data"].clone()
 }
 
+/// The `count` of each output: the echo guest's calls so far.
+fn counts(produced: &[OutRecord]) -> Vec<u64> {
+    produced
+        .iter()
+        .map(|r| data(r)["count"].as_u64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_run_in_order_and_offsets_only_grow() {
     let records = (0..200).map(|i| record(i, "order.created")).collect();
     let (produced, stored, _) = run(records, &[], |_| {}).await;
-    let counts: Vec<u64> = produced
-        .iter()
-        .map(|r| data(r)["count"].as_u64().unwrap())
-        .collect();
     assert_eq!(
-        counts,
+        counts(&produced),
         (1..=200).collect::<Vec<_>>(),
         "one call each, in order"
     );
@@ -228,12 +232,8 @@ async fn a_batch_run_while_the_one_before_commits_reads_its_writes() {
     let store = Arc::new(SlowStore(MemoryStore::new()));
     let (produced, stored, _) =
         run_counted(records, &[], |k| k.batch_records = 10, store, stats.clone()).await;
-    let counts: Vec<u64> = produced
-        .iter()
-        .map(|r| data(r)["count"].as_u64().unwrap())
-        .collect();
     assert_eq!(
-        counts,
+        counts(&produced),
         (1..=200).collect::<Vec<_>>(),
         "one call each, in order"
     );
