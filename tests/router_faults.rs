@@ -700,7 +700,13 @@ fn a_partition_task_that_panics_stops_the_router_and_a_restart_skips_nothing() {
     for t in ["w.in", "w.in.dlq", "echo.w.in"] {
         broker.create_topic(t, 1);
     }
-    let config = kit::echo_config(dir.path(), r#"subscribe.topics = ["w.in"]"#);
+    // A long time limit: the first call after the restart, on a cold
+    // instance of a debug build, once took over the default second while
+    // the suite loaded both cores, and was dead-lettered as a timeout.
+    let config = kit::echo_config(
+        dir.path(),
+        "subscribe.topics = [\"w.in\"]\ntimeout_ms = 30000",
+    );
     let start = |env: &[(&str, &str)]| {
         Router::start_with(
             &config,

@@ -50,7 +50,9 @@ impl Batch {
 
 /// A batch's run and the view it read through.
 pub(super) struct Ran {
+    /// What the run did.
     pub(super) run: BatchRun,
+    /// The view it read through, which the batch after it reads through.
     pub(super) view: Arc<BatchView>,
     /// When the run started, for the per-record time.
     pub(super) started: Instant,
