@@ -39,6 +39,9 @@ pub enum PoolError {
 pub struct WorkerPool {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     size: usize,
+    /// Batches that may be run ahead of their turn at once, one per worker
+    /// (see [`WorkerPool::ahead`]).
+    ahead: Arc<tokio::sync::Semaphore>,
 }
 
 impl WorkerPool {
@@ -73,6 +76,7 @@ impl WorkerPool {
         Ok(WorkerPool {
             jobs: Mutex::new(Some(tx)),
             size,
+            ahead: Arc::new(tokio::sync::Semaphore::new(size)),
         })
     }
 
@@ -93,6 +97,18 @@ impl WorkerPool {
     /// How many workers it has.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// A permit to run a batch ahead of its turn, while the batch before it
+    /// commits; `None` when as many batches as there are workers hold one.
+    ///
+    /// A batch run ahead keeps its outcomes and its view until the batch
+    /// before it is committed. With a batch ahead on every partition at
+    /// once, a router at 12 partitions held about 10 MB more at its peak
+    /// (BENCHMARKS.md, P5 and hot path item 28); one a worker keeps every
+    /// worker busy, which is all running ahead is for.
+    pub(crate) fn ahead(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.ahead.clone().try_acquire_owned().ok()
     }
 
     /// Runs `job` on a worker with that worker's instances.
@@ -206,5 +222,16 @@ mod tests {
             Ok(7),
             "the one worker still runs jobs"
         );
+    }
+
+    #[test]
+    fn as_many_batches_run_ahead_at_once_as_there_are_workers() {
+        let engine = Arc::new(Engine::new(crate::engine::EngineOptions::default()).unwrap());
+        let pool = WorkerPool::new(engine, 2).unwrap();
+        let (first, second) = (pool.ahead(), pool.ahead());
+        assert!(first.is_some() && second.is_some());
+        assert!(pool.ahead().is_none(), "a third waits its turn");
+        drop(first);
+        assert!(pool.ahead().is_some(), "a permit given back is taken again");
     }
 }

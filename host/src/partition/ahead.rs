@@ -17,6 +17,10 @@
 //!   seeing the state the ones before it wrote.
 //! - Nothing is run ahead of a batch that stopped at a record that must
 //!   wait, or while timers are due (they fire between batches).
+//! - At most one batch a plugin worker is run ahead at once, across every
+//!   partition ([`WorkerPool::ahead`](crate::pool::WorkerPool::ahead)):
+//!   more would not keep the workers any busier, and each holds its
+//!   outcomes until the batch before it commits.
 //! - Nothing of a batch run ahead is committed or produced before the batch
 //!   before it is; a batch run ahead when the worker stops is dropped, and
 //!   its records are delivered again, as queued records are.
@@ -28,7 +32,7 @@ use crate::router::BatchRun;
 use crate::state::BatchView;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 /// A batch to handle: its records, and its run when it ran ahead.
 pub(super) struct Batch {
@@ -56,6 +60,9 @@ pub(super) struct Ran {
     pub(super) view: Arc<BatchView>,
     /// When the run started, for the per-record time.
     pub(super) started: Instant,
+    /// When it ran ahead, its share of the pool's budget for that, given
+    /// back when the batch's turn comes.
+    pub(super) ahead: Option<OwnedSemaphorePermit>,
 }
 
 /// The worker is stopping: what it holds is dropped, to be delivered again.
@@ -81,6 +88,26 @@ impl Worker {
             .await
     }
 
+    /// Runs `records[start..]` in its turn, on a view of the store.
+    pub(super) async fn run_now(
+        &self,
+        records: Arc<[Record]>,
+        start: usize,
+        attempt: u32,
+    ) -> Result<Ran, PoolError> {
+        let started = Instant::now();
+        let view = Arc::new(BatchView::new(self.shared.store.clone()));
+        let run = self
+            .run_on_pool(records, start, attempt, view.clone())
+            .await?;
+        Ok(Ran {
+            run,
+            view,
+            started,
+            ahead: None,
+        })
+    }
+
     /// Takes what is queued into the next batch and runs it after `before`,
     /// whose commit is in flight; `None` when nothing is queued. When a host
     /// bug fails the run, the batch comes back without it, to run again.
@@ -89,6 +116,9 @@ impl Worker {
         rx: &mut mpsc::UnboundedReceiver<Record>,
         before: &Arc<BatchView>,
     ) -> Result<Option<Batch>, Stopped> {
+        let Some(permit) = self.shared.pool.ahead() else {
+            return Ok(None);
+        };
         let Some(records) = self.collect_ready(rx).await else {
             return Ok(None);
         };
@@ -99,7 +129,14 @@ impl Worker {
             .run_on_pool(batch.records.clone(), 0, 1, view.clone())
             .await
         {
-            Ok(run) => batch.ran = Some(Ran { run, view, started }),
+            Ok(run) => {
+                batch.ran = Some(Ran {
+                    run,
+                    view,
+                    started,
+                    ahead: Some(permit),
+                })
+            }
             Err(PoolError::Stopped) => return Err(Stopped),
             Err(PoolError::Panicked(why)) => self.host_panic(&batch.records[0], &why),
         }

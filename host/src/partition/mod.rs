@@ -46,7 +46,7 @@ use crate::kafka::txn::{Hold, Transactions};
 use crate::metrics::Metrics;
 use crate::pool::{PoolError, WorkerPool};
 use crate::router::{RecordOutcome, Router};
-use crate::state::{BatchView, StateStore};
+use crate::state::StateStore;
 use ack::ack_in_order;
 use ahead::{Batch, Ran, Stopped};
 use count::Tally;
@@ -205,16 +205,12 @@ impl Worker {
                 mut run,
                 view,
                 started,
+                ahead: permit,
             } = match ran.take() {
                 Some(ran) => ran,
                 None => {
-                    let started = Instant::now();
-                    let view = Arc::new(BatchView::new(shared.store.clone()));
-                    match self
-                        .run_on_pool(batch.clone(), start, attempt, view.clone())
-                        .await
-                    {
-                        Ok(run) => Ran { run, view, started },
+                    match self.run_now(batch.clone(), start, attempt).await {
+                        Ok(ran) => ran,
                         Err(PoolError::Stopped) => return Err(Stopped),
                         Err(PoolError::Panicked(why)) => {
                             // Nothing of the batch was committed: run it
@@ -229,6 +225,8 @@ impl Worker {
                     }
                 }
             };
+            // A batch run ahead is the current one now: its permit goes back.
+            drop(permit);
             // The effects move to the commit; the outcomes keep their records.
             let effects = Arc::new(
                 run.done
