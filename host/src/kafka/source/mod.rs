@@ -261,7 +261,8 @@ impl Source {
     }
 
     /// Moves `partitions` back to their committed offsets (the beginning
-    /// where none is committed) and resumes them; records fetched before
+    /// where none is committed) and resumes them, waking their fetchers as
+    /// [`Source::resume`] does; records fetched before
     /// are dropped by librdkafka (and by the consumer loop until this
     /// returns, see [`SourceState::rewinding`]). Blocking: run it off the
     /// runtime. A partition no longer assigned is skipped.
@@ -294,8 +295,13 @@ impl Source {
                     anyhow::bail!("seeking {}[{}]: {err}", e.topic(), e.partition());
                 }
             }
-            if let Err(e) = self.consumer.resume(&list) {
-                tracing::debug!("resuming rewound partitions: {e}");
+            match self.consumer.resume(&list) {
+                Ok(()) => {
+                    for e in list.elements() {
+                        self.waker.wake(&(e.topic().to_string(), e.partition()));
+                    }
+                }
+                Err(e) => tracing::debug!("resuming rewound partitions: {e}"),
             }
         }
         let mut rewinding = self.state.rewinding.lock().expect("rewind lock");
